@@ -1,0 +1,315 @@
+"""One IBISAgent episode: one 2D image, one target, a sequence of observe -> propose -> decide ->
+segment steps.
+
+The episode keeps the whole state (mask, the tool's prior, every click with its origin, the
+steps) and a stack of snapshots so `undo` returns exactly to the previous state. The person (or
+a batch decision callback) stays in charge: the policy only *proposes*; `apply` takes whatever
+clicks were decided, any number per step.
+
+Stop rules follow the reference: the policy terminates, its output cannot be parsed, it proposes
+the same action three times in a row, or the step limit is reached. Each sets `stop_reason`.
+Stops are advice to the person: applying clicks afterwards is allowed and clears the stop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+from .actions import TERMINATE, Action, parse_response
+from .clicks import AGENT, Click
+from .imaging import check_mask
+from .policies.base import Observation, Policy
+from .segmenters.base import Segmenter
+
+STOP_TERMINATED = "terminated"
+STOP_UNPARSEABLE = "unparseable"
+STOP_REPEATED = "repeated"
+STOP_STEP_LIMIT = "step-limit"
+STOP_USER = "stopped-by-user"
+
+ACCEPTED = "accepted"  # the proposed click, unchanged
+EDITED = "edited"  # the proposal was moved, flipped, deleted or joined by other clicks
+USER_ONLY = "user"  # clicks with no proposal pending
+
+
+@dataclass
+class Proposal:
+    """What the policy proposed at one step, and how long it took."""
+
+    step: int
+    policy: str
+    raw_text: str
+    reasoning: str
+    action: Optional[Action]
+    answer: Optional[str]
+    error: Optional[str]
+    click: Optional[Click]
+    clamped: bool
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "policy": self.policy,
+            "reasoning": self.reasoning,
+            "action": self.action.to_text() if self.action else None,
+            "answer": self.answer,
+            "error": self.error,
+            "click": self.click.to_dict() if self.click else None,
+            "clamped": self.clamped,
+            "seconds": round(self.seconds, 6),
+            "raw_text": self.raw_text,
+        }
+
+
+@dataclass
+class Step:
+    """One applied step: the clicks decided, the proposal they answered, the tool's result."""
+
+    index: int
+    clicks: List[Click]
+    decision: str
+    proposal: Optional[Proposal]
+    mask_pixels: int
+    score: float
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.index,
+            "decision": self.decision,
+            "clicks": [c.to_dict() for c in self.clicks],
+            "proposal": self.proposal.to_dict() if self.proposal else None,
+            "mask_pixels": self.mask_pixels,
+            "score": self.score,
+            "seconds": round(self.seconds, 6),
+        }
+
+
+@dataclass
+class _Snapshot:
+    mask: np.ndarray
+    prior_state: Optional[np.ndarray]
+    clicks: tuple
+    steps: tuple
+    recent_actions: tuple
+    stop_reason: Optional[str]
+    answer: Optional[str]
+
+
+#: A decision callback gets the proposal and returns the clicks to apply: ``[proposal.click]`` to
+#: accept, other clicks to override, ``[]`` to skip this proposal, None to stop the episode.
+Decide = Callable[[Proposal], Optional[Sequence[Click]]]
+
+
+@dataclass
+class EpisodeResult:
+    mask: np.ndarray
+    steps: List[Step]
+    stop_reason: Optional[str]
+    answer: Optional[str]
+    proposals: List[Proposal] = field(default_factory=list)
+
+
+class Episode:
+    """The state machine of one interactive segmentation.
+
+    ``image``: RGB uint8 (H, W, 3), display orientation. ``initial_mask``: the user's mask to
+    continue from (bool-like (H, W)), or None to start from nothing. The segmenter's image is
+    set here once; every later step reuses its embedding.
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        segmenter: Segmenter,
+        policy: Optional[Policy] = None,
+        request: str = "",
+        initial_mask: Optional[np.ndarray] = None,
+        max_steps: int = 20,
+        repeat_limit: int = 3,
+        image_is_set: bool = False,
+    ) -> None:
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1; got {max_steps}.")
+        self.image = np.asarray(image)
+        if not image_is_set:
+            segmenter.set_image(self.image)
+        self.segmenter = segmenter
+        self.policy = policy
+        self.request = request
+        self.max_steps = max_steps
+        self.repeat_limit = repeat_limit
+        shape = self.image.shape[:2]
+        if initial_mask is None:
+            self.mask = np.zeros(shape, dtype=bool)
+        else:
+            self.mask = check_mask(initial_mask, shape, "starting mask").copy()
+        self.initial_mask = self.mask.copy()
+        self.prior_state: Optional[np.ndarray] = None
+        self.clicks: List[Click] = []
+        self.steps: List[Step] = []
+        self.proposals: List[Proposal] = []
+        self.pending: Optional[Proposal] = None
+        self.stop_reason: Optional[str] = None
+        self.answer: Optional[str] = None
+        self._recent_actions: List[str] = []
+        self._history: List[_Snapshot] = []
+
+    # -- asking the policy ---------------------------------------------------------------------
+    def observation(self) -> Observation:
+        return Observation(self.image, self.mask.copy(), self.request, len(self.steps), tuple(self.clicks))
+
+    def propose(self) -> Proposal:
+        """Ask the policy for the next action; applies nothing. Sets `stop_reason` when a stop
+        rule fires (terminate, unparseable output, the same action repeated)."""
+        if self.policy is None:
+            raise RuntimeError("This episode has no policy; give one to Episode(...) to get proposals.")
+        started = time.perf_counter()
+        raw = self.policy.respond(self.observation())
+        seconds = time.perf_counter() - started
+        parsed = parse_response(raw)
+        click, clamped = None, False
+        if parsed.action is not None and parsed.action.is_point:
+            rows, cols = self.mask.shape
+            x, y, clamped = parsed.action.to_pixel(cols, rows)
+            click = Click(x, y, parsed.action.kind == "positive", AGENT)
+        proposal = Proposal(
+            len(self.steps), self.policy.name, parsed.raw, parsed.reasoning, parsed.action,
+            parsed.answer, parsed.error, click, clamped, seconds,
+        )
+        self.proposals.append(proposal)
+        self.pending = proposal
+        self._check_stop(proposal)
+        return proposal
+
+    def _check_stop(self, proposal: Proposal) -> None:
+        if proposal.error is not None:
+            self.stop_reason = STOP_UNPARSEABLE
+            return
+        if proposal.action.kind == TERMINATE:
+            self.stop_reason = STOP_TERMINATED
+            self.answer = proposal.answer
+            return
+        self._recent_actions.append(proposal.action.to_text())
+        tail = self._recent_actions[-self.repeat_limit:]
+        if len(tail) == self.repeat_limit and len(set(tail)) == 1:
+            self.stop_reason = STOP_REPEATED
+
+    # -- changing the mask ---------------------------------------------------------------------
+    def apply(self, clicks: Sequence[Click]) -> Step:
+        """Add the decided clicks (one or more) and run the segmentation tool once.
+
+        The pending proposal, if any, is recorded with the step; the decision says whether it
+        was accepted unchanged or edited. On any error the episode is left unchanged.
+        """
+        clicks = list(clicks)
+        if not clicks:
+            raise ValueError("No clicks to apply; to pass on a proposal, call skip() instead.")
+        started = time.perf_counter()
+        prediction = self.segmenter.predict(self.clicks + clicks, self.mask, self.prior_state)
+        seconds = time.perf_counter() - started
+        proposal = self.pending
+        if proposal is None:
+            decision = USER_ONLY
+        elif proposal.click is not None and clicks == [proposal.click]:
+            decision = ACCEPTED
+        else:
+            decision = EDITED
+        self._push()
+        self.clicks.extend(clicks)
+        self.mask = prediction.mask
+        self.prior_state = prediction.state
+        step = Step(len(self.steps) + 1, clicks, decision, proposal, int(prediction.mask.sum()), float(prediction.score), seconds)
+        self.steps.append(step)
+        self.pending = None
+        self.stop_reason = None
+        return step
+
+    def skip(self) -> None:
+        """Drop the pending proposal without applying anything."""
+        self.pending = None
+
+    def replace_mask(self, mask: np.ndarray) -> None:
+        """Start again from a mask the user edited by hand; earlier clicks no longer apply.
+        Undo brings the previous mask and clicks back."""
+        new_mask = check_mask(mask, self.mask.shape, "new mask").copy()
+        self._push()
+        self.mask = new_mask
+        self.prior_state = None
+        self.clicks = []
+        self.pending = None
+        self.stop_reason = None
+
+    def undo(self) -> bool:
+        """Return exactly to the state before the last `apply` or `replace_mask`. False if
+        there is nothing to undo."""
+        if not self._history:
+            return False
+        snap = self._history.pop()
+        self.mask = snap.mask
+        self.prior_state = snap.prior_state
+        self.clicks = list(snap.clicks)
+        self.steps = list(snap.steps)
+        self._recent_actions = list(snap.recent_actions)
+        self.stop_reason = snap.stop_reason
+        self.answer = snap.answer
+        self.pending = None
+        return True
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._history)
+
+    def _push(self) -> None:
+        self._history.append(
+            _Snapshot(
+                self.mask, self.prior_state, tuple(self.clicks), tuple(self.steps),
+                tuple(self._recent_actions), self.stop_reason, self.answer,
+            )
+        )
+
+    # -- batch ---------------------------------------------------------------------------------
+    def run(
+        self,
+        max_steps: Optional[int] = None,
+        decide: Optional[Decide] = None,
+        on_step: Optional[Callable[[Step], None]] = None,
+    ) -> EpisodeResult:
+        """Propose and apply until a stop rule fires or ``max_steps`` steps exist.
+
+        Without ``decide`` every proposal is accepted as is. ``on_step`` is called after each
+        applied step (progress bars, pictures).
+        """
+        limit = self.max_steps if max_steps is None else max_steps
+        proposals_without_step = 0
+        while True:
+            if len(self.steps) >= limit:
+                self.stop_reason = STOP_STEP_LIMIT
+                break
+            proposal = self.propose()
+            if self.stop_reason is not None:
+                break
+            clicks = [proposal.click] if decide is None else decide(proposal)
+            if clicks is None:
+                self.stop_reason = STOP_USER
+                break
+            if not clicks:
+                self.skip()
+                proposals_without_step += 1
+                if proposals_without_step >= limit:
+                    self.stop_reason = STOP_USER
+                    break
+                continue
+            proposals_without_step = 0
+            step = self.apply(clicks)
+            if on_step is not None:
+                on_step(step)
+        return self.result()
+
+    def result(self) -> EpisodeResult:
+        return EpisodeResult(self.mask.copy(), list(self.steps), self.stop_reason, self.answer, list(self.proposals))

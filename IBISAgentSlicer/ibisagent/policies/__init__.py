@@ -1,0 +1,29 @@
+"""Policies by name, imported only when built (the qwen policy pulls in torch/transformers)."""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Observation, Policy
+
+#: name -> "module:builder". Builders take keyword options and return a Policy.
+POLICIES = {
+    "heuristic": "ibisagent.policies.heuristic:build",
+    "simulated": "ibisagent.policies.simulated:build",
+    "qwen": "ibisagent.policies.qwen:build",
+    "openai": "ibisagent.policies.openai:build",
+}
+
+#: The weight-free default: it needs no checkpoint and says so in its description.
+DEFAULT_POLICY = "heuristic"
+
+
+def build_policy(name: str = DEFAULT_POLICY, **options) -> Policy:
+    if name not in POLICIES:
+        raise ValueError(f"Unknown policy {name!r}; choose one of: {', '.join(POLICIES)}.")
+    module_name, builder = POLICIES[name].split(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, builder)(**options)
+
+
+__all__ = ["Observation", "Policy", "POLICIES", "DEFAULT_POLICY", "build_policy"]
