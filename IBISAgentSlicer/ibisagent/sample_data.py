@@ -80,3 +80,38 @@ def _brain_centre(mask: np.ndarray, axis: int) -> int:
     other = tuple(a for a in range(3) if a != axis)
     counts = mask.sum(axis=other)
     return int(np.argmax(counts))
+
+
+ROUGHNESS = ("eroded", "cut", "leaky")
+
+
+def rough_mask(truth: np.ndarray, kind: str = "cut", seed: int = 0) -> np.ndarray:
+    """A plausible rough first attempt at ``truth``, the kind a person asks the agent to fix.
+
+    ``eroded``: shrunk by about 4% of the object's size; ``cut``: a band through the object is
+    missing; ``leaky``: dilated, plus a blob spilling outside. Deterministic for a given seed.
+    """
+    from scipy import ndimage
+
+    truth = np.asarray(truth, dtype=bool)
+    if not truth.any():
+        raise ValueError("Cannot roughen an empty mask.")
+    rows, cols = np.nonzero(truth)
+    size = int(max(np.ptp(rows), np.ptp(cols))) + 1
+    rng = np.random.default_rng(seed)
+    if kind == "eroded":
+        return ndimage.binary_erosion(truth, iterations=max(1, int(0.04 * size)))
+    if kind == "cut":
+        mask = truth.copy()
+        centre = int(rng.integers(rows.min() + size // 4, rows.max() - size // 4 + 1))
+        half = max(2, int(0.08 * size))
+        mask[max(0, centre - half): centre + half, :] = False
+        return mask
+    if kind == "leaky":
+        mask = ndimage.binary_dilation(truth, iterations=max(1, int(0.03 * size)))
+        yy, xx = np.mgrid[: truth.shape[0], : truth.shape[1]]
+        edge = int(rng.integers(len(rows)))
+        radius = max(3, int(0.12 * size))
+        blob = (yy - rows[edge]) ** 2 + (xx - cols[edge]) ** 2 <= radius ** 2
+        return mask | blob
+    raise ValueError(f"Unknown roughness {kind!r}; choose one of: {', '.join(ROUGHNESS)}.")

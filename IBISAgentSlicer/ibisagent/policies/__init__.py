@@ -11,7 +11,7 @@ POLICIES = {
     "heuristic": "ibisagent.policies.heuristic:build",
     "simulated": "ibisagent.policies.simulated:build",
     "qwen": "ibisagent.policies.qwen:build",
-    "openai": "ibisagent.policies.openai:build",
+    "openai": "ibisagent.policies.openai_api:build",
 }
 
 #: The weight-free default: it needs no checkpoint and says so in its description.
