@@ -169,6 +169,7 @@ class Episode:
         rule fires (terminate, unparseable output, the same action repeated)."""
         if self.policy is None:
             raise RuntimeError("This episode has no policy; give one to Episode(...) to get proposals.")
+        self.stop_reason = None
         started = time.perf_counter()
         raw = self.policy.respond(self.observation())
         seconds = time.perf_counter() - started
@@ -301,7 +302,7 @@ class Episode:
             if not clicks:
                 self.skip()
                 proposals_without_step += 1
-                if proposals_without_step >= limit:
+                if proposals_without_step >= self.max_steps:
                     self.stop_reason = STOP_USER
                     break
                 continue

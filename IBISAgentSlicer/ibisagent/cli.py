@@ -1,0 +1,182 @@
+"""The `ibisagent` command: continue, eval, serve and demo.
+
+Each subcommand parses its options and calls library functions; errors a user can fix (missing
+files, bad options) are printed as one line and exit with status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+from . import __version__
+from .engine_options import add_engine_arguments, engine_options
+
+
+def _window(text: Optional[str]):
+    if text is None:
+        return None
+    if "," in text:
+        low, high = text.split(",", 1)
+        return float(low), float(high)
+    return text
+
+
+def _add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window", help="grey-level window: a CT preset (abdomen, soft-tissue, liver, lung, bone, "
+                        "brain) or LOW,HIGH; default: the slice's 1st-99th percentile")
+
+
+def _continue_parser(sub) -> None:
+    parser = sub.add_parser("continue", help="continue a mask on an image, accepting every proposal",
+                            description="Headless 'continue my mask': the agent proposes clicks, every proposal "
+                            "is accepted, and the final mask is written.")
+    parser.add_argument("--image", required=True, help="2D image (PNG, JPEG, NIfTI, NRRD) or a 3D volume")
+    parser.add_argument("--mask", help="your starting mask on the same grid (default: start from nothing)")
+    parser.add_argument("--request", required=True, help='what to segment, e.g. "Segment the liver."')
+    parser.add_argument("--out", required=True, help="final mask file (.nii.gz, .nrrd or .png)")
+    parser.add_argument("--max-steps", type=int, default=20)
+    parser.add_argument("--plane", choices=["axial", "coronal", "sagittal"], help="for volumes: the slice plane")
+    parser.add_argument("--index", type=int, help="for volumes: the slice index (default: the middle)")
+    parser.add_argument("--log", help="JSON step log (default: next to --out, ending .steps.json)")
+    parser.add_argument("--pictures", help="folder for a picture of every step")
+    parser.add_argument("--truth", help="reference mask, to print the IoU of every step")
+    _add_image_arguments(parser)
+    add_engine_arguments(parser)
+
+
+def _eval_parser(sub) -> None:
+    parser = sub.add_parser("eval", help="NoC evaluation with the simulated annotator",
+                            description="Evaluate a segmentation tool click by click on image/mask pairs "
+                            "matched by file name.")
+    parser.add_argument("--images", required=True, help="folder of 2D images")
+    parser.add_argument("--masks", required=True, help="folder of ground-truth masks with the same names")
+    parser.add_argument("--initial", help="folder of starting masks (continue-my-mask evaluation)")
+    parser.add_argument("--clicks", type=int, default=20)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--request", default="", help="request text for non-simulated policies")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_image_arguments(parser)
+    add_engine_arguments(parser)
+    parser.set_defaults(policy="simulated")
+
+
+def _demo_parser(sub) -> None:
+    parser = sub.add_parser("demo", help="continue a rough brain mask on a real MRI slice (bundled data)")
+    parser.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
+    parser.add_argument("--tissue", default="white", choices=["brain", "grey", "white"])
+    parser.add_argument("--plane", default="axial", choices=["axial", "coronal", "sagittal"])
+    parser.add_argument("--rough", default="cut", choices=["eroded", "cut", "leaky"], help="how the start is rough")
+    parser.add_argument("--max-steps", type=int, default=8)
+    add_engine_arguments(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ibisagent", description="IBISAgent: segmentation click by click.")
+    parser.add_argument("--version", action="version", version=f"ibisagent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _continue_parser(sub)
+    _eval_parser(sub)
+    _demo_parser(sub)
+    serve = sub.add_parser("serve", help="run the local agent server for 3D Slicer and scripts")
+    from .server import run as server_run
+
+    server_run.add_arguments(serve)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "continue":
+            return _run_continue(args)
+        if args.command == "eval":
+            return _run_eval(args)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(args)
+        from .server import run as server_run
+
+        return server_run.run(args) or 0
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        print(f"ibisagent {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+
+
+def _build_engine(args, truth_policy: bool = True):
+    """(segmenter, make_policy): ``make_policy(truth)`` gives the policy for one image; only the
+    simulated annotator uses the truth, other policies are built once and shared."""
+    from .policies import build_policy
+    from .segmenters import build_segmenter
+
+    policy_options, tool_options = engine_options(args)
+    segmenter = build_segmenter(args.segmenter, **tool_options)
+    if args.policy == "simulated":
+        return segmenter, lambda truth: build_policy("simulated", truth=truth)
+    policy = build_policy(args.policy, **policy_options)
+    return segmenter, lambda truth: policy
+
+
+def _run_continue(args) -> int:
+    from . import headless, image_io
+
+    if os.path.abspath(args.out) in {os.path.abspath(p) for p in (args.image, args.mask) if p}:
+        raise ValueError("--out must not overwrite the input image or mask; choose a new file name.")
+    window = _window(args.window)
+    image_rgb, where, image = headless.load_slice(args.image, args.plane, args.index, window)
+    shape = image_rgb.shape[:2]
+    start_volume = headless.read_matching_mask(args.mask, where, image, shape) if args.mask else None
+    initial = (where.take(start_volume) != 0 if where is not None else start_volume) if args.mask else None
+    truth = None
+    if args.truth:
+        truth_volume = headless.read_matching_mask(args.truth, where, image, shape)
+        truth = where.take(truth_volume) != 0 if where is not None else truth_volume
+    if args.policy == "simulated" and truth is None:
+        raise ValueError("The simulated policy needs the reference mask: give --truth.")
+    segmenter, make_policy = _build_engine(args)
+    policy = make_policy(truth)
+    report = headless.run_continue(image_rgb, segmenter, policy, args.request, initial, args.max_steps, truth,
+                                   args.pictures)
+    if where is None:
+        image_io.write_mask(args.out, report.result.mask, image)
+    else:
+        import numpy as np
+        import SimpleITK as sitk
+
+        base = start_volume if start_volume is not None else np.zeros(sitk.GetArrayViewFromImage(image).shape[:3], bool)
+        image_io.write_mask(args.out, where.put(base, report.result.mask), image)
+    log_path = args.log or _sibling(args.out, ".steps.json")
+    headless.write_log(log_path, report, policy, segmenter, args.request, truth is not None)
+    print(headless.final_iou_line(report, truth))
+    print(f"Wrote {args.out} and {log_path}" + (f"; pictures in {args.pictures}" if args.pictures else ""))
+    return 0
+
+
+def _sibling(path: str, suffix: str) -> str:
+    from .image_io import case_name
+
+    return os.path.join(os.path.dirname(os.path.abspath(path)), case_name(path) + suffix)
+
+
+def _run_eval(args) -> int:
+    from .evaluate import evaluate_folder
+
+    segmenter, make_policy = _build_engine(args)
+    summary = evaluate_folder(args.images, args.masks, args.out, segmenter, make_policy, args.clicks, args.initial,
+                              args.request, _window(args.window), progress=not args.no_progress)
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        print(f"{key:<{width}}  {value}")
+    print(f"Wrote per_case.csv, iou_vs_clicks.png, summary.json and skipped.txt to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Reading and writing images and masks: NIfTI, NRRD, PNG and JPEG, in 2D and 3D.
+
+SimpleITK does the file work. Arrays follow its order: a 2D image is [row, col] (plus a trailing
+channel axis for colour), a 3D volume is [k, j, i]. Geometry (spacing, origin, direction) is kept
+so masks are written back on exactly the grid they were read from.
+
+Volumes are sliced in *display orientation*: the volume is first reoriented to LPS axes, so the
+slice looks the way 3D Slicer's view of that plane shows it (axial and coronal: patient right on
+the left; sagittal: anterior on the left; superior or anterior at the top), whatever the file's
+own axis order or flips. `VolumeSlice.put` writes a 2D mask back into exactly that slice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".png", ".jpg", ".jpeg", ".mha", ".mhd")
+PLANES = ("axial", "coronal", "sagittal")
+
+
+def suffix_of(path: str) -> str:
+    """The file type suffix, with .nii.gz as one suffix; lower case."""
+    name = os.path.basename(str(path)).lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
+    return os.path.splitext(name)[1]
+
+
+def case_name(path: str) -> str:
+    """File name without its image suffix: how images and masks are paired."""
+    name = os.path.basename(str(path))
+    suffix = suffix_of(name)
+    return name[: len(name) - len(suffix)] if suffix else name
+
+
+def _check_readable(path: str) -> None:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such file: {path}")
+    if suffix_of(path) not in IMAGE_SUFFIXES:
+        raise ValueError(
+            f"Unsupported file type {suffix_of(path) or '(none)'!r} for {path}; "
+            f"use one of: {', '.join(IMAGE_SUFFIXES)}."
+        )
+
+
+def read_image(path: str) -> sitk.Image:
+    """Read any supported file into a SimpleITK image, with a clear error if that fails."""
+    path = str(path)
+    _check_readable(path)
+    try:
+        return sitk.ReadImage(path)
+    except RuntimeError as error:
+        raise ValueError(f"Could not read {path}: {str(error).strip().splitlines()[-1]}") from error
+
+
+def is_colour(image: sitk.Image) -> bool:
+    return image.GetNumberOfComponentsPerPixel() in (3, 4)
+
+
+def spatial_dimension(image: sitk.Image) -> int:
+    """2 for images (a 3D file with a single slice counts as 2D), 3 for volumes."""
+    if image.GetDimension() == 3 and image.GetSize()[2] == 1:
+        return 2
+    return image.GetDimension()
+
+
+def read_2d(path: str) -> Tuple[np.ndarray, sitk.Image]:
+    """A 2D image as an array [row, col] (grey) or [row, col, channel] (colour), plus the image
+    it came from (for its geometry). Raises ValueError for volumes."""
+    image = read_image(path)
+    if spatial_dimension(image) != 2:
+        raise ValueError(
+            f"{path} is a 3D volume of size {image.GetSize()}; choose a slice with --plane and --index."
+        )
+    array = sitk.GetArrayFromImage(image)
+    if image.GetDimension() == 3:
+        array = array[0]
+    return array, image
+
+
+def read_mask_2d(path: str, shape: Tuple[int, int]) -> np.ndarray:
+    """A 2D mask (any non-zero pixel is inside) that must match ``shape`` (rows, cols)."""
+    array, image = read_2d(path)
+    if is_colour(image):
+        array = array[..., :3].max(axis=-1)
+    if array.shape != tuple(shape):
+        raise ValueError(f"The mask {path} has shape {array.shape}, but the image has shape {tuple(shape)}.")
+    return array != 0
+
+
+def write_mask(path: str, mask: np.ndarray, reference: Optional[sitk.Image] = None) -> None:
+    """Write a bool mask (2D [row, col] or 3D [k, j, i]). PNG/JPEG get 0/255, other formats 0/1
+    uint8 on the reference image's grid when given."""
+    path = str(path)
+    suffix = suffix_of(path)
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"Cannot write a mask as {suffix or '(no suffix)'!r}; use .nii.gz, .nrrd or .png.")
+    mask = np.asarray(mask, dtype=bool)
+    if suffix in (".png", ".jpg", ".jpeg"):
+        if mask.ndim != 2:
+            raise ValueError("PNG and JPEG masks must be 2D; write volumes as .nii.gz or .nrrd.")
+        image = sitk.GetImageFromArray(mask.astype(np.uint8) * 255)
+    else:
+        image = sitk.GetImageFromArray(mask.astype(np.uint8))
+        if reference is not None:
+            _copy_geometry(image, reference)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    sitk.WriteImage(image, path, True)
+
+
+def _copy_geometry(target: sitk.Image, reference: sitk.Image) -> None:
+    if reference.GetDimension() == target.GetDimension():
+        if reference.GetSize() != target.GetSize():
+            raise ValueError(f"Mask size {target.GetSize()} differs from the image size {reference.GetSize()}.")
+        target.CopyInformation(reference)
+    elif reference.GetDimension() == 3 and target.GetDimension() == 2:
+        target.SetSpacing(reference.GetSpacing()[:2])
+        target.SetOrigin(reference.GetOrigin()[:2])
+
+
+@dataclass
+class VolumeSlice:
+    """One slice of a volume in display orientation, and how to put a 2D result back.
+
+    ``pixels``: [row, col] (or [row, col, channel]) as the view shows it. ``put(volume_mask,
+    slice_mask)`` returns a copy of ``volume_mask`` ([k, j, i] in the file's own order) with only
+    this slice replaced.
+    """
+
+    pixels: np.ndarray
+    plane: str
+    index: int
+    _orientation: str
+    _reference: sitk.Image
+
+    def take(self, volume_array: np.ndarray) -> np.ndarray:
+        """The same slice of another array on the file's grid (e.g. a mask) in display order."""
+        oriented = _to_lps(_array_like(volume_array, self._reference))
+        return _display_slice(sitk.GetArrayFromImage(oriented), self.plane, self.index).copy()
+
+    def put(self, volume_mask: np.ndarray, slice_mask: np.ndarray) -> np.ndarray:
+        image = _array_like(np.asarray(volume_mask).astype(np.uint8), self._reference)
+        oriented = sitk.GetArrayFromImage(_to_lps(image))
+        view = _display_slice(oriented, self.plane, self.index)
+        if view.shape != np.shape(slice_mask):
+            raise ValueError(f"The slice mask has shape {np.shape(slice_mask)}; the slice has {view.shape}.")
+        view[...] = np.asarray(slice_mask, dtype=np.uint8)
+        back = sitk.GetImageFromArray(oriented)
+        back.CopyInformation(_to_lps(image))
+        restored = sitk.DICOMOrient(back, self._orientation)
+        return sitk.GetArrayFromImage(restored) != 0
+
+
+def volume_slice(image: sitk.Image, plane: str, index: Optional[int] = None) -> VolumeSlice:
+    """Slice ``image`` (3D) along ``plane`` at ``index``, the middle by default.
+
+    ``index`` counts voxels along the volume's axis after reorienting to LPS: axial from the
+    inferior end, coronal from the anterior end, sagittal from the patient's right.
+    """
+    if plane not in PLANES:
+        raise ValueError(f"Unknown plane {plane!r}; choose one of: {', '.join(PLANES)}.")
+    if image.GetDimension() != 3:
+        raise ValueError("Only 3D volumes can be sliced; this image is 2D.")
+    orientation = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+    oriented = sitk.GetArrayFromImage(_to_lps(image))
+    axis = {"axial": 0, "coronal": 1, "sagittal": 2}[plane]
+    count = oriented.shape[axis]
+    if index is None:
+        index = count // 2
+    if not 0 <= index < count:
+        raise ValueError(f"Slice index {index} is outside 0..{count - 1} for the {plane} plane.")
+    return VolumeSlice(_display_slice(oriented, plane, index).copy(), plane, index, orientation, image)
+
+
+def _to_lps(image: sitk.Image) -> sitk.Image:
+    return sitk.DICOMOrient(image, "LPS")
+
+
+def _array_like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(np.asarray(array))
+    if image.GetSize() != reference.GetSize():
+        raise ValueError(f"Array of shape {np.shape(array)} does not match the volume size {reference.GetSize()}.")
+    image.CopyInformation(reference)
+    return image
+
+
+def _display_slice(lps_array: np.ndarray, plane: str, index: int) -> np.ndarray:
+    """A view (not a copy) into an LPS-ordered [k=S, j=P, i=L] array, in display orientation."""
+    if plane == "axial":  # rows anterior -> posterior (j up), cols right -> left (i up)
+        return lps_array[index, :, :]
+    if plane == "coronal":  # rows superior -> inferior (k down), cols right -> left
+        return lps_array[::-1, index, :]
+    return lps_array[::-1, :, index]  # sagittal: rows superior -> inferior, cols anterior -> posterior
