@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import DiskTool, ScriptedPolicy
+from engine_doubles import DiskTool, ScriptedPolicy
 from ibisagent.clicks import AGENT, USER, Click
 from ibisagent.episode import (
     ACCEPTED, EDITED, STOP_REPEATED, STOP_STEP_LIMIT, STOP_TERMINATED, STOP_UNPARSEABLE, USER_ONLY, Episode,
