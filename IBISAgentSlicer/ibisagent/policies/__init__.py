@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Observation, Policy
+from .base import Observation, Policy, PolicyError
 
 #: name -> "module:builder". Builders take keyword options and return a Policy.
 POLICIES = {
@@ -26,4 +26,4 @@ def build_policy(name: str = DEFAULT_POLICY, **options) -> Policy:
     return getattr(module, builder)(**options)
 
 
-__all__ = ["Observation", "Policy", "POLICIES", "DEFAULT_POLICY", "build_policy"]
+__all__ = ["Observation", "Policy", "PolicyError", "POLICIES", "DEFAULT_POLICY", "build_policy"]

@@ -17,6 +17,11 @@ import numpy as np
 from ..clicks import Click
 
 
+class PolicyError(RuntimeError):
+    """The policy could not get an answer from its model (server down, timeout, bad reply).
+    Raised by `Policy.respond`; the episode is left unchanged, so the caller may retry."""
+
+
 @dataclass(frozen=True)
 class Observation:
     """What a policy sees at one step.

@@ -37,12 +37,8 @@ import urllib.request
 from typing import Optional
 
 from ..imaging import MODEL_MAX_PIXELS
-from .base import Observation, Policy
+from .base import Observation, Policy, PolicyError
 from .prompts import load_templates
-
-
-class PolicyError(RuntimeError):
-    """The policy could not get an answer from its model."""
 
 
 class ServerUnreachable(PolicyError):

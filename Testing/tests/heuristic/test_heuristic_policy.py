@@ -1,0 +1,139 @@
+"""The weight-free heuristic policy on synthetic images where the right click is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ibisagent.actions import NEGATIVE, POSITIVE, TERMINATE, parse_response
+from ibisagent.clicks import Click
+from ibisagent.policies import DEFAULT_POLICY, build_policy
+from ibisagent.policies.base import Observation
+
+SIZE = 96
+
+
+def _disc(cy, cx, radius, size=SIZE):
+    yy, xx = np.mgrid[:size, :size]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
+
+
+def _scene(seed=0):
+    """A bright disc on a dark noisy background, RGB uint8, and the disc's true mask."""
+    rng = np.random.default_rng(seed)
+    truth = _disc(48, 48, 26)
+    grey = np.where(truth, 190.0, 40.0) + rng.normal(0.0, 8.0, truth.shape)
+    image = np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    return image, truth
+
+
+HOLE = _disc(42, 52, 7)
+LEAK = _disc(48, 82, 10) & ~_disc(48, 48, 26)
+
+
+def _ask(image, mask, clicks=(), request="Segment the bright disc."):
+    text = build_policy("heuristic").respond(Observation(image, mask, request, len(clicks), tuple(clicks)))
+    parsed = parse_response(text)
+    assert parsed.ok, parsed.error
+    return parsed
+
+
+def _pixel(parsed):
+    return parsed.action.to_pixel(SIZE, SIZE)[:2]
+
+
+def test_heuristic_is_the_default_and_says_it_is_not_the_model():
+    policy = build_policy()
+    assert DEFAULT_POLICY == "heuristic" and policy.name == "heuristic"
+    assert "weight-free heuristic" in policy.description
+    assert "not the IBISAgent model" in policy.description
+
+
+def test_first_proposals_fix_the_hole_and_the_leak_with_reasons_that_say_so():
+    image, truth = _scene()
+    rough = (truth & ~HOLE) | LEAK
+    first = _ask(image, rough)
+    # The leak is the larger error, so it comes first; after removing it the hole is next.
+    assert first.action.kind == NEGATIVE
+    x, y = _pixel(first)
+    assert LEAK[y, x]
+    assert "background" in first.reasoning and "removing" in first.reasoning
+    second = _ask(image, truth & ~HOLE, [])
+    assert second.action.kind == POSITIVE
+    x, y = _pixel(second)
+    assert HOLE[y, x]
+    assert "hole" in second.reasoning and "inside" in second.reasoning
+
+
+def test_clicks_land_well_inside_the_region_they_fix():
+    image, truth = _scene()
+    parsed = _ask(image, truth & ~HOLE)
+    x, y = _pixel(parsed)
+    assert np.hypot(x - 52, y - 42) <= 2.5  # the hole's centre is its deepest point
+
+
+def test_empty_mask_gives_a_positive_click_inside_the_bright_object():
+    image, truth = _scene()
+    parsed = _ask(image, np.zeros_like(truth))
+    assert parsed.action.kind == POSITIVE
+    x, y = _pixel(parsed)
+    assert _disc(48, 48, 20)[y, x]
+    assert "no mask yet" in parsed.reasoning.lower() and "bright disc" in parsed.reasoning
+
+
+def test_a_perfect_mask_terminates_with_an_answer():
+    image, truth = _scene()
+    parsed = _ask(image, truth)
+    assert parsed.action.kind == TERMINATE
+    assert parsed.answer and parsed.reasoning
+
+
+def test_no_pixel_is_proposed_twice_and_an_opposite_click_is_respected():
+    image, truth = _scene()
+    mask = truth & ~HOLE
+    seen = []
+    for _ in range(3):  # the tool never fixes the hole: each proposal must be a new pixel
+        parsed = _ask(image, mask, [Click(x, y, True) for x, y in seen])
+        if parsed.action.kind == TERMINATE:
+            break
+        assert _pixel(parsed) not in seen
+        seen.append(_pixel(parsed))
+    assert len(seen) >= 2
+    x, y = seen[0]
+    vetoed = _ask(image, mask, [Click(x, y, False)])  # someone said the hole is not target
+    if vetoed.action.kind != TERMINATE:
+        px, py = _pixel(vetoed)
+        assert not HOLE[py, px]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_output_always_parses_and_stays_on_the_image(seed):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (40 + seed * 7, 55, 3), dtype=np.uint8)
+    masks = [
+        np.zeros(image.shape[:2], bool),
+        np.ones(image.shape[:2], bool),
+        rng.random(image.shape[:2]) > 0.5,
+        _disc(20, 25, 3 + 3 * seed, size=max(image.shape[:2]))[: image.shape[0], : image.shape[1]],
+    ]
+    for mask in masks:
+        text = build_policy("heuristic").respond(Observation(image, mask, "", 0, ()))
+        parsed = parse_response(text)
+        assert parsed.ok, parsed.error
+        assert parsed.reasoning
+        if parsed.action.is_point:
+            assert not parsed.action.to_pixel(image.shape[1], image.shape[0])[2]
+
+
+def test_constant_image_still_answers():
+    image = np.full((30, 30, 3), 90, np.uint8)
+    parsed = _ask(image, np.zeros((30, 30), bool))
+    assert parsed.action.kind == POSITIVE
+
+
+def test_bad_options_and_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="Unknown heuristic policy option"):
+        build_policy("heuristic", temperature=0.1)
+    with pytest.raises(ValueError, match="min_fraction"):
+        build_policy("heuristic", min_fraction=2.0)
+    with pytest.raises(ValueError, match="RGB"):
+        build_policy("heuristic").respond(Observation(np.zeros((8, 8), np.uint8), np.zeros((8, 8), bool), "", 0))
