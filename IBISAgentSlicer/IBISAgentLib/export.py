@@ -1,0 +1,113 @@
+"""Writing segments to disk: a .seg.nrrd segmentation and a NIfTI (or NRRD) labelmap.
+
+Both files use the reference volume's geometry (origin, spacing, axis directions, extent), so
+they overlay the image they were drawn on in any viewer. The labelmap holds 1 for the first
+exported segment, 2 for the second, and so on, 0 elsewhere; the .seg.nrrd keeps segment names,
+colours and tags (including the IBISAgent click history).
+
+Nothing here changes the user's nodes or their storage nodes (the scene still saves where it
+did). Inside Slicer files are written with ``slicer.util.exportNode``; where there is no Slicer
+application (PyPI slicer-core, tests) a temporary MRML storage node writes them instead.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Sequence
+
+SEGMENTATION_EXTENSIONS = (".seg.nrrd",)
+LABELMAP_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr")
+
+
+class ExportError(RuntimeError):
+    """A file could not be written; the message names the file and the likely cause."""
+
+
+def _write_node(node, path: str, storage_class: str) -> None:
+    import slicer
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    if hasattr(slicer, "app") and hasattr(slicer.util, "exportNode"):
+        ok = slicer.util.exportNode(node, path)
+    else:
+        storage = slicer.mrmlScene.AddNewNodeByClass(storage_class)
+        try:
+            storage.SetFileName(path)
+            storage.SetUseCompression(True)
+            ok = bool(storage.WriteData(node))
+        finally:
+            slicer.mrmlScene.RemoveNode(storage)
+    if not ok or not os.path.exists(path):
+        raise ExportError(f"Could not write {path}; check that the folder exists and is writable.")
+
+
+def _segment_ids(segmentation_node, segment_ids: Optional[Sequence[str]]) -> List[str]:
+    segmentation = segmentation_node.GetSegmentation()
+    if segment_ids is None:
+        return [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+    ids = [segment_ids] if isinstance(segment_ids, str) else list(segment_ids)
+    for segment_id in ids:
+        if segmentation.GetSegment(segment_id) is None:
+            raise ExportError(f"The segmentation '{segmentation_node.GetName()}' has no segment {segment_id!r}.")
+    return ids
+
+
+def export_labelmap(segmentation_node, path: str, reference_volume, segment_ids: Optional[Sequence[str]] = None) -> str:
+    """Write the segments as one labelmap file (.nii.gz, .nii, .nrrd) in the reference volume's
+    geometry, using vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode."""
+    import slicer
+    import vtk
+
+    if not path.lower().endswith(LABELMAP_EXTENSIONS):
+        raise ExportError(f"{path}: a labelmap file must end with one of {', '.join(LABELMAP_EXTENSIONS)}.")
+    ids = vtk.vtkStringArray()
+    for segment_id in _segment_ids(segmentation_node, segment_ids):
+        ids.InsertNextValue(segment_id)
+    labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__IBISAgent_export__")
+    try:
+        ok = slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
+            segmentation_node, ids, labelmap, reference_volume,
+        )
+        if not ok:
+            raise ExportError(f"Slicer could not turn the segments of '{segmentation_node.GetName()}' into a labelmap.")
+        _write_node(labelmap, path, "vtkMRMLVolumeArchetypeStorageNode")
+    finally:
+        display = labelmap.GetDisplayNode()
+        if display is not None:
+            slicer.mrmlScene.RemoveNode(display)
+        slicer.mrmlScene.RemoveNode(labelmap)
+    return path
+
+
+def export_segmentation(segmentation_node, path: str, reference_volume, segment_ids: Optional[Sequence[str]] = None) -> str:
+    """Write the segments (all by default) as a .seg.nrrd in the reference volume's geometry."""
+    import slicer
+
+    if not path.lower().endswith(SEGMENTATION_EXTENSIONS):
+        raise ExportError(f"{path}: a segmentation file must end with .seg.nrrd.")
+    ids = _segment_ids(segmentation_node, segment_ids)
+    copy = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "__IBISAgent_export__")
+    try:
+        copy.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
+        for segment_id in ids:
+            if not copy.GetSegmentation().CopySegmentFromSegmentation(segmentation_node.GetSegmentation(), segment_id):
+                raise ExportError(f"Could not copy segment {segment_id!r} for saving.")
+        _write_node(copy, path, "vtkMRMLSegmentationStorageNode")
+    finally:
+        slicer.mrmlScene.RemoveNode(copy)
+    return path
+
+
+def save_segment(segmentation_node, segment_id: str, path: str, reference_volume) -> List[str]:
+    """Save one segment: ``path`` ending in .seg.nrrd gives a segmentation file, .nii.gz/.nii/
+    .nrrd a labelmap. A path with no such ending gets both, ``path + ".seg.nrrd"`` and
+    ``path + ".nii.gz"``. Returns the files written."""
+    lower = path.lower()
+    if lower.endswith(SEGMENTATION_EXTENSIONS):
+        return [export_segmentation(segmentation_node, path, reference_volume, [segment_id])]
+    if lower.endswith(LABELMAP_EXTENSIONS):
+        return [export_labelmap(segmentation_node, path, reference_volume, [segment_id])]
+    return [
+        export_segmentation(segmentation_node, path + ".seg.nrrd", reference_volume, [segment_id]),
+        export_labelmap(segmentation_node, path + ".nii.gz", reference_volume, [segment_id]),
+    ]

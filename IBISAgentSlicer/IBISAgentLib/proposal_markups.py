@@ -1,0 +1,220 @@
+"""Proposed and accepted clicks as markups control points, and each segment's click history.
+
+Two point lists (vtkMRMLMarkupsFiducialNode), both in RAS (mm):
+
+- **Proposals** ("IBISAgent proposals"): editable. The agent's proposed click is added here; the
+  user may drag it, flip its polarity, delete it, or place more points. `read_clicks` returns
+  exactly what is on screen.
+- **Accepted** ("IBISAgent clicks"): locked, a different glyph, dimmer colours. Shows the
+  clicks already applied to the worked slice.
+
+Polarity is the control point's *Selected* flag: selected = positive, drawn in the display
+node's SelectedColor (green); not selected = negative, drawn in its Color (red). One node per
+list keeps the user's editing in one place, and the Markups module's "selected" checkbox (or
+`flip`) flips polarity. Labels ("+" / "-") follow the flag; the flag is the truth.
+
+Origins: a point added by `show_proposal` remembers the agent's original pixel and polarity in
+its description. On reading, an unchanged point is ``agent``; a moved or flipped one is
+``user-moved``; any point without that description is ``user``.
+
+Click history: every applied step is appended to a JSON list stored as a tag of the segment
+(`HISTORY_TAG`), so it travels with the segment through segment switching and scene or
+.seg.nrrd saving. Each click is stored with its voxel (IJK) and RAS position.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import List, Optional, Sequence
+
+
+from ibisagent.clicks import AGENT, USER, USER_MOVED, Click
+
+from .slice_geometry import SliceGeometry
+
+PROPOSALS_NODE_NAME = "IBISAgent proposals"
+ACCEPTED_NODE_NAME = "IBISAgent clicks"
+#: Segment tag holding the click history (JSON list of steps).
+HISTORY_TAG = "IBISAgent.ClickHistory"
+#: Node attribute marking our point lists so they can be found again after a scene reload.
+ROLE_ATTRIBUTE = "IBISAgent.Role"
+
+POSITIVE_COLOR = (0.0, 1.0, 0.0)
+NEGATIVE_COLOR = (1.0, 0.0, 0.0)
+ACCEPTED_POSITIVE_COLOR = (0.13, 0.55, 0.13)
+ACCEPTED_NEGATIVE_COLOR = (0.6, 0.1, 0.1)
+
+_AGENT_DESCRIPTION = re.compile(r"^IBISAgent proposal col=(\d+) row=(\d+) (positive|negative)$")
+
+
+def _label(positive: bool) -> str:
+    return "+" if positive else "-"
+
+
+def _get_or_create_node(scene, name: str, role: str):
+    nodes = scene.GetNodesByClass("vtkMRMLMarkupsFiducialNode")
+    for index in range(nodes.GetNumberOfItems()):
+        node = nodes.GetItemAsObject(index)
+        if node.GetAttribute(ROLE_ATTRIBUTE) == role:
+            return node
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+    node.SetAttribute(ROLE_ATTRIBUTE, role)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def _style(node, positive_color, negative_color, glyph: str, scale: float, opacity: float) -> None:
+    display = node.GetDisplayNode()
+    if display is None:
+        return
+    display.SetSelectedColor(*positive_color)
+    display.SetColor(*negative_color)
+    display.SetGlyphTypeFromString(glyph)
+    display.SetGlyphScale(scale)
+    display.SetTextScale(scale)
+    display.SetOpacity(opacity)
+
+
+class ProposalMarkups:
+    """The two point lists for one worked slice (`geometry`). MRML only; main thread only."""
+
+    def __init__(self, geometry: SliceGeometry, scene=None) -> None:
+        if scene is None:
+            import slicer
+
+            scene = slicer.mrmlScene
+        self.geometry = geometry
+        self.scene = scene
+        self.proposals = _get_or_create_node(scene, PROPOSALS_NODE_NAME, "proposals")
+        self.accepted = _get_or_create_node(scene, ACCEPTED_NODE_NAME, "accepted")
+        _style(self.proposals, POSITIVE_COLOR, NEGATIVE_COLOR, "StarBurst2D", 3.0, 1.0)
+        _style(self.accepted, ACCEPTED_POSITIVE_COLOR, ACCEPTED_NEGATIVE_COLOR, "Circle2D", 2.0, 0.7)
+        self.proposals.SetLocked(False)
+        self.accepted.SetLocked(True)
+
+    # -- proposals -------------------------------------------------------------------------------
+    def _add_point(self, node, click: Click, description: str = "") -> int:
+        ras = self.geometry.pixel_to_ras(click.x, click.y)
+        index = node.AddControlPoint(float(ras[0]), float(ras[1]), float(ras[2]), _label(click.positive))
+        node.SetNthControlPointSelected(index, bool(click.positive))
+        node.SetNthControlPointDescription(index, description)
+        return index
+
+    def show_proposal(self, click: Click) -> int:
+        """Add the agent's proposed ``click`` (pixel coordinates) as an editable point."""
+        polarity = "positive" if click.positive else "negative"
+        return self._add_point(self.proposals, click, f"IBISAgent proposal col={click.x} row={click.y} {polarity}")
+
+    def add_user_point(self, col: int, row: int, positive: bool) -> int:
+        """Add a point placed by the user (console or widget) at pixel (col, row)."""
+        return self._add_point(self.proposals, Click(int(col), int(row), bool(positive), USER))
+
+    def flip(self, index: int) -> None:
+        """Flip the polarity of proposal point ``index``."""
+        positive = not self.proposals.GetNthControlPointSelected(index)
+        self.proposals.SetNthControlPointSelected(index, positive)
+        self.proposals.SetNthControlPointLabel(index, _label(positive))
+
+    def clear_proposals(self) -> None:
+        self.proposals.RemoveAllControlPoints()
+
+    def read_clicks(self) -> List[Click]:
+        """The proposal points exactly as they now stand, as pixel clicks with their origin.
+
+        Raises slice_geometry.SliceGeometryError (saying which point to fix) for points off the
+        worked slice or outside the image.
+        """
+        clicks = []
+        position = [0.0, 0.0, 0.0]
+        for index in range(self.proposals.GetNumberOfControlPoints()):
+            self.proposals.GetNthControlPointPosition(index, position)
+            col, row = self.geometry.ras_to_pixel(position)
+            positive = bool(self.proposals.GetNthControlPointSelected(index))
+            self.proposals.SetNthControlPointLabel(index, _label(positive))
+            match = _AGENT_DESCRIPTION.match(self.proposals.GetNthControlPointDescription(index) or "")
+            if match is None:
+                origin = USER
+            else:
+                unchanged = (int(match.group(1)), int(match.group(2)), match.group(3) == "positive") == (col, row, positive)
+                origin = AGENT if unchanged else USER_MOVED
+            clicks.append(Click(int(col), int(row), positive, origin))
+        return clicks
+
+    # -- accepted ------------------------------------------------------------------------------
+    def show_accepted(self, clicks: Sequence[Click]) -> None:
+        """Replace the locked list with ``clicks`` (pixel coordinates on the worked slice)."""
+        self.accepted.RemoveAllControlPoints()
+        for click in clicks:
+            index = self._add_point(self.accepted, click, click.origin)
+            self.accepted.SetNthControlPointLocked(index, True)
+
+    def remove(self) -> None:
+        """Take both point lists out of the scene (e.g. when the module is closed)."""
+        for node in (self.proposals, self.accepted):
+            if node is not None and node.GetScene() is not None:
+                self.scene.RemoveNode(node)
+
+
+# -- click history, stored with the segment -------------------------------------------------------
+def read_history(segmentation_node, segment_id: str) -> List[dict]:
+    """The segment's click history: a list of steps, oldest first (empty if none)."""
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    if segment is None:
+        return []
+    text = _get_tag(segment)
+    if not text:
+        return []
+    try:
+        history = json.loads(text)
+    except ValueError:
+        return []
+    return history if isinstance(history, list) else []
+
+
+def _get_tag(segment) -> Optional[str]:
+    import vtk
+
+    holder = vtk.reference("")
+    if segment.GetTag(HISTORY_TAG, holder):
+        return str(holder)
+    return None
+
+
+def write_history(segmentation_node, segment_id: str, history: List[dict]) -> None:
+    """Store ``history`` as the segment's `HISTORY_TAG` (compact JSON).
+
+    The .seg.nrrd header separates tags with "|", so "|" (possible only inside JSON strings) is
+    written as the JSON escape \\u007c; ``json.loads`` turns it back into "|".
+    """
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    segment.SetTag(HISTORY_TAG, json.dumps(history, separators=(",", ":")).replace("|", "\\u007c"))
+
+
+def history_entry(geometry: SliceGeometry, clicks: Sequence[Click], step: int, reasoning: str = "") -> dict:
+    """One applied step as stored in the history: the slice and each click's pixel, IJK, RAS."""
+    entry = {"step": int(step), "slice": geometry.to_dict(), "reasoning": reasoning, "clicks": []}
+    for click in clicks:
+        ijk = geometry.pixel_to_ijk(click.x, click.y)
+        ras = geometry.pixel_to_ras(click.x, click.y)
+        entry["clicks"].append({
+            **click.to_dict(),
+            "ijk": [int(v) for v in ijk],
+            "ras": [round(float(v), 4) for v in ras],
+        })
+    return entry
+
+
+def clicks_on_slice(history: List[dict], geometry: SliceGeometry) -> List[Click]:
+    """The clicks of ``history`` that were made on ``geometry``'s slice, oldest first."""
+    clicks = []
+    for entry in history:
+        for item in entry.get("clicks", []):
+            ijk = item.get("ijk")
+            if ijk is None or int(ijk[geometry.normal_axis]) != geometry.slice_index:
+                continue
+            if entry.get("slice", {}).get("normal_axis") != geometry.normal_axis:
+                continue
+            col, row = geometry.ijk_to_pixel(ijk)
+            clicks.append(Click(col, row, bool(item["positive"]), str(item.get("origin", USER))))
+    return clicks

@@ -1,0 +1,158 @@
+"""IBISAgentLogic against a real agent server on 127.0.0.1 (random free port), through the
+real torch-free client: the same episodes, edits, undo and failures as with the local engine."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the agent server needs the 'server' extra (fastapi, uvicorn)")
+uvicorn = pytest.importorskip("uvicorn", reason="the agent server needs the 'server' extra (fastapi, uvicorn)")
+
+from slicer_agents import DiskSegmenter, ScriptedPolicy, SimulatedPolicy, SwitchPolicy, point  # noqa: E402
+from test_slicer_logic import make_case, snapshot  # noqa: E402
+
+from IBISAgentLib import AgentStepError, proposal_markups  # noqa: E402
+from IBISAgentLib.logic import IBISAgentLogic  # noqa: E402
+from IBISAgentLib.slice_geometry import slice_geometry  # noqa: E402
+from ibisagent.clicks import USER, USER_MOVED, Click  # noqa: E402
+from ibisagent.client import AgentClient  # noqa: E402
+from ibisagent.segmenters import build_segmenter  # noqa: E402
+from ibisagent.server.app import make_app  # noqa: E402
+from ibisagent.server.settings import Settings  # noqa: E402
+from ibisagent.server.worker import Engine  # noqa: E402
+
+TOKEN = "test-token-e2e"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A real uvicorn server in a thread; ``policy.inner`` and ``tool`` are set by each test."""
+
+    def __init__(self, segmenter) -> None:
+        self.policy = SwitchPolicy()
+        self.tool = segmenter
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        settings = Settings(token=TOKEN, host="127.0.0.1", port=self.port)
+        app = make_app(settings, lambda: Engine(self.policy, self.tool))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> "Server":
+        self.thread.start()
+        deadline = time.time() + 30
+        with AgentClient(self.url, TOKEN, timeout=5) as client:
+            while time.time() < deadline:
+                try:
+                    if client.call("GET", "/health").get("ready"):
+                        return self
+                except Exception:  # noqa: BLE001 - not up yet
+                    pass
+                time.sleep(0.05)
+        raise RuntimeError("The test server did not become ready.")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def server():
+    running = Server(build_segmenter("sitk")).start()
+    yield running
+    running.stop()
+
+
+def remote_logic(server) -> IBISAgentLogic:
+    logic = IBISAgentLogic()
+    logic.connect(server.url, TOKEN, timeout=30)
+    return logic
+
+
+@pytest.mark.parametrize("view,orientation", [("Red", "flipped-permuted"), ("Yellow", "lps"), ("Green", "permuted")])
+def test_remote_episode_in_each_view(scene, server, view, orientation):
+    volume, segmentation, ids, truth = make_case(scene, orientation, view)
+    before = snapshot(segmentation, ids, volume)
+    geometry = slice_geometry(volume, view)
+    server.policy.inner = SimulatedPolicy(geometry.extract(truth).astype(bool), stop_iou=0.99)
+    result = remote_logic(server).continueMask(volume, segmentation, ids[0], "segment the box", view=view, maxSteps=6)
+    assert result["steps"]
+    after = snapshot(segmentation, ids, volume)
+    assert np.array_equal(after[1], before[1])
+    outside = np.ones(truth.shape, bool)
+    outside[geometry.kji_index()] = False
+    assert np.array_equal(after[0][outside], before[0][outside])
+    final = geometry.extract(after[0]).astype(bool)
+    target = geometry.extract(truth).astype(bool)
+    assert (final & target).sum() / (final | target).sum() > 0.8
+
+
+def test_remote_click_lands_on_expected_voxel_and_edits_reach_server(scene, server):
+    volume, segmentation, ids, _ = make_case(scene, "flipped-permuted", "Green")
+    server.policy.inner = ScriptedPolicy([point(0.6875, 0.25), point(0.5, 0.5)])
+    logic = remote_logic(server)
+    logic.startEpisode(volume, segmentation, ids[0], view="Green")
+    geometry = logic.episode.geometry
+    rows, cols = geometry.shape
+    proposal = logic.proposeNext()
+    col, row = int(0.6875 * cols), int(0.25 * rows)
+    assert (proposal["click"]["x"], proposal["click"]["y"]) == (col, row)
+    shown = np.array(logic.episode.markups.proposals.GetNthControlPointPosition(0))
+    assert np.allclose(shown, geometry.ijk_to_ras_point(geometry.pixel_to_ijk(col, row)))
+    # Drag, flip, add: exactly these reach the server.
+    markups = logic.episode.markups
+    markups.proposals.SetNthControlPointPosition(0, *[float(v) for v in geometry.pixel_to_ras(col - 1, row + 1)])
+    markups.flip(0)
+    markups.add_user_point(2, 2, True)
+    logic.acceptProposal()
+    expected = [Click(col - 1, row + 1, False, USER_MOVED), Click(2, 2, True, USER)]
+    state = logic.episode.session.state()
+    assert [Click.from_dict(c) for c in state["clicks"]] == expected
+    # Undo over the wire is bit-exact.
+    masks_before = snapshot(segmentation, ids, volume)
+    logic.proposeNext()
+    logic.acceptProposal()
+    assert logic.undo()
+    assert all(np.array_equal(a, b) for a, b in zip(snapshot(segmentation, ids, volume), masks_before))
+    assert [Click.from_dict(c) for c in logic.episode.session.state()["clicks"]] == expected
+    assert len(proposal_markups.read_history(segmentation, ids[0])) == 1
+    logic.finish()
+
+
+def test_server_gone_mid_episode_leaves_segment(scene):
+    running = Server(DiskSegmenter()).start()
+    try:
+        volume, segmentation, ids, _ = make_case(scene, "lps", "Red")
+        running.policy.inner = ScriptedPolicy([point(0.5, 0.5)])
+        logic = remote_logic(running)
+        logic.startEpisode(volume, segmentation, ids[0], view="Red")
+        logic.proposeNext()
+        before = snapshot(segmentation, ids, volume)
+    finally:
+        running.stop()
+    with pytest.raises(AgentStepError) as error:
+        logic.acceptProposal()
+    assert error.value.kind == "unavailable"
+    assert "Start the agent server" in str(error.value)
+    assert all(np.array_equal(a, b) for a, b in zip(snapshot(segmentation, ids, volume), before))
+    logic.finish()
+
+
+def test_wrong_token_is_reported(scene, server):
+    volume, segmentation, ids, _ = make_case(scene, "ras", "Red")
+    logic = IBISAgentLogic()
+    logic.connect(server.url, "not-the-token", timeout=10)
+    with pytest.raises(AgentStepError) as error:
+        logic.startEpisode(volume, segmentation, ids[0], view="Red")
+    assert error.value.kind == "authentication"
+    assert logic.episode is None
