@@ -1,0 +1,493 @@
+"""Client of the IBISAgent agent server: standard library + numpy only, imports on Python 3.9
+(Slicer's Python), never imports torch or the server.
+
+    with AgentClient("http://127.0.0.1:8765") as client:
+        session = client.open_session(rgb_slice, "Segment the liver.", mask=user_mask)
+        proposal = session.propose()
+        step = session.apply([Click(**proposal["click"])])   # session.mask follows
+
+What it promises:
+
+- The image travels once per session. Per step only clicks go up and only the changed box of
+  the mask comes back (`ibisagent.mask_codec`); `RemoteSession.mask` is kept bit-exact (CRC
+  checked) and is re-read whole if it ever falls out of step.
+- Errors are typed and say what to do: `ServerUnavailableError` (start `ibisagent serve`),
+  `AuthenticationError` (check the token), `SessionExpiredError`, `ServerBusyError` (wait),
+  `BadRequestError`, `IncompatibleServerError` (upgrade the older side), `ServerError`.
+- Nothing is lost: a failed call leaves the local mask as it was. When the server forgot the
+  session (idle expiry, restart) the session is rebuilt from local state (image, current mask,
+  request) and the call is repeated once, so the user's mask survives.
+- Timeouts: connect (5 s), read (``timeout``), and a longer read for the upload
+  (``upload_timeout``). A keep-alive connection found closed is reopened and the request sent
+  again; read-only calls are also retried once after other connection failures.
+
+Threading: one client may be shared by threads (calls are serialised on its connection), but
+the Slicer module should make all calls from one worker thread, never the GUI thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import logging
+import os
+import socket
+import threading
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from . import __version__, protocol
+from .clicks import Click
+from .image_codec import ImageCodecError, encode_image
+from .mask_codec import MaskCodecError, decode_mask, encode_mask
+
+log = logging.getLogger("ibisagent.client")
+
+DEFAULT_URL = f"http://{protocol.DEFAULT_HOST}:{protocol.DEFAULT_PORT}"
+
+
+# -- errors -----------------------------------------------------------------------------------
+class AgentError(Exception):
+    """Base of every client error; ``status`` and ``code`` come from the server when it answered."""
+
+    def __init__(self, message: str, status: Optional[int] = None, code: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+class ServerUnavailableError(AgentError):
+    """No answer: the server is not running, the URL is wrong, or it timed out. Usual fix: start
+    it with `ibisagent serve`, check the URL, or raise the timeout for a slow model."""
+
+
+class AuthenticationError(AgentError):
+    """401/403: the token is missing or wrong. Use the one `ibisagent serve` printed."""
+
+
+class SessionExpiredError(AgentError):
+    """410: the server no longer has the session (idle too long, closed, or restarted)."""
+
+
+class ServerBusyError(AgentError):
+    """503: the model queue or session table is full, or models are loading. Wait
+    ``retry_after`` seconds and try again."""
+
+    def __init__(self, message: str, retry_after: float = 2.0, status: Optional[int] = 503,
+                 code: Optional[str] = None) -> None:
+        super().__init__(message, status, code)
+        self.retry_after = retry_after
+
+
+class BadRequestError(AgentError, ValueError):
+    """4xx: the request was refused; the message says which value is wrong."""
+
+
+class IncompatibleServerError(AgentError):
+    """The server speaks another major API version, or lacks an endpoint this client needs."""
+
+
+class ServerError(AgentError):
+    """5xx: the model or the server failed; the session is unchanged on the server."""
+
+
+# -- transport --------------------------------------------------------------------------------
+_CONNECTION_LOST = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine, BrokenPipeError)
+
+
+class _Transport:
+    """One keep-alive HTTP connection with separate connect and read timeouts."""
+
+    def __init__(self, url: str, connect_timeout: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BadRequestError(f"The server URL must look like http://127.0.0.1:8765; got {url!r}.")
+        self.url = url
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._https else 80)
+        self._prefix = parts.path.rstrip("/")
+        self._connect_timeout = connect_timeout
+        self._conn: Optional[http.client.HTTPConnection] = None
+        self._lock = threading.Lock()
+        #: HTTP/1.1 bytes of requests and responses, start lines and headers included.
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    def request(self, method: str, path: str, body: Optional[bytes], headers: Dict[str, str],
+                read_timeout: float, idempotent: bool) -> Tuple[int, Dict[str, str], bytes]:
+        with self._lock:
+            for attempt in (1, 2):
+                reused = self._conn is not None
+                conn = self._conn or self._open()
+                try:
+                    conn.sock.settimeout(read_timeout)
+                    conn.request(method, self._prefix + path, body, headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                except socket.timeout:
+                    self._drop()
+                    raise ServerUnavailableError(
+                        f"The server at {self.url} did not answer within {read_timeout:g} s. It may be busy with "
+                        "a slow model: try again, or raise the client's timeout."
+                    ) from None
+                except (OSError, http.client.HTTPException) as error:
+                    self._drop()
+                    # A reused keep-alive connection the server had closed: the request never
+                    # reached it, so sending again is safe for every method.
+                    if attempt == 1 and (idempotent or (reused and isinstance(error, _CONNECTION_LOST))):
+                        continue
+                    raise ServerUnavailableError(
+                        f"Lost the connection to the agent server at {self.url} ({error}). "
+                        "Check that `ibisagent serve` is still running."
+                    ) from None
+                if response.will_close:
+                    self._drop()
+                pairs = response.getheaders()
+                self.bytes_sent += _message_size(f"{method} {self._prefix}{path} HTTP/1.1", headers.items(), body)
+                self.bytes_received += _message_size(f"HTTP/1.1 {response.status} {response.reason}", pairs, data)
+                return response.status, {k.lower(): v for k, v in pairs}, data
+        raise AssertionError("unreachable")
+
+    def _open(self) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        conn = kind(self._host, self._port, timeout=self._connect_timeout)
+        try:
+            conn.connect()
+        except OSError as error:
+            conn.close()
+            raise ServerUnavailableError(
+                f"Cannot reach the agent server at {self.url} ({error}). Start it with `ibisagent serve` "
+                "or check the URL."
+            ) from None
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+def _message_size(start_line: str, headers, body: Optional[bytes]) -> int:
+    """Size of an HTTP/1.1 message: start line, headers (plus the Host, Content-Length and
+    Accept-Encoding lines http.client adds, about 60 bytes), blank line, body."""
+    size = len(start_line) + 2 + sum(len(k) + len(v) + 4 for k, v in headers) + 2
+    return size + (len(body) if body else 0) + 60
+
+
+def _error_from(status: int, headers: Dict[str, str], data: bytes, path: str) -> AgentError:
+    code, message = None, ""
+    try:
+        detail = json.loads(data.decode("utf-8"))["error"]
+        code, message = detail.get("code"), str(detail.get("message", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message = data[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
+    if status in (401, 403):
+        return AuthenticationError(
+            f"The agent server refused the token: {message.rstrip('.')}. Check the token: pass the one `ibisagent serve` "
+            f"printed, set {protocol.TOKEN_ENV}, or read {protocol.token_file_path()}.", status, code)
+    if status == 410:
+        return SessionExpiredError(message, status, code)
+    if status == 503:
+        try:
+            retry = float(headers.get(protocol.RETRY_AFTER.lower(), "2"))
+        except ValueError:
+            retry = 2.0
+        return ServerBusyError(message, retry, status, code)
+    if status == 426 or (status in (404, 405) and code in (protocol.NOT_FOUND, protocol.METHOD_NOT_ALLOWED, None)):
+        return IncompatibleServerError(
+            f"The server does not support {path} ({message}); it is probably older or newer than this client "
+            f"(API {protocol.API_VERSION}). Upgrade the older side.", status, code)
+    if 400 <= status < 500:
+        return BadRequestError(message, status, code)
+    return ServerError(f"The agent server failed: {message}", status, code)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _find_token(token: Optional[str]) -> Optional[str]:
+    """The given token, else $IBISAGENT_TOKEN, else the server's token file if readable."""
+    if token:
+        return token
+    if os.environ.get(protocol.TOKEN_ENV):
+        return os.environ[protocol.TOKEN_ENV].strip()
+    try:
+        with open(protocol.token_file_path(), encoding="ascii") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
+def _as_mask(mask: Any, shape: Tuple[int, int]) -> np.ndarray:
+    array = np.asarray(mask)
+    if array.shape != tuple(shape):
+        raise BadRequestError(f"The mask has shape {array.shape}, but the image has shape {tuple(shape)}.")
+    if array.dtype == bool:
+        return array.copy()
+    if not np.issubdtype(array.dtype, np.number):
+        raise BadRequestError(f"The mask must be boolean or numeric; got {array.dtype}.")
+    if not np.all(np.isfinite(array)):
+        raise BadRequestError("The mask contains NaN or infinite values.")
+    return array != 0
+
+
+# -- client -----------------------------------------------------------------------------------
+class AgentClient:
+    """A connection to one agent server. A context manager; `close()` is safe to call twice."""
+
+    def __init__(self, url: str = DEFAULT_URL, token: Optional[str] = None, timeout: float = 30.0,
+                 upload_timeout: float = 120.0, connect_timeout: float = 5.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.upload_timeout = upload_timeout
+        self._transport = _Transport(url, connect_timeout)
+        self._token = _find_token(token)
+        self._info: Optional[Dict[str, Any]] = None
+
+    def __enter__(self) -> "AgentClient":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def traffic(self) -> Dict[str, int]:
+        """Bytes sent and received so far (HTTP framing included), for diagnostics."""
+        return {"sent": self._transport.bytes_sent, "received": self._transport.bytes_received}
+
+    def ping(self) -> bool:
+        """True if a server answers /health; never raises."""
+        try:
+            return bool(self.call("GET", protocol.HEALTH, timeout=min(self.timeout, 3.0), idempotent=True))
+        except Exception:
+            return False
+
+    def info(self, refresh: bool = False) -> Dict[str, Any]:
+        """The server's identity (version, api_version, policy, policy_description, segmenter,
+        device, capabilities, limits). Raises IncompatibleServerError on another major API."""
+        if self._info is None or refresh:
+            info = self.call("GET", protocol.INFO, idempotent=True)
+            server_api = str(info.get("api_version", "0.0"))
+            try:
+                compatible = protocol.api_major(server_api) == protocol.API_MAJOR
+            except ValueError:
+                compatible = False
+            if not compatible:
+                raise IncompatibleServerError(
+                    f"The agent server speaks API {server_api}; this client (ibisagent {__version__}) speaks "
+                    f"{protocol.API_VERSION}. Install the same ibisagent version on both sides."
+                )
+            self._info = info
+        return self._info
+
+    def supports(self, capability: str) -> bool:
+        """Whether the server offers a feature; one an older server leaves out is unsupported."""
+        return bool(self.info().get("capabilities", {}).get(capability, False))
+
+    def open_session(self, image: np.ndarray, request: str = "", mask: Optional[np.ndarray] = None,
+                     max_steps: int = 20, image_meta: Optional[Dict[str, Any]] = None) -> "RemoteSession":
+        """Upload ``image`` (RGB uint8 (H, W, 3), display orientation) once and start an episode,
+        continuing from ``mask`` (bool (H, W)) when given."""
+        self.info()
+        return RemoteSession(self, image, request, mask, max_steps, image_meta or {})
+
+    def call(self, method: str, path: str, payload: Optional[Dict[str, Any]] = None,
+             timeout: Optional[float] = None, idempotent: bool = False) -> Dict[str, Any]:
+        """One JSON request; returns the decoded answer or raises a typed AgentError."""
+        headers = {protocol.CLIENT_API_VERSION: protocol.API_VERSION, "Accept": "application/json"}
+        if self._token:
+            headers[protocol.AUTHORIZATION] = f"{protocol.BEARER} {self._token}"
+        body = None
+        if payload is not None:
+            body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        status, response_headers, data = self._transport.request(
+            method, path, body, headers, timeout or self.timeout, idempotent
+        )
+        if 200 <= status < 300:
+            try:
+                return json.loads(data.decode("utf-8"))
+            except ValueError:
+                raise ServerError(f"The server sent a response that is not JSON (HTTP {status}).", status) from None
+        raise _error_from(status, response_headers, data, path)
+
+
+# -- session ----------------------------------------------------------------------------------
+class RemoteSession:
+    """One episode on the server, mirrored locally.
+
+    ``mask``: bool (H, W), the current mask (kept in step with the server). ``clicks``: the
+    clicks the tool currently uses (reset by `replace_mask` or a rebuild). ``steps``: step dicts
+    of this episode. ``rebuilds``: how often the session was rebuilt after the server lost it;
+    ``on_rebuild`` (optional callable taking the session) is called each time.
+    """
+
+    def __init__(self, client: AgentClient, image: np.ndarray, request: str, mask: Optional[np.ndarray],
+                 max_steps: int, image_meta: Dict[str, Any]) -> None:
+        try:
+            self._image_payload = encode_image(image)
+        except ImageCodecError as error:
+            raise BadRequestError(str(error)) from None
+        self._client = client
+        self.image = image
+        self.request = request
+        self.max_steps = max_steps
+        self.image_meta = image_meta
+        start = None if mask is None else _as_mask(mask, image.shape[:2])
+        self.mask = np.zeros(image.shape[:2], dtype=bool) if start is None else start
+        self.clicks: List[Click] = []
+        self.steps: List[Dict[str, Any]] = []
+        self.stop_reason: Optional[str] = None
+        self.answer: Optional[str] = None
+        self.rebuilds = 0
+        self.uploads = 0
+        self.on_rebuild: Optional[Callable[["RemoteSession"], None]] = None
+        self._history: List[Tuple[List[Click], List[Dict[str, Any]]]] = []
+        self.closed = False
+        self.id = ""
+        self.revision = 0
+        self._create(start)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def propose(self) -> Dict[str, Any]:
+        """The policy's next proposal (Proposal.to_dict() plus "stop_reason"); changes no mask."""
+        proposal = self._call("POST", protocol.SESSION_PROPOSE)
+        self.stop_reason = proposal.get("stop_reason")
+        if proposal.get("answer") is not None:
+            self.answer = proposal["answer"]
+        return proposal
+
+    def apply(self, clicks: Sequence[Click]) -> Dict[str, Any]:
+        """Apply the decided clicks; returns the step dict and updates ``mask``."""
+        clicks = [c if isinstance(c, Click) else Click.from_dict(c) for c in clicks]
+        if not clicks:
+            raise BadRequestError("No clicks to apply; call skip() to pass on a proposal.")
+        answer = self._call("POST", protocol.SESSION_APPLY, {"clicks": [c.to_dict() for c in clicks]})
+        self._follow(answer["mask"])
+        self._record(answer["step"])
+        self.stop_reason = answer["stop_reason"]
+        return answer["step"]
+
+    def skip(self) -> None:
+        """Drop the pending proposal."""
+        self._call("POST", protocol.SESSION_SKIP)
+
+    def undo(self) -> bool:
+        """Undo the last apply or replace_mask; False if there is nothing to undo."""
+        answer = self._call("POST", protocol.SESSION_UNDO)
+        self._follow(answer["mask"])
+        if answer["undone"] and self._history:
+            self.clicks, self.steps = self._history.pop()
+        self.stop_reason = None
+        return bool(answer["undone"])
+
+    def replace_mask(self, mask: np.ndarray) -> None:
+        """Continue from a mask the user edited by hand (earlier clicks no longer apply)."""
+        new = _as_mask(mask, self.mask.shape)
+        answer = self._call("PUT", protocol.SESSION_MASK, {"mask": _b64(encode_mask(new))})
+        self._follow(answer["mask"])
+        self._history.append((list(self.clicks), list(self.steps)))
+        self.clicks = []
+        self.stop_reason = None
+
+    def run(self, max_steps: Optional[int] = None) -> Dict[str, Any]:
+        """Propose and accept until a stop rule fires or the episode has ``max_steps`` steps
+        (default: the session's max_steps), like `Episode.run`. Returns the new steps,
+        stop_reason and answer."""
+        payload = {} if max_steps is None else {"max_steps": int(max_steps)}
+        answer = self._call("POST", protocol.SESSION_RUN, payload)
+        self._follow(answer["mask"])
+        for step in answer["steps"]:
+            self._record(step)
+        self.stop_reason, self.answer = answer["stop_reason"], answer["answer"]
+        return {"steps": answer["steps"], "stop_reason": answer["stop_reason"], "answer": answer["answer"]}
+
+    def state(self) -> Dict[str, Any]:
+        """The server's view of the episode (clicks, steps, pending proposal, lease)."""
+        return self._call("GET", protocol.SESSION, idempotent=True)
+
+    def close(self) -> None:
+        """End the session on the server; safe to call twice and when the server is gone."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._client.call("DELETE", self._path(protocol.SESSION), idempotent=True)
+        except (SessionExpiredError, ServerUnavailableError):
+            pass
+
+    def __enter__(self) -> "RemoteSession":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- keeping in step ----------------------------------------------------------------------
+    def _create(self, mask: Optional[np.ndarray]) -> None:
+        payload = {
+            "image": self._image_payload,
+            "request": self.request,
+            "mask": None if mask is None else _b64(encode_mask(mask)),
+            "max_steps": self.max_steps,
+            "image_meta": self.image_meta,
+        }
+        state = self._client.call("POST", protocol.SESSIONS, payload, timeout=self._client.upload_timeout)
+        self.uploads += 1
+        self.id = state["session_id"]
+        self.revision = state["revision"]
+
+    def _rebuild(self) -> None:
+        """The server lost the session: open a new one from the image, the current mask and the
+        request. Clicks and undo history restart; the mask is kept exactly."""
+        log.warning("session %s is gone on the server; rebuilding it from the local mask", self.id)
+        self._create(self.mask if self.mask.any() else None)
+        self.clicks, self.steps, self._history = [], [], []
+        self.stop_reason = None
+        self.rebuilds += 1
+        if self.on_rebuild is not None:
+            self.on_rebuild(self)
+
+    def _call(self, method: str, template: str, payload: Optional[Dict[str, Any]] = None,
+              idempotent: bool = False) -> Dict[str, Any]:
+        if self.closed:
+            raise BadRequestError("This session is closed; open a new one.")
+        try:
+            return self._client.call(method, self._path(template), payload, idempotent=idempotent)
+        except SessionExpiredError:
+            self._rebuild()
+            return self._client.call(method, self._path(template), payload, idempotent=idempotent)
+
+    def _path(self, template: str) -> str:
+        return template.replace("{session_id}", self.id)
+
+    def _follow(self, update: Dict[str, Any]) -> None:
+        """Apply the server's mask delta, or re-read the whole mask if out of step."""
+        if update["base_revision"] == self.revision:
+            try:
+                self.mask = decode_mask(base64.b64decode(update["data"]), base=self.mask)
+                self.revision = update["revision"]
+                return
+            except MaskCodecError as error:
+                log.warning("mask delta did not apply (%s); re-reading the whole mask", error)
+        full = self._call("GET", protocol.SESSION_MASK, idempotent=True)
+        self.mask = decode_mask(base64.b64decode(full["data"]))
+        self.revision = full["revision"]
+
+    def _record(self, step: Dict[str, Any]) -> None:
+        self._history.append((list(self.clicks), list(self.steps)))
+        self.clicks = self.clicks + [Click.from_dict(c) for c in step["clicks"]]
+        self.steps = self.steps + [step]

@@ -1,0 +1,154 @@
+"""One client's episode on the server, and the mask revisions the client follows.
+
+An `AgentSession` wraps an `Episode` with what the wire needs: the tool's image state (so the
+shared segmenter can switch to this session's image without recomputing its embedding), a mask
+*revision* counter and the mask last published to the client. Every call that can change the
+mask returns a `MaskUpdate`: the delta from the published mask to the new one, so per-step
+responses carry only the changed box.
+
+Locking: ``lock`` serialises everything done to this session. Model calls (open, propose, apply,
+run) run on the model worker thread and take ``lock`` there; calls that need no model (state,
+mask, skip, undo, replace_mask) take it on a pool thread. The order is always worker slot, then
+session lock, and nothing holding a session lock waits for the worker, so there is no deadlock.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import threading
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from .. import mask_codec
+from ..clicks import Click
+from ..episode import Episode
+from .worker import Engine
+
+
+class AgentSession:
+    def __init__(self, session_id: str, episode: Episode, image_state: object, image_meta: Dict[str, Any]) -> None:
+        self.id = session_id
+        self.episode = episode
+        self.image_state = image_state
+        self.image_meta = image_meta
+        self.lock = threading.Lock()
+        self.revision = 0
+        self._published = episode.mask.copy()
+
+    # -- model calls: run on the worker thread ---------------------------------------------------
+    @classmethod
+    def open(cls, engine: Engine, session_id: str, image: np.ndarray, request: str,
+             mask: Optional[np.ndarray], max_steps: int, image_meta: Dict[str, Any]) -> "AgentSession":
+        """Compute the image's embedding once and start the episode from ``mask`` (or nothing)."""
+        engine.segmenter.set_image(image)
+        state = engine.segmenter.image_state()
+        episode = Episode(image, engine.segmenter, engine.policy, request, mask, max_steps, image_is_set=True)
+        return cls(session_id, episode, state, image_meta)
+
+    def propose(self, engine: Engine) -> Dict[str, Any]:
+        with self.lock:
+            self._activate(engine)
+            proposal = self.episode.propose()
+            return dict(_proposal(proposal.to_dict()), stop_reason=self.episode.stop_reason)
+
+    def apply(self, engine: Engine, clicks: List[Click]) -> Dict[str, Any]:
+        with self.lock:
+            self._activate(engine)
+            step = self.episode.apply(clicks)
+            return {
+                "step": _step(step.to_dict()),
+                "mask": self._publish(),
+                "stop_reason": self.episode.stop_reason,
+                "can_undo": self.episode.can_undo,
+            }
+
+    def run(self, engine: Engine, max_steps: Optional[int]) -> Dict[str, Any]:
+        with self.lock:
+            self._activate(engine)
+            before = len(self.episode.steps)
+            result = self.episode.run(max_steps)
+            return {
+                "steps": [_step(s.to_dict()) for s in result.steps[before:]],
+                "stop_reason": result.stop_reason,
+                "answer": result.answer,
+                "mask": self._publish(),
+                "can_undo": self.episode.can_undo,
+            }
+
+    def _activate(self, engine: Engine) -> None:
+        engine.segmenter.use_image_state(self.image_state)
+        self.episode.segmenter = engine.segmenter
+        self.episode.policy = engine.policy
+
+    # -- no model needed: run on a pool thread ---------------------------------------------------
+    def skip(self) -> None:
+        with self.lock:
+            self.episode.skip()
+
+    def undo(self) -> Dict[str, Any]:
+        with self.lock:
+            undone = self.episode.undo()
+            return {"undone": undone, "mask": self._publish(), "can_undo": self.episode.can_undo}
+
+    def replace_mask(self, data: bytes) -> Dict[str, Any]:
+        """``data``: a full mask, or a delta against the current mask (mask_codec)."""
+        with self.lock:
+            mask = mask_codec.decode_mask(data, base=self.episode.mask)
+            self.episode.replace_mask(mask)
+            return {"mask": self._publish(), "can_undo": self.episode.can_undo}
+
+    def full_mask(self) -> Dict[str, Any]:
+        with self.lock:
+            return {"revision": self.revision, "data": _b64(mask_codec.encode_mask(self._published))}
+
+    def state(self, expires_in_s: float) -> Dict[str, Any]:
+        with self.lock:
+            episode = self.episode
+            rows, cols = episode.mask.shape
+            return {
+                "session_id": self.id,
+                "rows": rows,
+                "cols": cols,
+                "request": episode.request,
+                "max_steps": episode.max_steps,
+                "image_meta": self.image_meta,
+                "revision": self.revision,
+                "clicks": [c.to_dict() for c in episode.clicks],
+                "steps": [_step(s.to_dict()) for s in episode.steps],
+                "pending": _proposal(episode.pending.to_dict()) if episode.pending else None,
+                "stop_reason": episode.stop_reason,
+                "answer": episode.answer,
+                "can_undo": episode.can_undo,
+                "expires_in_s": round(expires_in_s, 3),
+            }
+
+    def _publish(self) -> Dict[str, Any]:
+        """Advance the revision and return the delta from the last published mask."""
+        current = self.episode.mask
+        data = mask_codec.encode_mask(current, base=self._published)
+        self._published = current.copy()
+        self.revision += 1
+        return {"revision": self.revision, "base_revision": self.revision - 1, "data": _b64(data)}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _finite(value: float) -> Optional[float]:
+    """JSON has no NaN or infinity; a tool's undefined score travels as null."""
+    return float(value) if math.isfinite(value) else None
+
+
+def _proposal(data: Dict[str, Any]) -> Dict[str, Any]:
+    data["seconds"] = _finite(data["seconds"]) or 0.0
+    return data
+
+
+def _step(data: Dict[str, Any]) -> Dict[str, Any]:
+    data["score"] = _finite(data["score"])
+    if data["proposal"] is not None:
+        _proposal(data["proposal"])
+    return data

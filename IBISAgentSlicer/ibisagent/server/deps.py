@@ -1,0 +1,115 @@
+"""Request dependencies, so each route is a few lines: auth is one parameter, the session
+lookup (with lease renewal and the 410 for a gone session) another, and engine calls go through
+one helper that turns engine errors into protocol errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Optional, TypeVar
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .. import protocol
+from ..mask_codec import MaskCodecError
+from .agent_session import AgentSession
+from .auth import token_matches
+from .errors import ApiError
+from .sessions import SessionGone, SessionStore, TooManySessions
+from .settings import Settings
+from .worker import ModelWorker, WorkerBusy, WorkerNotReady
+
+log = logging.getLogger("ibisagent.server")
+T = TypeVar("T")
+
+
+@dataclass
+class ServerState:
+    """What the routes share; one per app, built by `make_app`."""
+
+    settings: Settings
+    store: SessionStore
+    worker: ModelWorker
+
+    def busy(self, why: str) -> ApiError:
+        return ApiError(
+            protocol.SERVER_BUSY, f"The server is busy: {why} Retry in {self.settings.retry_after_s} s.",
+            {protocol.RETRY_AFTER: str(self.settings.retry_after_s)},
+        )
+
+    async def model_call(self, job: Callable[..., T], *args: Any) -> T:
+        """Run ``job(engine, *args)`` on the model worker; map its failures to protocol errors."""
+        try:
+            return await self.worker.call(job, *args)
+        except WorkerBusy as error:
+            raise self.busy(str(error)) from None
+        except WorkerNotReady as error:
+            if self.worker.load_error:
+                raise ApiError(protocol.INTERNAL, str(error)) from None
+            raise self.busy(str(error)) from None
+        except (ValueError, MaskCodecError) as error:
+            raise ApiError(protocol.BAD_REQUEST, str(error)) from None
+
+    async def quick_call(self, job: Callable[..., T], *args: Any) -> T:
+        """Run a call that needs no model on a pool thread (it may wait for the session lock)."""
+        try:
+            return await asyncio.to_thread(job, *args)
+        except (ValueError, MaskCodecError) as error:
+            raise ApiError(protocol.BAD_REQUEST, str(error)) from None
+
+    def room_for_session(self) -> None:
+        try:
+            self.store.check_room()
+        except TooManySessions as error:
+            raise self.busy(str(error)) from None
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.ibis
+
+
+State = Annotated[ServerState, Depends(get_state)]
+
+_bearer = HTTPBearer(auto_error=False, description="The server's token: `ibisagent serve` prints where it is.")
+
+
+def require_token(
+    request: Request,
+    state: State,
+    credentials: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)],
+) -> None:
+    """Check the bearer token, then the client's API version header if it sent one."""
+    if credentials is None or not token_matches(state.settings.token, f"Bearer {credentials.credentials}"):
+        raise ApiError(
+            protocol.UNAUTHORIZED,
+            "Missing or wrong bearer token; use the token `ibisagent serve` printed (or IBISAGENT_TOKEN).",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    sent = request.headers.get(protocol.CLIENT_API_VERSION)
+    if sent is not None:
+        try:
+            major = protocol.api_major(sent)
+        except ValueError:
+            raise ApiError(protocol.BAD_REQUEST, f"{protocol.CLIENT_API_VERSION} {sent!r} is not 'X.Y'.") from None
+        if major != protocol.API_MAJOR:
+            raise ApiError(
+                protocol.INCOMPATIBLE_CLIENT,
+                f"This server speaks API {protocol.API_VERSION}; the client speaks {sent}. Upgrade the older side.",
+            )
+
+
+Authorized = Depends(require_token)
+
+SessionId = Annotated[str, Path(pattern=protocol.SESSION_ID_PATTERN, description="32 lowercase hex characters.")]
+
+
+def lookup_session(session_id: SessionId, state: State) -> AgentSession:
+    try:
+        return state.store.get(session_id)
+    except SessionGone as error:
+        raise ApiError(protocol.SESSION_EXPIRED, str(error)) from None
+
+
+LiveSession = Annotated[AgentSession, Depends(lookup_session)]

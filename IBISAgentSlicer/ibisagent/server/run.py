@@ -1,0 +1,95 @@
+"""`ibisagent serve`: options, start-up message, and the uvicorn loop.
+
+The server binds to 127.0.0.1 unless told otherwise and always requires the bearer token.
+FastAPI and uvicorn are imported only when the command runs, so the rest of the command line
+works without the ``server`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+from .. import __version__, protocol
+from ..engine_options import add_engine_arguments, engine_options
+from ..policies import POLICIES
+from .auth import FROM_ARGUMENT, TokenFileError, resolve_token
+
+#: The simulated policy needs a ground-truth mask per image, which a server does not have.
+SERVABLE_POLICIES = [name for name in POLICIES if name != "simulated"]
+#: Longer than uvicorn's 5 s default so a user thinking between clicks keeps the connection.
+KEEP_ALIVE_S = 75
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    net = parser.add_argument_group("server")
+    net.add_argument("--host", default=protocol.DEFAULT_HOST,
+                     help="address to listen on (default: 127.0.0.1, this machine only)")
+    net.add_argument("--port", type=int, default=protocol.DEFAULT_PORT, help="TCP port (default: %(default)s)")
+    net.add_argument("--token", help=f"bearer token clients must send (default: ${protocol.TOKEN_ENV}, else a "
+                     f"token generated once and kept in {protocol.token_file_path()})")
+    net.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body in MB (default: 64)")
+    net.add_argument("--session-ttl", type=float, default=1800.0,
+                     help="seconds an idle session is kept before it expires (default: 1800)")
+    net.add_argument("--max-sessions", type=int, default=64, help="most sessions kept at once (default: 64)")
+    net.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_engine_arguments(parser, policies=SERVABLE_POLICIES)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the server and block until it is stopped (Ctrl+C). Returns the exit status."""
+    try:
+        import uvicorn
+
+        from .app import make_app
+        from .settings import Settings
+    except ImportError as error:
+        print(f"error: the server needs its extra packages ({error.name} is missing): "
+              "pip install 'ibisagent[server]'", file=sys.stderr)
+        return 2
+    try:
+        token, source = resolve_token(args.token)
+        policy_options, tool_options = engine_options(args)
+        settings = Settings(
+            token=token, host=args.host, port=args.port,
+            policy=args.policy, policy_options=policy_options,
+            segmenter=args.segmenter, segmenter_options=tool_options,
+            max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+            session_ttl_s=args.session_ttl, reaper_interval_s=min(30.0, args.session_ttl / 4),
+            max_sessions=args.max_sessions,
+        )
+    except (ValueError, TokenFileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(startup_message(settings, source), flush=True)
+    uvicorn.run(make_app(settings), host=args.host, port=args.port, log_level=args.log_level,
+                timeout_keep_alive=KEEP_ALIVE_S)
+    return 0
+
+
+def startup_message(settings, token_source: str) -> str:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{host}:{settings.port}"
+    lines = [
+        f"IBISAgent agent server {__version__} (API {protocol.API_VERSION}) listening on {url}",
+        f"  policy: {settings.policy}   segmentation tool: {settings.segmenter}   (models load in the background;"
+        f" {url}{protocol.HEALTH} says ready: true when done)",
+        f"  authenticate with the header 'Authorization: Bearer <token>'; the token is {token_source}.",
+    ]
+    if token_source != FROM_ARGUMENT:
+        lines.append(f"  clients on this machine find it by themselves: AgentClient({url!r}) or "
+                     f"set {protocol.TOKEN_ENV}=<token> elsewhere.")
+    if not _is_loopback(settings.host):
+        lines.append("  warning: listening beyond this machine; anyone who can reach the port and holds the token"
+                     " can send images. Prefer an SSH tunnel to 127.0.0.1.")
+    return "\n".join(lines)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,104 @@
+"""The table of live sessions, their leases, and the reaper that ends idle ones.
+
+Touched only from the asyncio event loop (one thread), so it needs no lock. Every successful
+lookup renews the session's lease; a session idle for ``ttl_s`` seconds is removed by the
+reaper, which frees its image state (the tool's embedding). Ids of ended sessions are remembered
+for a while so the error can say *why* a session is gone; an id never seen (for instance after a
+server restart) gets the same 410, since for the client both mean "open a new session".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from typing import Callable, Dict, List, Tuple
+
+from .agent_session import AgentSession
+
+log = logging.getLogger("ibisagent.server")
+
+EXPIRED = "expired after being idle"
+CLOSED = "was closed"
+_REMEMBERED = 4096
+
+
+class SessionGone(LookupError):
+    """The session id is unknown, expired or closed."""
+
+
+class TooManySessions(RuntimeError):
+    """The session table is full."""
+
+
+class SessionStore:
+    def __init__(self, ttl_s: float, max_sessions: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.max_sessions = max_sessions
+        self._clock = clock
+        self._live: Dict[str, Tuple[AgentSession, float]] = {}
+        self._ended: "OrderedDict[str, str]" = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    @staticmethod
+    def new_id() -> str:
+        return secrets.token_hex(16)
+
+    def check_room(self) -> None:
+        if len(self._live) >= self.max_sessions:
+            raise TooManySessions(f"{len(self._live)} sessions are open, the most this server keeps.")
+
+    def add(self, session: AgentSession) -> None:
+        self.check_room()
+        self._live[session.id] = (session, self._clock())
+
+    def get(self, session_id: str) -> AgentSession:
+        """The live session; renews its lease. Raises SessionGone saying why it is not there."""
+        entry = self._live.get(session_id)
+        if entry is None:
+            reason = self._ended.get(session_id)
+            if reason is None:
+                raise SessionGone(
+                    f"Session {session_id} is unknown (the server may have restarted); open a new session."
+                )
+            raise SessionGone(f"Session {session_id} {reason}; open a new session.")
+        self._live[session_id] = (entry[0], self._clock())
+        return entry[0]
+
+    def expires_in(self, session_id: str) -> float:
+        entry = self._live.get(session_id)
+        return 0.0 if entry is None else max(0.0, entry[1] + self.ttl_s - self._clock())
+
+    def close(self, session_id: str) -> None:
+        self.get(session_id)
+        self._end(session_id, CLOSED)
+
+    def reap(self) -> List[str]:
+        """End every session idle for longer than the lease; return their ids."""
+        deadline = self._clock() - self.ttl_s
+        expired = [sid for sid, (_session, used) in self._live.items() if used < deadline]
+        for sid in expired:
+            self._end(sid, EXPIRED)
+        return expired
+
+    def clear(self) -> None:
+        for sid in list(self._live):
+            self._end(sid, CLOSED)
+
+    def _end(self, session_id: str, reason: str) -> None:
+        self._live.pop(session_id, None)
+        self._ended[session_id] = reason
+        while len(self._ended) > _REMEMBERED:
+            self._ended.popitem(last=False)
+
+
+async def reap_forever(store: SessionStore, interval_s: float) -> None:
+    """The reaper task: every ``interval_s`` seconds, end idle sessions. Cancel it to stop."""
+    while True:
+        await asyncio.sleep(interval_s)
+        for sid in store.reap():
+            log.info("session %s expired after %.0f s idle", sid, store.ttl_s)

@@ -1,0 +1,44 @@
+"""Everything the server is configured with, in one immutable object.
+
+Built by `ibisagent serve` from its command line (see `run.py`) or directly by tests, which pass
+small caps and short lifetimes. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict
+
+from .. import protocol
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``token``: the bearer token clients must send (never empty). ``session_ttl_s``: idle
+    seconds after which a session is reaped. ``max_queue``: model jobs waiting for the worker
+    before new ones get 503. ``max_sessions``: live sessions before new ones get 503."""
+
+    token: str
+    host: str = protocol.DEFAULT_HOST
+    port: int = protocol.DEFAULT_PORT
+    policy: str = "heuristic"
+    policy_options: Dict[str, Any] = field(default_factory=dict)
+    segmenter: str = "sitk"
+    segmenter_options: Dict[str, Any] = field(default_factory=dict)
+    max_body_bytes: int = 64 * 1024 * 1024
+    session_ttl_s: float = 1800.0
+    reaper_interval_s: float = 30.0
+    max_sessions: int = 64
+    max_queue: int = 32
+    max_run_steps: int = 100
+    retry_after_s: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            raise ValueError("The server needs a non-empty bearer token.")
+        if self.max_body_bytes < 1024:
+            raise ValueError(f"max_body_bytes must be at least 1024; got {self.max_body_bytes}.")
+        if self.session_ttl_s <= 0 or self.reaper_interval_s <= 0:
+            raise ValueError("session_ttl_s and reaper_interval_s must be positive.")
+        if self.max_sessions < 1 or self.max_queue < 1:
+            raise ValueError("max_sessions and max_queue must be at least 1.")

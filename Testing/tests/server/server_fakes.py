@@ -1,0 +1,133 @@
+"""Instant, deterministic stand-ins for the policy and the tool, and helpers to run a real
+uvicorn server on 127.0.0.1 in a thread, for tests and the benchmark.
+
+The fakes isolate the server: with them every millisecond measured is transport, encoding and
+bookkeeping, and every mask is predictable from (image, clicks) alone.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+import uvicorn
+from ibisagent.actions import NEGATIVE, POSITIVE, TERMINATE, Action, format_response
+from ibisagent.annotator import next_click
+from ibisagent.policies.base import Observation, Policy
+from ibisagent.segmenters.base import Prediction, Segmenter
+from ibisagent.server.app import make_app
+from ibisagent.server.settings import Settings
+from ibisagent.server.worker import Engine
+
+TOKEN = "test-token-0123456789"
+DISK_RADIUS = 12
+
+
+class DiskSegmenter(Segmenter):
+    """Each positive click paints a disk, each negative click erases one, on top of the prior.
+    ``delay_s`` simulates a slow model."""
+
+    name = "disk"
+    description = "test tool: disks around clicks"
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+        self.embeddings = 0
+
+    def _embed(self, image: np.ndarray) -> object:
+        self.embeddings += 1
+        rows, cols = image.shape[:2]
+        return np.ogrid[:rows, :cols]
+
+    def _predict(self, image_state, clicks, prior_mask, prior_state) -> Prediction:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        yy, xx = image_state
+        shape = (yy.shape[0], xx.shape[1])
+        mask = np.zeros(shape, bool) if prior_mask is None else prior_mask.copy()
+        click = clicks[-1]
+        disk = (yy - click.y) ** 2 + (xx - click.x) ** 2 <= DISK_RADIUS ** 2
+        mask[disk] = click.positive
+        return Prediction(mask, None, 1.0)
+
+
+class BrightPolicy(Policy):
+    """Targets the bright pixels (red channel > 127) like the simulated annotator; stops at
+    ``stop_iou``. Deterministic per image, so sessions on different images must differ."""
+
+    name = "bright"
+    description = "test policy: simulated annotator of the bright region"
+
+    def __init__(self, stop_iou: float = 0.95) -> None:
+        self.stop_iou = stop_iou
+
+    def respond(self, observation: Observation) -> str:
+        truth = observation.image[..., 0] > 127
+        inter = np.logical_and(truth, observation.mask).sum()
+        union = np.logical_or(truth, observation.mask).sum()
+        if union and inter / union >= self.stop_iou:
+            return format_response("good enough", Action(TERMINATE), "done")
+        click = next_click(truth, observation.mask, [(c.x, c.y) for c in observation.clicks])
+        if click is None:
+            return format_response("exact", Action(TERMINATE), "done")
+        x, y, positive = click
+        rows, cols = truth.shape
+        action = Action(POSITIVE if positive else NEGATIVE, round((x + 0.5) / cols, 4), round((y + 0.5) / rows, 4))
+        return format_response("largest error", action)
+
+
+def fake_engine(delay_s: float = 0.0) -> Engine:
+    return Engine(BrightPolicy(), DiskSegmenter(delay_s))
+
+
+def blob_image(rows: int = 128, cols: int = 128, centre=(64, 64), radius: int = 30, seed: int = 0) -> np.ndarray:
+    """A grey RGB image with one bright disk (the target) and a little noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.ogrid[:rows, :cols]
+    grey = rng.integers(0, 60, size=(rows, cols)).astype(np.uint8)
+    grey[(yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius ** 2] = 200
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerThread:
+    """A real uvicorn server on 127.0.0.1 in a background thread."""
+
+    def __init__(self, app, port: Optional[int] = None) -> None:
+        self.port = port or free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.app = app
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not (self.server.started and self.app.state.ibis.worker.ready):
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def start_fake_server(delay_s: float = 0.0, **settings) -> ServerThread:
+    options = dict(token=TOKEN, reaper_interval_s=0.2)
+    options.update(settings)
+    return ServerThread(make_app(Settings(**options), lambda: fake_engine(delay_s)))

@@ -1,0 +1,77 @@
+"""Many clients at once: no mix-ups between sessions, health never waits for the model, and a
+full model queue answers 503 at once."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from ibisagent.clicks import Click
+from ibisagent.client import AgentClient, ServerBusyError
+from ibisagent.episode import Episode
+from ibisagent.mask_codec import decode_mask
+from server_fakes import TOKEN, BrightPolicy, DiskSegmenter, blob_image, start_fake_server
+
+CLIENTS = 8
+STEPS = 5
+
+
+def _interactive_episode(url: str, index: int) -> np.ndarray:
+    image = blob_image(centre=(30 + 8 * index, 90 - 7 * index), radius=14 + index, seed=index)
+    with AgentClient(url, token=TOKEN, timeout=30) as client:
+        session = client.open_session(image, f"client {index}")
+        for _ in range(STEPS):
+            proposal = session.propose()
+            if proposal["click"] is None:
+                break
+            session.apply([Click.from_dict(proposal["click"])])
+        on_server = client.call("GET", f"/v1/sessions/{session.id}/mask")
+        assert np.array_equal(session.mask, decode_mask(base64.b64decode(on_server["data"])))
+        session.close()
+        return session.mask
+
+
+def _expected(index: int) -> np.ndarray:
+    image = blob_image(centre=(30 + 8 * index, 90 - 7 * index), radius=14 + index, seed=index)
+    episode = Episode(image, DiskSegmenter(), BrightPolicy(), max_steps=STEPS)
+    for _ in range(STEPS):
+        proposal = episode.propose()
+        if proposal.click is None:
+            break
+        episode.apply([proposal.click])
+    return episode.mask
+
+
+def test_eight_concurrent_clients_get_their_own_results(server):
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        masks = list(pool.map(lambda i: _interactive_episode(server.url, i), range(CLIENTS)))
+    for index, mask in enumerate(masks):
+        assert np.array_equal(mask, _expected(index)), f"client {index} got someone else's mask"
+    assert len({m.tobytes() for m in masks}) == CLIENTS
+
+
+def test_health_answers_during_a_long_model_call_and_full_queue_is_503():
+    with start_fake_server(delay_s=1.5, max_queue=1, retry_after_s=3) as slow:
+        with AgentClient(slow.url, token=TOKEN, timeout=10) as first, AgentClient(slow.url, token=TOKEN) as other:
+            session = first.open_session(blob_image())
+            worker = threading.Thread(target=session.apply, args=([Click(64, 64, True)],))
+            worker.start()
+            time.sleep(0.2)
+            started = time.perf_counter()
+            assert other.ping()
+            assert other.info()["segmenter"] == "disk"
+            assert time.perf_counter() - started < 0.5
+            other_session_state = other.call("GET", f"/v1/sessions/{session.id}")  # waits for the session lock
+            assert other_session_state["session_id"] == session.id
+            worker.join()
+            worker = threading.Thread(target=session.apply, args=([Click(10, 10, True)],))
+            worker.start()
+            time.sleep(0.2)
+            with pytest.raises(ServerBusyError) as busy:
+                other.call("POST", f"/v1/sessions/{session.id}/propose")
+            assert busy.value.retry_after == 3
+            worker.join()

@@ -1,0 +1,102 @@
+"""Full episodes through a real server and the client: the default tools end to end, and the
+client's local copy of the episode kept exactly in step with the server's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ibisagent.clicks import USER, Click
+from ibisagent.client import AgentClient
+from ibisagent.episode import Episode
+from ibisagent.server.app import make_app
+from ibisagent.server.settings import Settings
+from server_fakes import TOKEN, BrightPolicy, DiskSegmenter, ServerThread, blob_image
+
+
+@pytest.fixture(scope="module")
+def default_server():
+    """`ibisagent serve` defaults: the heuristic policy and the sitk tool."""
+    with ServerThread(make_app(Settings(token=TOKEN))) as running:
+        yield running
+
+
+def test_default_tools_full_episode(default_server):
+    image = blob_image(96, 96, centre=(48, 40), radius=20)
+    with AgentClient(default_server.url, token=TOKEN, timeout=60) as client:
+        info = client.info()
+        assert (info["policy"], info["segmenter"]) == ("heuristic", "sitk")
+        assert "weight" in info["policy_description"].lower() or info["policy_description"]
+        session = client.open_session(image, "Segment the bright disk.", max_steps=6)
+        proposal = session.propose()
+        assert proposal["click"] is not None and proposal["stop_reason"] is None
+        step = session.apply([Click.from_dict(proposal["click"])])
+        assert step["decision"] == "accepted" and session.mask.sum() == step["mask_pixels"] > 0
+        result = session.run(6)
+        assert result["stop_reason"] in ("terminated", "step-limit", "repeated")
+        truth = image[..., 0] > 127
+        iou = (session.mask & truth).sum() / (session.mask | truth).sum()
+        assert iou > 0.7
+        state = session.state()
+        assert len(state["steps"]) == len(session.steps)
+        assert [Click.from_dict(c) for c in state["clicks"]] == session.clicks
+        assert session.uploads == 1
+        session.close()
+
+
+def test_continue_my_mask_with_default_tools(default_server):
+    image = blob_image(96, 96, centre=(48, 48), radius=22)
+    truth = image[..., 0] > 127
+    rough = truth.copy()
+    rough[:, 48:] = False  # the user segmented only the left half
+    with AgentClient(default_server.url, token=TOKEN, timeout=60) as client:
+        session = client.open_session(image, "Continue my mask.", mask=rough)
+        assert np.array_equal(session.mask, rough)
+        proposal = session.propose()
+        assert proposal["click"]["positive"] is True
+        session.apply([Click.from_dict(proposal["click"])])
+        assert session.mask.sum() > rough.sum()
+        session.close()
+
+
+def test_client_mirrors_a_local_episode_exactly(client):
+    image = blob_image(seed=3)
+    local = Episode(image, DiskSegmenter(), BrightPolicy(), "blob", max_steps=20)
+    session = client.open_session(image, "blob")
+    for _ in range(4):
+        local_proposal, remote_proposal = local.propose(), session.propose()
+        assert remote_proposal["action"] == local_proposal.action.to_text()
+        local.apply([local_proposal.click])
+        session.apply([Click.from_dict(remote_proposal["click"])])
+        assert np.array_equal(session.mask, local.mask)
+    user = Click(5, 5, True, USER)
+    local.apply([user])
+    step = session.apply([user])
+    assert step["decision"] == "user" and np.array_equal(session.mask, local.mask)
+    assert session.undo() and local.undo()
+    assert np.array_equal(session.mask, local.mask) and session.clicks == local.clicks
+    session.skip()
+    edited = local.mask.copy()
+    edited[:10, :10] = True
+    session.replace_mask(edited)
+    assert np.array_equal(session.mask, edited) and session.clicks == []
+    assert session.undo() and np.array_equal(session.mask, local.mask)
+    assert session.state()["revision"] == session.revision
+
+
+def test_run_matches_local_run_and_image_is_embedded_once(server, client):
+    image = blob_image(seed=4, centre=(50, 70))
+    local = Episode(image, DiskSegmenter(), BrightPolicy(), max_steps=8).run()
+    segmenter = server.app.state.ibis.worker.engine.segmenter
+    before = segmenter.embeddings
+    session = client.open_session(image, max_steps=8)
+    result = session.run()
+    assert result["stop_reason"] == local.stop_reason
+    assert len(result["steps"]) == len(local.steps) == len(session.steps)
+    assert np.array_equal(session.mask, local.mask)
+    assert segmenter.embeddings == before + 1 and session.uploads == 1
+
+
+def test_capabilities_and_ping(client):
+    assert client.ping() is True
+    assert client.supports("undo") and not client.supports("time_travel")
+    assert AgentClient("http://127.0.0.1:9", token=TOKEN).ping() is False
