@@ -141,7 +141,10 @@ class VolumeSlice:
 
     def take(self, volume_array: np.ndarray) -> np.ndarray:
         """The same slice of another array on the file's grid (e.g. a mask) in display order."""
-        oriented = _to_lps(_array_like(volume_array, self._reference))
+        array = np.asarray(volume_array)
+        if array.dtype == bool:
+            array = array.astype(np.uint8)
+        oriented = _to_lps(_array_like(array, self._reference))
         return _display_slice(sitk.GetArrayFromImage(oriented), self.plane, self.index).copy()
 
     def put(self, volume_mask: np.ndarray, slice_mask: np.ndarray) -> np.ndarray:
