@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-
+from ..registry import build_named
 from .base import Observation, Policy, PolicyError
 
 #: name -> "module:builder". Builders take keyword options and return a Policy.
@@ -19,11 +18,8 @@ DEFAULT_POLICY = "heuristic"
 
 
 def build_policy(name: str = DEFAULT_POLICY, **options) -> Policy:
-    if name not in POLICIES:
-        raise ValueError(f"Unknown policy {name!r}; choose one of: {', '.join(POLICIES)}.")
-    module_name, builder = POLICIES[name].split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, builder)(**options)
+    """Build the policy called ``name``; unknown names or options are a clear ValueError."""
+    return build_named(POLICIES, "policy", name, options)
 
 
 __all__ = ["Observation", "Policy", "PolicyError", "POLICIES", "DEFAULT_POLICY", "build_policy"]

@@ -143,3 +143,15 @@ def test_bad_inputs_are_refused_with_clear_messages(image):
         Episode(image, DiskTool()).propose()
     with pytest.raises(RuntimeError, match="set_image"):
         DiskTool().predict([Click(1, 1, True)])
+
+
+def test_registries_name_the_choices_for_unknown_names_and_options():
+    from ibisagent.policies import build_policy
+    from ibisagent.segmenters import build_segmenter
+
+    with pytest.raises(ValueError, match="choose one of: sitk"):
+        build_segmenter("watershed")
+    with pytest.raises(ValueError, match="has no option colour; its options are: checkpoint"):
+        build_policy("qwen", colour="red")
+    with pytest.raises(ValueError, match="does not take that option"):
+        build_segmenter("sitk", nonsense=1)
