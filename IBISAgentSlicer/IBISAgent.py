@@ -7,7 +7,6 @@ talks to the agent server through the torch-free `ibisagent.client`.
 """
 
 import contextlib
-import importlib.util
 import logging
 import os
 import shlex
@@ -38,7 +37,9 @@ if MODULE_DIR not in sys.path:
     sys.path.insert(0, MODULE_DIR)
 
 from ibisagent import protocol
+from IBISAgentLib import AgentStepError
 from IBISAgentLib.logic import IBISAgentLogic
+from IBISAgentLib.logic import LOCAL_ENGINE_REQUIREMENTS, SERVER_REQUIREMENTS, missingRequirements, serverArguments
 
 logger = logging.getLogger("IBISAgent")
 
@@ -57,23 +58,8 @@ SETTINGS_GROUP = "IBISAgent"
 PROGRESS_DIALOG_DELAY_S = 2.0
 #: Seconds a freshly started local server gets to answer its first ping.
 SERVER_START_TIMEOUT_S = 120.0
-
-#: What the local server needs beyond Slicer's own Python: import name -> pip requirement.
-#: Installed only after one confirmation, never at module load.
-SERVER_REQUIREMENTS = {
-    "fastapi": "fastapi>=0.110",
-    "uvicorn": "uvicorn>=0.27",
-    "pydantic": "pydantic>=2.5",
-    "scipy": "scipy>=1.8",
-    "SimpleITK": "SimpleITK>=2.2",
-    "PIL": "pillow>=9.0",
-    "nrrd": "pynrrd>=1.0",
-}
-
-
-def missingServerRequirements():
-    """Pip requirements of the local server that this Python cannot import (empty when ready)."""
-    return [req for name, req in SERVER_REQUIREMENTS.items() if importlib.util.find_spec(name) is None]
+#: agentModeComboBox rows: the agent server, or the in-process engine (no server).
+AGENT_MODE_SERVER, AGENT_MODE_LOCAL = 0, 1
 
 
 def resourceFile(relativePath):
@@ -89,18 +75,12 @@ def resourceFile(relativePath):
     return os.path.join(MODULE_DIR, "Resources", relativePath)
 
 
-def _field(result, *names, default=None):
-    """Read the first present field of a logic result, whether it is an object or a dict."""
-    for name in names:
-        if isinstance(result, dict) and name in result:
-            return result[name]
-        if result is not None and not isinstance(result, dict) and hasattr(result, name):
-            return getattr(result, name)
-    return default
+class OperationCancelled(AgentStepError):
+    """The user cancelled a wait; whatever the agent returns later is discarded. An
+    AgentStepError, so the logic passes it through unchanged and restores the segment."""
 
-
-class OperationCancelled(Exception):
-    """The user cancelled a wait; whatever the agent returns later is discarded."""
+    def __init__(self):
+        AgentStepError.__init__(self, "Waiting for the agent was cancelled", "timeout")
 
 
 #
@@ -126,7 +106,8 @@ the agent looks at the current slice and your segment and proposes a click (gree
 red: negative). Drag, flip, delete or add points, then <b>Accept</b>. Only the worked slice of
 the chosen segment changes, and every step can be undone.</p>
 <p>The agent runs in a local server on this machine (images never leave it): use <b>Start local
-server</b>, or point the URL at a server you started yourself.</p>
+server</b>, or point the URL at a server you started yourself. <b>Local (no server)</b> runs the
+weight-free policy and the classical tool inside Slicer instead.</p>
 <p>Keyboard shortcuts (active while this module is shown):</p><ul>{shortcutRows}</ul>
 <p>See the <a href="https://github.com/ibisagent/IBISAgentSlicer">project page</a>.</p>
 """
@@ -202,6 +183,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._episodeActive = False
         self._proposalPending = False
         self._stepsApplied = 0
+        self._placing = None  # (proposal point list, positive) while placing an extra point
         self.lastError = None  # message of the last failure, for tests and the status line
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -225,6 +207,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSegmentationChanged)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.onSegmentChanged)
         self.ui.fromSegmentEditorButton.connect("clicked()", self.onFromSegmentEditor)
+        self.ui.agentModeComboBox.connect("currentIndexChanged(int)", lambda _index: self._saveSettings())
         self.ui.tokenLineEdit.connect("editingFinished()", self._saveSettings)
         self.ui.serverUrlLineEdit.connect("editingFinished()", self._saveSettings)
         self.ui.serverPythonLineEdit.connect("editingFinished()", self._saveSettings)
@@ -280,6 +263,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed."""
         self.setParameterNode(None)
+        self._stopPlacing()
         self._resetEpisodeState()
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -366,8 +350,8 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return "Select a segmentation (or create one in the Segment Editor)."
         if not p.segmentId or p.segmentation.GetSegmentation().GetSegment(p.segmentId) is None:
             return "Select a segment (add an empty one to start from nothing)."
-        if not self.ui.serverUrlLineEdit.text.strip():
-            return "Enter the agent server URL (Server section)."
+        if not self._localMode() and not self.ui.serverUrlLineEdit.text.strip():
+            return "Enter the agent server URL (Server section), or choose Local (no server)."
         return ""
 
     def _updateButtonStates(self) -> None:
@@ -389,7 +373,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.autoRunButton: (busy or missing, "Run the agent for N steps, accepting each proposal."),
             self.ui.finishButton: (busy or noEpisode, "Write the mask into the segment and end the episode."),
             self.ui.saveButton: (busy or missing, "Save the segment as .seg.nrrd or a NIfTI labelmap."),
-            self.ui.testConnectionButton: (busy, "Check that the agent server answers."),
+            self.ui.testConnectionButton: (busy, "Check that the agent answers and show what it runs."),
         }
         for button, (reason, tip) in rules.items():
             button.enabled = not reason
@@ -399,7 +383,9 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.startServerButton.text = (
             "Stop local server" if self._serverRunning() else "Start local server"
         )
-        self.ui.startServerButton.enabled = not self._busy
+        noServer = "Not needed: the agent runs inside Slicer (Local mode)." if self._localMode() else ""
+        self.ui.startServerButton.enabled = not self._busy and not (noServer and not self._serverRunning())
+        self.ui.startServerButton.toolTip = noServer or "Run the agent server on this computer; it stops with Slicer."
 
     # -- settings --------------------------------------------------------------------------
 
@@ -410,6 +396,9 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _loadSettings(self) -> None:
         """Restore the server fields (the URL itself goes through the parameter node)."""
+        wasBlocked = self.ui.agentModeComboBox.blockSignals(True)
+        self.ui.agentModeComboBox.currentIndex = AGENT_MODE_LOCAL if self._setting("AgentMode") == "local" else 0
+        self.ui.agentModeComboBox.blockSignals(wasBlocked)
         self.ui.tokenLineEdit.text = self._setting("Token")
         self.ui.serverPythonLineEdit.text = self._setting("ServerPython")
         self.ui.serverArgumentsLineEdit.text = self._setting("ServerArguments")
@@ -418,6 +407,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _saveSettings(self) -> None:
         settings = qt.QSettings()
         settings.beginGroup(SETTINGS_GROUP)
+        settings.setValue("AgentMode", "local" if self._localMode() else "server")
         settings.setValue("ServerURL", self.ui.serverUrlLineEdit.text.strip())
         settings.setValue("Token", self.ui.tokenLineEdit.text)
         settings.setValue("ServerPython", self.ui.serverPythonLineEdit.text.strip())
@@ -431,6 +421,8 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     @contextlib.contextmanager
     def _action(self, failureMessage):
         """Wrap one user action: wait cursor at once, buttons locked, one error display."""
+        self._stopPlacing()
+        self._connectLogic()  # the URL may have changed through the parameter node
         self._busy = True
         self._cancelRequested = False
         self._stopRequested = False
@@ -501,14 +493,21 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- logic calls: the only place where the widget talks to IBISAgentLogic --------------
 
+    def _localMode(self) -> bool:
+        return self.ui.agentModeComboBox.currentIndex == AGENT_MODE_LOCAL
+
     def _connectLogic(self) -> None:
-        """Give the logic the server address and the off-main-thread runner."""
+        """Point the logic at the server (or its in-process engine); run agent calls on the worker."""
         if self.logic is None:
             return
-        self.logic.setServer(self.ui.serverUrlLineEdit.text.strip(), self.ui.tokenLineEdit.text or None)
-        self.logic.setRemoteRunner(self._runRemote)
+        if self._localMode():
+            self.logic.useLocalEngine()
+        else:
+            self.logic.connect(self.ui.serverUrlLineEdit.text.strip(), self.ui.tokenLineEdit.text or None)
+        self.logic.callAgent = self._runRemote
 
     def _logicStartEpisode(self):
+        self._ensureLocalEngine()
         p = self._parameterNode
         return self.logic.startEpisode(
             p.inputVolume, p.segmentation, p.segmentId, request=p.request, view=p.view, maxSteps=p.maxSteps
@@ -527,10 +526,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return self.logic.undo()
 
     def _logicFlip(self):
-        return self.logic.flipProposalPolarity()
-
-    def _logicPlacePoint(self, positive):
-        return self.logic.startPlacingPoint(positive)
+        return self.logic.flipProposal()
 
     def _logicFinish(self):
         return self.logic.finish()
@@ -540,11 +536,13 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return self.logic.saveSegment(p.segmentation, p.segmentId, path, referenceVolumeNode=p.inputVolume)
 
     def _logicPing(self):
-        """True when the server answers; never raises (worker thread: no Qt, no MRML)."""
+        """True when the server answers; never raises. Not through callAgent, so the worker
+        thread may run it (it touches no Qt and no MRML)."""
         return self.logic.pingServer()
 
     def _logicServerInfo(self):
-        """Ask the server for its capabilities (runs on the worker thread: no Qt, no MRML)."""
+        """What the agent runs; the logic sends the request through callAgent (the worker)."""
+        self._ensureLocalEngine()
         return self.logic.serverInfo()
 
     # -- actions ---------------------------------------------------------------------------
@@ -552,25 +550,21 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onTestConnection(self) -> None:
         """Check the server and show what it runs (policy, segmenter, version)."""
         self._saveSettings()
-        with self._action("Cannot reach the agent server."):
-            info = self._runRemote(self._logicServerInfo)
-            self._showServerInfo(info)
-
-    def _showServerInfo(self, info) -> None:
-        policy = _field(info, "policy", default="?")
-        segmenter = _field(info, "segmenter", default="?")
-        version = _field(info, "api_version", "apiVersion", default="?")
-        self.ui.connectionStatusLabel.text = f"Connected: policy {policy}, tool {segmenter}, API {version}"
-        self._setStatus("Server ready.")
+        with self._action("Cannot reach the agent."):
+            info = self._logicServerInfo()
+            where = "In Slicer (no server)" if info.get("local") else "Connected"
+            policy, tool, api = (info.get(key, "?") for key in ("policy", "segmenter", "api_version"))
+            self.ui.connectionStatusLabel.text = f"{where}: policy {policy}, tool {tool}, API {api}"
+            self._setStatus("Agent ready.")
 
     def onContinue(self) -> None:
         """Continue my mask: start an episode from the segment on the view's current slice."""
         with self._action("Could not start the agent on this slice."):
             self._resetEpisodeState()
             self.ui.historyListWidget.clear()
-            started = self._logicStartEpisode()
+            state = self._logicStartEpisode()
             self._episodeActive = True
-            self._addHistory("Start", _field(started, "summary", "message", default="Episode started."))
+            self._addHistory("Start", self._startText(state))
             self._proposeOnce()
 
     def onNext(self) -> None:
@@ -601,20 +595,16 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onFlip(self) -> None:
         """Flip the polarity of the selected (or only) proposed point."""
         with self._action("Could not flip the point."):
-            self._logicFlip()
-
-    def onPlacePoint(self, positive) -> None:
-        """Enter place mode for one extra point of the given polarity."""
-        with self._action("Could not start placing a point."):
-            self._logicPlacePoint(positive)
+            index = self._logicFlip()
+            self._setStatus(f"Proposed point {index + 1} flipped; press Accept to apply the points on screen.")
 
     def onAutoRun(self) -> None:
         """Run up to N steps, accepting every proposal, until the agent stops or Stop is pressed."""
         with self._action("Auto-run stopped on an error; completed steps are kept."):
             if not self._episodeActive:
-                started = self._logicStartEpisode()
+                state = self._logicStartEpisode()
                 self._episodeActive = True
-                self._addHistory("Start", _field(started, "summary", "message", default="Episode started."))
+                self._addHistory("Start", self._startText(state))
             for _ in range(self._parameterNode.autoSteps):
                 if self._stopRequested:
                     break
@@ -634,7 +624,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Write the mask into the segment and end the episode."""
         with self._action("Could not finish; the segment is unchanged."):
             result = self._logicFinish()
-            answer = _field(result, "answer", "finalAnswer")
+            answer = result.get("answer")
             if answer:
                 self._addHistory("Answer", str(answer), bold=True)
             self._addHistory("Finished", self._statisticsText(result))
@@ -653,23 +643,17 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with self._action("Could not save the mask."):
             written = self._logicSave(path)
-            self._setStatus(f"Saved {written or path}")
+            self._setStatus("Saved " + ", ".join(written or [path]))
 
     def _proposeOnce(self) -> bool:
         """One proposal; False when the agent stopped (terminate, unparseable, limit)."""
         proposal = self._logicProposeNext()
-        reasoning = _field(proposal, "reasoning", default="") or ""
-        action = _field(proposal, "action", "actionText", default="") or ""
-        stepIndex = _field(proposal, "step", "index", default=self._stepsApplied + 1)
-        self._addHistory(f"Step {stepIndex}: {action or 'no action'}", reasoning)
-        answer = _field(proposal, "answer")
-        if answer:
-            self._addHistory("Answer", str(answer), bold=True)
-        stopReason = _field(proposal, "stopReason", "stop_reason")
-        error = _field(proposal, "error")
-        if error:
-            self._setStatus(f"The agent's output was not usable: {error}")
-        self._proposalPending = bool(_field(proposal, "click", "clicks")) and not stopReason
+        action = proposal.get("action") or "no action"
+        self._addHistory(f"Step {self._stepsApplied + 1}: {action}", proposal.get("reasoning") or "")
+        if proposal.get("answer"):
+            self._addHistory("Answer", str(proposal["answer"]), bold=True)
+        stopReason = proposal.get("stop_reason")
+        self._proposalPending = bool(proposal.get("click")) and not stopReason
         if stopReason:
             self._setStatus(f"The agent stopped ({stopReason}). Press Finish, or add points and Accept.")
             return False
@@ -684,9 +668,15 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- display helpers -------------------------------------------------------------------
 
-    def _statisticsText(self, result) -> str:
-        pixels = _field(result, "maskPixels", "mask_pixels")
-        steps = _field(result, "steps")
+    @staticmethod
+    def _startText(state) -> str:
+        pixels = state["statistics"]["pixels"]
+        return f"Slice {state['slice_index']} of the {state['view']} view, {pixels} pixels in the segment."
+
+    @staticmethod
+    def _statisticsText(result) -> str:
+        pixels = result.get("mask_pixels", (result.get("statistics") or {}).get("pixels"))
+        steps = result.get("steps")
         parts = []
         if pixels is not None:
             parts.append(f"{pixels} pixels in the mask")
@@ -754,6 +744,53 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for shortcut in self._shortcuts.values():
             shortcut.setEnabled(enabled)
 
+    # -- placing extra points: Slicer's place mode on the proposal list (main thread) ------
+
+    def onPlacePoint(self, positive) -> None:
+        """Enter place mode for one extra point of the given polarity."""
+        with slicer.util.tryWithErrorDisplay("Could not start placing a point."):
+            self.startPlacingPoint(positive)
+
+    def startPlacingPoint(self, positive) -> None:
+        """Place one point into the proposal list; it gets ``positive`` as its polarity."""
+        if self.logic.episode is None:
+            raise RuntimeError("No episode is running; press Continue my mask first.")
+        self._stopPlacing()
+        proposals = self.logic.episode.markups.proposals
+        self._placing = (proposals, bool(positive))
+        # Placed points start out positive (Selected); these observers set the chosen polarity.
+        self.addObserver(proposals, proposals.PointAddedEvent, self._onPlacedPointAdded)
+        self.addObserver(proposals, proposals.PointPositionDefinedEvent, self._onPlacedPointDefined)
+        markupsLogic = slicer.modules.markups.logic()
+        markupsLogic.SetActiveList(proposals)
+        markupsLogic.StartPlaceMode(False)
+        kind = "positive" if positive else "negative"
+        self._setStatus(f"Click in the {self._parameterNode.view} view to place a {kind} point.")
+
+    def _onPlacedPointAdded(self, caller, event) -> None:
+        if self._placing is not None:
+            proposals, positive = self._placing
+            index = proposals.GetNumberOfControlPoints() - 1
+            if index >= 0:
+                proposals.SetNthControlPointSelected(index, positive)
+                proposals.SetNthControlPointLabel(index, "+" if positive else "-")
+
+    def _onPlacedPointDefined(self, caller, event) -> None:
+        self._onPlacedPointAdded(caller, event)
+        self._stopPlacing(leavePlaceMode=False)  # one point per press; Slicer leaves place mode
+
+    def _stopPlacing(self, leavePlaceMode=True) -> None:
+        """Stop observing the point being placed (and leave place mode) - before any logic call."""
+        if self._placing is None:
+            return
+        proposals, _positive = self._placing
+        self._placing = None
+        self.removeObserver(proposals, proposals.PointAddedEvent, self._onPlacedPointAdded)
+        self.removeObserver(proposals, proposals.PointPositionDefinedEvent, self._onPlacedPointDefined)
+        interaction = slicer.app.applicationLogic().GetInteractionNode()
+        if leavePlaceMode and interaction.GetCurrentInteractionMode() == interaction.Place:
+            interaction.SwitchToViewTransformMode()
+
     # -- local server (child process) ------------------------------------------------------
 
     def _defaultServerPython(self) -> str:
@@ -775,18 +812,8 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The local server's command line: (python, arguments) from the Server settings."""
         python = self.ui.serverPythonLineEdit.text.strip() or self._defaultServerPython()
         url = qt.QUrl(self.ui.serverUrlLineEdit.text.strip() or DEFAULT_SERVER_URL)
-        port = url.port(protocol.DEFAULT_PORT)
-        arguments = [
-            "-c",
-            "import sys; from ibisagent.cli import main; sys.exit(main())",
-            "serve",
-            "--host",
-            protocol.DEFAULT_HOST,
-            "--port",
-            str(port),
-        ]
-        arguments += shlex.split(self.ui.serverArgumentsLineEdit.text.strip())
-        return python, arguments
+        extra = shlex.split(self.ui.serverArgumentsLineEdit.text.strip())
+        return python, serverArguments(url.port(protocol.DEFAULT_PORT), protocol.DEFAULT_HOST, extra)
 
     def startLocalServer(self) -> None:
         """Start `ibisagent serve` on loopback; its output streams into the log box."""
@@ -795,18 +822,10 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             os.path.basename(python).lower().startswith("pythonslicer") or python == sys.executable
         )
         if usesSlicerPython:
-            missing = missingServerRequirements()
-            if missing:
-                if not slicer.util.confirmOkCancelDisplay(
-                    "The local agent server needs these Python packages in Slicer's Python:\n\n"
-                    + "\n".join(missing)
-                    + "\n\nInstall them now? (This takes a few minutes.)"
-                ):
-                    raise RuntimeError(
-                        "Server packages are not installed. Install them, or set "
-                        "'Server Python' to an environment where IBISAgent is installed."
-                    )
-                slicer.util.pip_install(missing)
+            self._ensureRequirements(
+                SERVER_REQUIREMENTS, "The local agent server",
+                "Install them, or set 'Server Python' to an environment where IBISAgent is installed.",
+            )
         environment = qt.QProcessEnvironment()
         baseEnvironment = os.environ if usesSlicerPython else slicer.util.startupEnvironment()
         for key, value in baseEnvironment.items():
@@ -837,6 +856,25 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._serverPollTimer.start()
         self.ui.connectionStatusLabel.text = "Local server starting..."
         self._updateButtonStates()
+
+    def _ensureRequirements(self, requirements, who, otherwise) -> None:
+        """Ask once with the full list of missing packages, then install them into Slicer's Python."""
+        missing = missingRequirements(requirements)
+        if not missing:
+            return
+        if not slicer.util.confirmOkCancelDisplay(
+            f"{who} needs these Python packages in Slicer's Python:\n\n" + "\n".join(missing)
+            + "\n\nInstall them now? (This takes a few minutes.)"
+        ):
+            raise RuntimeError(f"Packages not installed: {', '.join(missing)}. {otherwise}")
+        slicer.util.pip_install(missing)
+
+    def _ensureLocalEngine(self) -> None:
+        """In Local mode, make sure the in-process engine's packages are installed (asks first)."""
+        if self._localMode():
+            self._ensureRequirements(
+                LOCAL_ENGINE_REQUIREMENTS, "The in-process agent", "Install them, or use an agent server."
+            )
 
     def _pollServerReady(self) -> None:
         """Ping the starting server on the worker thread; the timer checks the answer."""
@@ -901,12 +939,9 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class IBISAgentTest(ScriptedLoadableModuleTest):
-    """Runs the panel's flow in a real Slicer against a local server with the CPU defaults.
-
-    The server is started through the panel ("Start local server"). Its Python is
-    $IBISAGENT_SERVER_PYTHON when set, else the panel's default (Slicer's own Python, which
-    needs the server packages; the test skips, saying so, when they are missing there).
-    """
+    """Runs the panel's flow in a real Slicer with the CPU defaults: in Local (no server) mode,
+    the weight-free policy and the classical tool run inside Slicer. Testing/Python/
+    IBISAgentSelfTest.py runs the same flow against a local agent server."""
 
     def setUp(self):
         """Clear the scene before each test."""
@@ -943,43 +978,32 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
         )
         return volume, segmentation, segmentId, inside
 
-    def _waitFor(self, condition, seconds, what):
-        deadline = time.monotonic() + seconds
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"Timed out after {seconds} s waiting for {what}")
-            slicer.app.processEvents()
-            time.sleep(0.05)
-
     def test_widgetFlow(self):
-        """Start a local server, continue a rough mask, step, undo, auto-run, finish, save."""
-        import socket
-        import tempfile
+        """Local (no server) mode: test, continue, flip, place a negative point, accept, undo,
+        auto-run, finish, save."""
         import unittest
+
+        missing = missingRequirements(LOCAL_ENGINE_REQUIREMENTS)
+        if missing:
+            raise unittest.SkipTest("Skipped: the in-process agent needs " + ", ".join(missing) + " in Slicer.")
+        self.delayDisplay("Starting the IBISAgent widget flow test (Local, no server)")
+        slicer.util.selectModule("IBISAgent")
+        widget = slicer.modules.IBISAgentWidget
+        widget.ui.agentModeComboBox.currentIndex = AGENT_MODE_LOCAL
+        try:
+            self.runFlow(widget)
+            self.assertTrue(widget.ui.connectionStatusLabel.text.startswith("In Slicer"))
+        finally:
+            widget.ui.agentModeComboBox.currentIndex = AGENT_MODE_SERVER  # the remembered setting
+        self.delayDisplay("IBISAgent widget flow test passed")
+
+    def runFlow(self, widget):
+        """The panel's flow on a synthetic volume, with whatever agent the panel is set to."""
+        import tempfile
 
         import numpy as np
 
-        self.delayDisplay("Starting the IBISAgent widget flow test")
-        slicer.util.selectModule("IBISAgent")
-        widget = slicer.modules.IBISAgentWidget
         volume, segmentation, segmentId, _truth = self._makeVolumeAndSegment()
-
-        serverPython = os.environ.get("IBISAGENT_SERVER_PYTHON", "")
-        widget.ui.serverPythonLineEdit.text = serverPython
-        if not serverPython and missingServerRequirements():
-            raise unittest.SkipTest(
-                "Skipped: Slicer's Python lacks the server packages "
-                + ", ".join(missingServerRequirements())
-                + ". Set IBISAGENT_SERVER_PYTHON to a Python with 'ibisagent[server]' installed."
-            )
-        with socket.socket() as probe:
-            probe.bind((protocol.DEFAULT_HOST, 0))
-            port = probe.getsockname()[1]
-        widget.ui.serverUrlLineEdit.text = f"http://{protocol.DEFAULT_HOST}:{port}"
-        widget.ui.serverArgumentsLineEdit.text = ""
-        widget.ui.tokenLineEdit.text = ""
-        widget._saveSettings()
-
         p = widget._parameterNode
         p.inputVolume = volume
         p.segmentation = segmentation
@@ -988,46 +1012,45 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
         p.request = "Segment the bright blob."
         self.assertTrue(widget.ui.continueButton.enabled, widget.ui.continueButton.toolTip)
         self.assertFalse(widget.ui.undoButton.enabled)
-
-        widget.ui.startServerButton.click()
-        try:
-            self._waitFor(widget.isServerReady, SERVER_START_TIMEOUT_S, "the local server")
-            widget.ui.testConnectionButton.click()
+        clicks = (widget.ui.testConnectionButton, widget.ui.continueButton)
+        for button in clicks:
+            button.click()
             self.assertIsNone(widget.lastError, widget.lastError)
+        self.assertGreater(widget.ui.historyListWidget.count, 0)
+        before = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume).copy()
 
-            before = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume).copy()
-            widget.ui.continueButton.click()
+        # Edit the points on screen: flip the proposal, place a negative point (place mode ends
+        # with the point; the observer makes it negative), then accept what is on screen.
+        proposals = widget.logic.episode.markups.proposals
+        if widget.ui.flipButton.enabled:
+            widget.ui.flipButton.click()
             self.assertIsNone(widget.lastError, widget.lastError)
-            self.assertGreater(widget.ui.historyListWidget.count, 0)
-            widget.ui.acceptButton.click()
-            self.assertIsNone(widget.lastError, widget.lastError)
-            self.assertTrue(widget.ui.undoButton.enabled)
+        widget.startPlacingPoint(False)
+        rows, cols = widget.logic.episode.geometry.shape
+        proposals.AddControlPoint(*[float(v) for v in widget.logic.episode.geometry.pixel_to_ras(cols // 2, rows // 2)])
+        self.assertFalse(proposals.GetNthControlPointSelected(proposals.GetNumberOfControlPoints() - 1))
+        widget.ui.acceptButton.click()
+        self.assertIsNone(widget.lastError, widget.lastError)
+        self.assertTrue(widget.ui.undoButton.enabled)
+        self.assertFalse(widget.logic.episode.steps[-1]["clicks"][-1]["positive"])
 
-            widget.ui.undoButton.click()
-            self.assertIsNone(widget.lastError, widget.lastError)
-            after = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
-            np.testing.assert_array_equal(before, after)
+        widget.ui.undoButton.click()
+        self.assertIsNone(widget.lastError, widget.lastError)
+        after = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
+        np.testing.assert_array_equal(before, after)
 
-            p.autoSteps = 3
-            widget.ui.autoRunButton.click()
+        p.autoSteps = 3
+        for button in (widget.ui.autoRunButton, widget.ui.finishButton):
+            button.click()
             self.assertIsNone(widget.lastError, widget.lastError)
-            widget.ui.finishButton.click()
-            self.assertIsNone(widget.lastError, widget.lastError)
+        final = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
+        changed = np.argwhere(final != before)
+        if len(changed):
+            self.assertEqual(set(changed[:, 0].tolist()), {int(changed[0, 0])}, "only one slice may change")
 
-            final = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
-            changed = np.argwhere(final != before)
-            if len(changed):
-                self.assertEqual(
-                    set(changed[:, 0].tolist()), {int(changed[0, 0])}, "only one slice may change"
-                )
-
-            with tempfile.TemporaryDirectory() as folder:
-                for name in ("mask.seg.nrrd", "mask.nii.gz"):
-                    path = os.path.join(folder, name)
-                    widget.onSave(path)
-                    self.assertIsNone(widget.lastError, widget.lastError)
-                    self.assertTrue(os.path.exists(path), path)
-        finally:
-            widget.stopLocalServer()
-        self.assertFalse(widget._serverRunning())
-        self.delayDisplay("IBISAgent widget flow test passed")
+        with tempfile.TemporaryDirectory() as folder:
+            for name in ("mask.seg.nrrd", "mask.nii.gz"):
+                path = os.path.join(folder, name)
+                widget.onSave(path)
+                self.assertIsNone(widget.lastError, widget.lastError)
+                self.assertTrue(os.path.exists(path), path)

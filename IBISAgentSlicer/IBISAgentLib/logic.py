@@ -8,7 +8,8 @@ Usable from Slicer's Python console, from the module widget and in batch, with n
 
 Step-wise (the widget): `startEpisode`, then repeatedly `proposeNext` (shows the proposal as a
 markup point), the user edits points, `acceptProposal` (applies exactly the points on screen) or
-`skipProposal`; `undo`; `finish`.
+`skipProposal`; `undo`; `finish`. `flipProposal` flips a proposed point; `pingServer` and
+`serverInfo` check the agent.
 
 Guarantees:
 - Only the worked slice of the chosen segment changes (see `segment_masks.write_slice_mask`).
@@ -45,6 +46,36 @@ logger = logging.getLogger("IBISAgent")
 
 #: decide(proposal) -> clicks to apply, [] to skip the proposal, None to stop (see continueMask).
 Decide = Callable[[dict], Optional[Sequence[Click]]]
+
+#: What the in-process engine (heuristic policy + sitk tool) needs beyond numpy: import name ->
+#: pip requirement. Slicer ships SimpleITK; scipy may need installing.
+LOCAL_ENGINE_REQUIREMENTS = {
+    "scipy": "scipy>=1.8",  # the sitk tool's mask clean-up
+    "SimpleITK": "SimpleITK>=2.2",  # Slicer's own copy is kept when present
+}
+#: What a local agent server needs on top: installed only after one confirmation, never at load.
+SERVER_REQUIREMENTS = {
+    "fastapi": "fastapi>=0.110",
+    "uvicorn": "uvicorn>=0.27",
+    "pydantic": "pydantic>=2.5",
+    **LOCAL_ENGINE_REQUIREMENTS,
+    "PIL": "pillow>=9.0",
+    "nrrd": "pynrrd>=1.0",
+}
+
+
+def missingRequirements(requirements: dict) -> List[str]:
+    """The pip requirements of ``requirements`` (import name -> requirement) that this Python
+    cannot import; empty when everything is there. Imports nothing."""
+    import importlib.util
+
+    return [req for name, req in requirements.items() if importlib.util.find_spec(name) is None]
+
+
+def serverArguments(port: int, host: str = "127.0.0.1", extra: Sequence[str] = ()) -> List[str]:
+    """Python arguments that run ``ibisagent serve`` on ``host``:``port`` (for a child process)."""
+    return ["-c", "import sys; from ibisagent.cli import main; sys.exit(main())",
+            "serve", "--host", host, "--port", str(int(port))] + list(extra)
 
 
 class _EpisodeState:
@@ -103,6 +134,48 @@ class IBISAgentLogic(_LogicBase):
         self.serverUrl = None
         self.policy, self.segmenter = policy, segmenter
         self.policyOptions, self.segmenterOptions = dict(policyOptions or {}), dict(segmenterOptions or {})
+
+    def pingServer(self, timeout: float = 3.0) -> bool:
+        """True when the agent answers: the server's /health, or always for the in-process
+        engine. Never raises. Runs in the calling thread, not through ``callAgent``, and touches
+        no MRML, so the widget may poll it from its worker thread."""
+        if not self.serverUrl:
+            return True
+        try:
+            from ibisagent.client import AgentClient
+
+            wait = min(self.timeout, float(timeout))
+            with AgentClient(self.serverUrl, self.token, timeout=wait, connect_timeout=wait) as client:
+                return bool(client.ping())
+        except Exception:  # noqa: BLE001 - a ping answers yes or no, whatever went wrong
+            return False
+
+    def serverInfo(self) -> dict:
+        """What the agent runs: the server's /info (``version``, ``api_version``, ``policy``,
+        ``segmenter``, ``device``, ``capabilities``...), or for the in-process engine the policy
+        and tool names after building both once (``local``: True). Goes through ``callAgent``;
+        raises AgentStepError (``unavailable``, ``authentication``, ``incompatible``, ``engine``
+        for a local engine that cannot load)."""
+        if self.serverUrl:
+            return self._agent("Asking the agent server what it runs", self._remote_info)
+        return self._agent("Loading the in-process agent", self._local_info)
+
+    def _remote_info(self) -> dict:
+        from ibisagent.client import AgentClient
+
+        with AgentClient(self.serverUrl, self.token, self.timeout) as client:
+            return dict(client.info(refresh=True))
+
+    def _local_info(self) -> dict:
+        from ibisagent import __version__, protocol
+        from ibisagent.policies import build_policy
+        from ibisagent.segmenters import build_segmenter
+
+        policy = build_policy(self.policy, **self.policyOptions) if isinstance(self.policy, str) else self.policy
+        tool = build_segmenter(self.segmenter, **self.segmenterOptions) if isinstance(self.segmenter, str) else self.segmenter
+        return {"local": True, "version": __version__, "api_version": protocol.API_VERSION,
+                "policy": getattr(policy, "name", type(policy).__name__),
+                "segmenter": getattr(tool, "name", type(tool).__name__), "device": "cpu"}
 
     def _open_session(self, image, request, mask, maxSteps):
         if self.serverUrl:
@@ -227,6 +300,23 @@ class IBISAgentLogic(_LogicBase):
         episode.markups.show_accepted(proposal_markups.clicks_on_slice(history, episode.geometry))
         self.log(f"Step {record['index']}: {len(clicks)} click(s) applied; the slice mask has {record['mask_pixels']} pixels.")
         return record
+
+    def flipProposal(self, index: Optional[int] = None) -> int:
+        """Flip the polarity of proposal point ``index``; by default the point under the mouse
+        in a view (the list's active point), else the newest one. Returns the index flipped.
+        Changes no voxel; raises ValueError when there is no such point."""
+        markups = self._require().markups
+        count = markups.proposals.GetNumberOfControlPoints()
+        if count == 0:
+            raise ValueError("There is no proposed point to flip; press Next step or place a point.")
+        if index is None:
+            display = markups.proposals.GetDisplayNode()
+            active = display.GetActiveControlPoint() if display is not None else -1
+            index = active if 0 <= active < count else count - 1
+        if not 0 <= index < count:
+            raise ValueError(f"There is no proposed point {index}; the list has {count}.")
+        markups.flip(index)
+        return index
 
     def skipProposal(self) -> None:
         """Drop the shown proposal without changing the mask."""
