@@ -3,14 +3,14 @@ heavy ones (torch, segment-anything, sam2) cost nothing until asked for."""
 
 from __future__ import annotations
 
-import importlib
-
+from ..registry import build_named
 from .base import ImageState, Prediction, Segmenter
 
 #: name -> "module:builder". Builders take keyword options (checkpoint paths, device) and return
 #: a Segmenter.
 SEGMENTERS = {
     "sitk": "ibisagent.segmenters.sitk:build",
+    "growcut": "ibisagent.segmenters.growcut:build",
     "litemedsam": "ibisagent.segmenters.litemedsam:build",
     "sam": "ibisagent.segmenters.sam:build",
     "sam2": "ibisagent.segmenters.sam2:build",
@@ -20,12 +20,9 @@ DEFAULT_SEGMENTER = "sitk"
 
 
 def build_segmenter(name: str = DEFAULT_SEGMENTER, **options) -> Segmenter:
-    """Build the tool called ``name`` with its ``options``; unknown names list the known ones."""
-    if name not in SEGMENTERS:
-        raise ValueError(f"Unknown segmentation tool {name!r}; choose one of: {', '.join(SEGMENTERS)}.")
-    module_name, builder = SEGMENTERS[name].split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, builder)(**options)
+    """Build the tool called ``name`` with its ``options``; unknown names or options are a
+    clear ValueError."""
+    return build_named(SEGMENTERS, "segmentation tool", name, options)
 
 
 __all__ = ["ImageState", "Prediction", "Segmenter", "SEGMENTERS", "DEFAULT_SEGMENTER", "build_segmenter"]

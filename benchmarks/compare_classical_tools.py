@@ -1,0 +1,123 @@
+"""Compare the classical click tools (`sitk`, `growcut`) under the standard evaluation protocol.
+
+Protocol: the simulated annotator (`SimulatedPolicy`, no stop IoU) clicks 20 times on each
+MNI152 slice and every proposal is accepted; the IoU after each click is recorded. Starts: from
+scratch (no mask) and from each `rough_mask` kind (eroded, cut, leaky). Reported per tool and
+start: NoC@85 and NoC@90 (20 when never reached), mIoU after 1, 3 and 5 clicks, and the median
+seconds per click (predict only).
+
+Slices: tissues brain, grey, white x planes axial, coronal, sagittal x slice indices at the
+brain's centre and +-``OFFSET`` voxels (``--quick``: the centre only).
+
+    python benchmarks/compare_classical_tools.py [--quick] [--tools sitk growcut]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Dict, List, Optional
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from ibisagent.episode import Episode  # noqa: E402
+from ibisagent.imaging import to_rgb  # noqa: E402
+from ibisagent.metrics import clicks_to_reach, iou  # noqa: E402
+from ibisagent.policies.simulated import SimulatedPolicy  # noqa: E402
+from ibisagent.sample_data import PLANES, TISSUES, display_slice, mni152_volume, rough_mask  # noqa: E402
+from ibisagent.segmenters import build_segmenter  # noqa: E402
+
+MAX_CLICKS = 20
+OFFSET = 12
+STARTS = ("scratch", "eroded", "cut", "leaky")
+AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
+
+
+def slice_set(quick: bool) -> List[tuple]:
+    """[(name, float image (H, W), truth bool (H, W))] in display orientation."""
+    cases = []
+    for tissue in TISSUES:
+        t1, mask, _ = mni152_volume(tissue)
+        for plane in PLANES:
+            axis = AXIS[plane]
+            counts = mask.sum(axis=tuple(a for a in range(3) if a != axis))
+            centre = int(np.argmax(counts))
+            for index in ([centre] if quick else [centre - OFFSET, centre, centre + OFFSET]):
+                truth = display_slice(mask, plane, index)
+                if truth.sum() < 50:
+                    continue
+                cases.append((f"{tissue}/{plane}/{index}", display_slice(t1, plane, index), truth))
+    return cases
+
+
+def run_episode(segmenter, image_rgb: np.ndarray, truth: np.ndarray, start: Optional[np.ndarray]):
+    """(IoU after each of MAX_CLICKS clicks, seconds per predict)."""
+    episode = Episode(image_rgb, segmenter, SimulatedPolicy(truth), initial_mask=start, max_steps=MAX_CLICKS)
+    ious: List[float] = []
+    seconds: List[float] = []
+
+    def record(step) -> None:
+        ious.append(iou(episode.mask, truth))
+        seconds.append(step.seconds)
+
+    episode.run(on_step=record)
+    while len(ious) < MAX_CLICKS:  # the annotator stopped early: the mask equals the truth
+        ious.append(ious[-1] if ious else iou(episode.mask, truth))
+    return ious, seconds
+
+
+def summarise(curves: List[List[float]], seconds: List[float]) -> Dict[str, float]:
+    curves_array = np.array(curves)
+    return {
+        "NoC@85": float(np.mean([clicks_to_reach(c, 0.85, MAX_CLICKS) for c in curves])),
+        "NoC@90": float(np.mean([clicks_to_reach(c, 0.90, MAX_CLICKS) for c in curves])),
+        "mIoU@1": float(curves_array[:, 0].mean()),
+        "mIoU@3": float(curves_array[:, 2].mean()),
+        "mIoU@5": float(curves_array[:, 4].mean()),
+        "s/click": float(np.median(seconds)),
+    }
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="centre slices only")
+    parser.add_argument("--tools", nargs="+", default=["sitk", "growcut"])
+    parser.add_argument("--starts", nargs="+", default=list(STARTS), choices=STARTS)
+    args = parser.parse_args(argv)
+
+    cases = slice_set(args.quick)
+    print(f"{len(cases)} slices, starts: {', '.join(args.starts)}, {MAX_CLICKS} clicks each")
+    header = f"{'tool':8} {'start':8} {'NoC@85':>7} {'NoC@90':>7} {'mIoU@1':>7} {'mIoU@3':>7} {'mIoU@5':>7} {'s/click':>8}"
+    rows = []
+    started = time.perf_counter()
+    for tool in args.tools:
+        segmenter = build_segmenter(tool)
+        pooled_curves, pooled_seconds = [], []
+        for start in args.starts:
+            curves, seconds = [], []
+            for _, image, truth in cases:
+                initial = None if start == "scratch" else rough_mask(truth, start)
+                ious, times = run_episode(segmenter, to_rgb(image), truth, initial)
+                curves.append(ious)
+                seconds.extend(times)
+            rows.append((tool, start, summarise(curves, seconds)))
+            pooled_curves += curves
+            pooled_seconds += seconds
+        rows.append((tool, "all", summarise(pooled_curves, pooled_seconds)))
+    print(header)
+    for tool, start, figures in rows:
+        print(
+            f"{tool:8} {start:8} {figures['NoC@85']:7.2f} {figures['NoC@90']:7.2f} {figures['mIoU@1']:7.3f}"
+            f" {figures['mIoU@3']:7.3f} {figures['mIoU@5']:7.3f} {figures['s/click']:8.4f}"
+        )
+    print(f"total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
