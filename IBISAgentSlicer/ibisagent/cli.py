@@ -66,8 +66,8 @@ def _eval_parser(sub) -> None:
 def _demo_parser(sub) -> None:
     parser = sub.add_parser("demo", help="continue a rough brain mask on a real MRI slice (bundled data)")
     parser.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
-    parser.add_argument("--tissue", default="white", choices=["brain", "grey", "white"])
-    parser.add_argument("--plane", default="axial", choices=["axial", "coronal", "sagittal"])
+    parser.add_argument("--tissue", default="brain", choices=["brain", "grey", "white"])
+    parser.add_argument("--plane", default="sagittal", choices=["axial", "coronal", "sagittal"])
     parser.add_argument("--rough", default="cut", choices=["eroded", "cut", "leaky"], help="how the start is rough")
     parser.add_argument("--max-steps", type=int, default=8)
     add_engine_arguments(parser)

@@ -44,7 +44,7 @@ def run_demo(args) -> int:
           f"request {request!r}, starting from a rough ({args.rough}) {args.tissue} mask.")
     if policy.name == "heuristic":
         print("NOTE: no IBISAgent checkpoint is configured, so the proposals come from the weight-free "
-              "heuristic policy, not from the IBISAgent model (see README: 'Using a real checkpoint').")
+              "heuristic policy, not from the IBISAgent model (README: 'Using real checkpoints').")
     report = headless.run_continue(image_rgb, segmenter, policy, request, start, args.max_steps, truth,
                                    os.path.join(out, "steps"))
     mask = report.result.mask
@@ -52,7 +52,7 @@ def run_demo(args) -> int:
     image_io.write_mask(os.path.join(out, "final_mask.png"), mask)
     headless.write_log(os.path.join(out, "steps.json"), report, policy, segmenter, request, True)
     print(headless.final_iou_line(report, truth))
-    print(f"Proposals were made by: {policy.name} ({policy.description}).")
+    print(f"Proposals were made by the {policy.name} policy: {policy.description}.")
     print(f"Wrote {out}/final_mask.nii.gz, final_mask.png, steps.json, steps/step_*.png "
           f"(one picture per step) and steps/all_steps.png.")
     return 0

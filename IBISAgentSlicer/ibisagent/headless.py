@@ -86,7 +86,7 @@ def describe_stop(result: EpisodeResult) -> str:
         "terminated": "the policy said the mask is done" + (f" (answer: {result.answer})" if result.answer else ""),
         "unparseable": f"the policy's output could not be parsed: {last.error if last else ''}",
         "repeated": "the policy proposed the same action three times in a row",
-        "step-limit": f"the step limit was reached after {len(result.steps)} steps",
+        "step-limit": f"the step limit was reached after {_count(len(result.steps), 'step')}",
         "stopped-by-user": "stopped by the decision callback",
     }
     return reasons.get(result.stop_reason or "", str(result.stop_reason))
@@ -157,9 +157,13 @@ def read_matching_mask(path: str, where, image, shape) -> np.ndarray:
     return sitk.GetArrayFromImage(volume) != 0
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def final_iou_line(report: ContinueReport, truth: Optional[np.ndarray]) -> str:
     if truth is None:
         return f"Final mask: {int(report.result.mask.sum())} pixels."
     final = iou(report.result.mask, truth)
     return (f"IoU against the reference: start {report.start_iou:.3f} -> final {final:.3f} "
-            f"(Dice {dice(report.result.mask, truth):.3f}) after {len(report.result.steps)} steps.")
+            f"(Dice {dice(report.result.mask, truth):.3f}) after {_count(len(report.result.steps), 'step')}.")

@@ -68,7 +68,7 @@ def _with_title(picture: Image.Image, title: str) -> Image.Image:
     return out
 
 
-def contact_sheet(pictures: List[Image.Image], columns: int = 4) -> Image.Image:
+def contact_sheet(pictures: List[Image.Image], columns: int = 5) -> Image.Image:
     """Tile pictures left to right, top to bottom (all are scaled to the first one's size)."""
     if not pictures:
         raise ValueError("No pictures to tile.")
