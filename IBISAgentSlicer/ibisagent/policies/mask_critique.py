@@ -14,10 +14,11 @@ from the image's colours and the mask's shape:
    that look like target. *Wrongly included*: mask pixels that look like background. Each
    connected region is one candidate, scored by area x confidence (mean distance of its
    probability from 0.5, doubled). Regions too thin to hold a click well inside are dropped.
-3. The click goes to the deepest point of the region (largest distance to its edge), the place a
-   careful person would click, skipping pixels clicked before. A region that already holds a
-   click of the same kind counts for less each time (the tool could not fix it); a region that
-   holds a click of the other kind is left alone (someone already said otherwise).
+3. The click goes to the deepest point of the region (largest distance to its edge; on a flat
+   ridge its middle), the place a careful person would click, skipping pixels clicked before.
+   A region that already holds a click of the same kind counts for less each time (the tool
+   could not fix it); a region that holds a click of the other kind is left alone (someone
+   already said otherwise).
 
 Conventions: images are RGB uint8 (H, W, 3), masks bool (H, W), pixels (x=column, y=row).
 """
@@ -25,6 +26,7 @@ Conventions: images are RGB uint8 (H, W, 3), masks bool (H, W), pixels (x=column
 from __future__ import annotations
 
 from collections.abc import Iterable
+import hashlib
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -89,32 +91,37 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return np.asarray(image, dtype=np.float64).mean(axis=2) / 255.0
 
 
-def appearance(image: np.ndarray, mask: np.ndarray) -> Appearance:
-    """Learn target and background colours from ``mask`` and a ring around it (see module doc)."""
-    bins = _colour_bins(image)
-    core = _core(mask)
-    ring = _ring(mask)
-    if not ring.any():  # the mask covers the whole image: the outside is all there is
-        ring = ~mask
-    table = _posterior(bins, core.astype(float), ring.astype(float))
-    table = _posterior(bins, core * table[bins], ring * (1.0 - table[bins]))
-    probability = ndimage.gaussian_filter(table[bins], 1.0)
-    grey = luminance(image)
-    return Appearance(probability, float(grey[core].mean()), float(grey[ring].mean()) if ring.any() else 0.0, ring)
-
-
 def find_candidates(image: np.ndarray, mask: np.ndarray, clicks: Iterable[Click] = ()) -> list[Candidate]:
-    """Every region worth considering, best (highest score) first."""
+    """Every region worth considering, best (highest score) first.
+
+    Only a window around the mask is examined: every pixel that can become a candidate lies in
+    the mask or its ring, so the window is the mask's bounding box grown by the ring's width plus
+    the reach of the probability smoothing. Inside it every number is the same as on the whole
+    image (the ring's distances only see the mask, the smoothing only its reach, the outside of
+    the box is background connected to the image edge), so cropping changes speed, not answers.
+    """
     mask = np.asarray(mask, dtype=bool)
     clicks = list(clicks)
-    model = appearance(image, mask)
-    grey = luminance(image)
-    filled = ndimage.binary_fill_holes(mask)
+    grey, bins = _image_features(image)
+    width = _ring_width(mask)
+    box = _window(mask, width + _SMOOTHING_REACH + 1)
+    ring = _ring(mask[box], width)
+    if not ring.any():  # no ring anywhere: the background is all of the image the mask leaves
+        box = (slice(None), slice(None))
+        ring = ~mask
+    model = _appearance(grey[box], bins[box], mask[box], ring)
+    grey, mask = grey[box], mask[box]
+    origin = (box[0].start or 0, box[1].start or 0)
+    local = [replace(c, x=c.x - origin[1], y=c.y - origin[0]) for c in clicks]
+    local = [c for c in local if 0 <= c.y < mask.shape[0] and 0 <= c.x < mask.shape[1]]
+    filled = _fill_holes(mask)
     target_like = model.probability > 0.5
     missed = ~mask & target_like & (model.ring | filled)
     wrong = mask & ~target_like
-    found = _regions(missed, True, filled & ~mask, model.probability, grey, mask, clicks)
-    found += _regions(wrong, False, None, model.probability, grey, mask, clicks)
+    rows, cols = np.nonzero(mask)
+    centre = np.array([rows.sum() / rows.size + origin[0], cols.sum() / cols.size + origin[1]])
+    shared = (model.probability, grey, centre, max(1.0, np.sqrt(rows.size)), local, origin)
+    found = _regions(missed, True, filled & ~mask, *shared) + _regions(wrong, False, None, *shared)
     means = {"target_mean": model.target_mean, "background_mean": model.background_mean}
     return sorted((replace(c, **means) for c in found), key=lambda c: c.score, reverse=True)
 
@@ -126,7 +133,7 @@ def initial_point(image: np.ndarray, avoid: Iterable[tuple[int, int]] = ()) -> t
     region, click at its deepest point (for a head scan, the middle of the head). ``area`` is that
     region's size in pixels. On an image with no contrast it returns the image centre, area 0.
     """
-    grey = luminance(image)
+    grey, _ = _image_features(image)
     rows, cols = grey.shape
     threshold = _otsu(grey)
     if threshold is None:
@@ -142,7 +149,49 @@ def initial_point(image: np.ndarray, avoid: Iterable[tuple[int, int]] = ()) -> t
     return int(x), int(y), int(region.sum())
 
 
+# -- per-image features, cached ----------------------------------------------------------------
+#: Pixels beyond a pixel that the one-pixel Gaussian smoothing of the probability reads
+#: (scipy's default truncation at four standard deviations).
+_SMOOTHING_REACH = 4
+#: The last image's (digest, luminance, colour bins). A policy sees the same image at every
+#: step of an episode, often as a fresh array, so the key is a digest of its bytes, not its id.
+_last_image: tuple = (None, None, None)
+
+
+def _image_features(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(luminance, colour bin) of every pixel; recomputed only when the image's bytes change."""
+    global _last_image
+    pixels = np.ascontiguousarray(image)
+    key = (pixels.shape, pixels.dtype.str, hashlib.sha1(memoryview(pixels).cast("B")).digest())
+    cached = _last_image  # one read, so a concurrent update cannot pair one key with other data
+    if cached[0] == key:
+        return cached[1], cached[2]
+    grey, bins = luminance(pixels), _colour_bins(pixels)
+    grey.flags.writeable = bins.flags.writeable = False
+    _last_image = (key, grey, bins)
+    return grey, bins
+
+
+def _window(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """The mask's bounding box grown by ``margin`` pixels, clipped to the image."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (
+        slice(max(0, int(rows[0]) - margin), int(rows[-1]) + margin + 1),
+        slice(max(0, int(cols[0]) - margin), int(cols[-1]) + margin + 1),
+    )
+
+
 # -- appearance helpers ----------------------------------------------------------------------
+def _appearance(grey: np.ndarray, bins: np.ndarray, mask: np.ndarray, ring: np.ndarray) -> Appearance:
+    """Learn target colours from ``mask`` and background colours from ``ring`` (see module doc)."""
+    core = _core(mask)
+    table = _posterior(bins, core.astype(float), ring.astype(float))
+    table = _posterior(bins, core * table[bins], ring * (1.0 - table[bins]))
+    probability = ndimage.gaussian_filter(table[bins], 1.0)
+    return Appearance(probability, float(grey[core].mean()), float(grey[ring].mean()) if ring.any() else 0.0, ring)
+
+
 def _colour_bins(image: np.ndarray) -> np.ndarray:
     levels = np.asarray(image, dtype=np.int64) * LEVELS // 256
     return (levels[..., 0] * LEVELS + levels[..., 1]) * LEVELS + levels[..., 2]
@@ -154,10 +203,15 @@ def _core(mask: np.ndarray) -> np.ndarray:
     return core if core.sum() >= 20 else mask
 
 
-def _ring(mask: np.ndarray) -> np.ndarray:
-    """A band around the mask, about a third of the mask's radius wide (at least 5 pixels)."""
+def _ring_width(mask: np.ndarray) -> int:
+    """About a third of the mask's radius (at least 5 pixels): wide enough to sample the
+    background, narrow enough to stay near the mask."""
     radius = np.sqrt(mask.sum() / np.pi)
-    width = int(max(5, round(radius / 3)))
+    return int(max(5, round(radius / 3)))
+
+
+def _ring(mask: np.ndarray, width: int) -> np.ndarray:
+    """The band from 1 to ``width`` pixels outside the mask."""
     outside = ndimage.distance_transform_edt(~mask)
     return (outside > 1) & (outside <= width)
 
@@ -189,41 +243,95 @@ def _regions(
     holes: np.ndarray | None,
     probability: np.ndarray,
     grey: np.ndarray,
-    mask: np.ndarray,
+    centre: np.ndarray,
+    span: float,
     clicks: list[Click],
+    origin: tuple[int, int],
 ) -> list[Candidate]:
+    """One candidate per connected region of ``error`` that can take a click. Arrays are the
+    window's; ``clicks`` are in window coordinates, ``origin`` is the window's top-left pixel and
+    ``centre`` and the candidates' pixels are in image coordinates."""
     labels, count = ndimage.label(error)
     if count == 0:
         return []
-    depth = _depth(error)
+    # Per-region statistics from the labelled pixels alone, one bincount each, in raster order.
+    where = np.flatnonzero(labels)
+    owner = labels.ravel()[where]
+    areas = np.bincount(owner, minlength=count + 1)
+    certainty = np.abs(probability.ravel()[where] - 0.5) * 2.0
+    confidences = np.bincount(owner, certainty, count + 1) / np.maximum(areas, 1)
+    means = np.bincount(owner, grey.ravel()[where], count + 1) / np.maximum(areas, 1)
+    hole_share = (
+        np.bincount(owner, holes.ravel()[where], count + 1) / np.maximum(areas, 1)
+        if holes is not None else np.zeros(count + 1)
+    )
+    # A region is deep enough where an unclicked pixel has no outside pixel nearer than
+    # MIN_DEPTH: an erosion answers that for all regions at once, and only those regions then
+    # pay for a distance transform, each in its own bounding box.
+    roomy = ndimage.binary_erosion(error, _disc(MIN_DEPTH))
     for click in clicks:
-        depth[click.y, click.x] = 0.0
-    index = np.arange(1, count + 1)
-    areas = ndimage.sum_labels(np.ones_like(grey), labels, index)
-    certainty = np.abs(probability - 0.5) * 2.0
-    confidences = ndimage.mean(certainty, labels, index)
-    means = ndimage.mean(grey, labels, index)
-    deepest = ndimage.maximum_position(depth, labels, index)
-    depths = ndimage.maximum(depth, labels, index)
-    hole_share = ndimage.mean(holes.astype(float), labels, index) if holes is not None else np.zeros(count)
-    centre = np.array(ndimage.center_of_mass(mask)) if mask.any() else np.array(grey.shape) / 2.0
-    span = max(1.0, np.sqrt(mask.sum()))
+        roomy[click.y, click.x] = False
+    has_room = np.bincount(labels[roomy], minlength=count + 1) > 0
+    boxes = ndimage.find_objects(labels)
     found = []
-    for k in range(count):
-        if depths[k] < MIN_DEPTH:
+    for k in range(1, count + 1):
+        if not has_room[k]:
             continue
-        inside = [c for c in clicks if labels[c.y, c.x] == k + 1]
+        inside = [c for c in clicks if labels[c.y, c.x] == k]
         if any(c.positive != positive for c in inside):
             continue
-        y, x = deepest[k]
+        depth, (y, x) = _deepest(labels, k, boxes[k - 1], clicks)
+        y, x = y + origin[0], x + origin[1]
         kind = LEAK if not positive else (HOLE if hole_share[k] > 0.9 else MISSING)
         found.append(
             Candidate(
-                positive, kind, int(areas[k]), float(confidences[k]), float(depths[k]), int(x), int(y),
+                positive, kind, int(areas[k]), float(confidences[k]), depth, x, y,
                 float(means[k]), _where(np.array([y, x]) - centre, span, kind), len(inside),
             )
         )
     return found
+
+
+def _disc(radius: float) -> np.ndarray:
+    """The pixels nearer than ``radius`` to the centre one, as an erosion structure."""
+    reach = int(np.ceil(radius)) - 1
+    yy, xx = np.mgrid[-reach: reach + 1, -reach: reach + 1]
+    return yy ** 2 + xx ** 2 < radius ** 2
+
+
+def _deepest(
+    labels: np.ndarray, k: int, box: tuple[slice, slice], clicks: list[Click]
+) -> tuple[float, tuple[int, int]]:
+    """(depth, (row, col)) of region ``k``'s deepest unclicked pixel.
+
+    The distance transform runs on the region's bounding box only, which gives the same depths
+    as one over the whole error mask: along a straight staircase from a region pixel towards
+    any pixel outside the region, the first step out of the region is a non-error pixel (regions
+    are 4-connected, so an error pixel next to the region would belong to it) and no farther.
+    Among equally deep pixels the one nearest their mean is taken, the middle of a flat ridge.
+    """
+    region = labels[box] == k
+    depth = _depth(region)
+    top, left = box[0].start, box[1].start
+    for click in clicks:
+        if 0 <= click.y - top < depth.shape[0] and 0 <= click.x - left < depth.shape[1]:
+            depth[click.y - top, click.x - left] = 0.0
+    deepest = depth.max()
+    rows, cols = np.nonzero(depth == deepest)
+    spread = (rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2
+    pick = int(np.argmin(spread))
+    return float(deepest), (int(rows[pick]) + top, int(cols[pick]) + left)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """The mask with its holes filled: outside pixels not 4-connected to the image's edge. One
+    labelling instead of ``binary_fill_holes``'s repeated dilation, with the same answer."""
+    outside, count = ndimage.label(~mask)
+    edge = np.zeros(count + 1, dtype=bool)
+    for side in (outside[0], outside[-1], outside[:, 0], outside[:, -1]):
+        edge[side] = True
+    edge[0] = False
+    return ~edge[outside]
 
 
 def _where(offset: np.ndarray, span: float, kind: str) -> str:
