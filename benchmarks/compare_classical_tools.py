@@ -25,10 +25,9 @@ os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from ibisagent.episode import Episode  # noqa: E402
+from ibisagent.evaluate import run_case  # noqa: E402
 from ibisagent.imaging import to_rgb  # noqa: E402
-from ibisagent.metrics import clicks_to_reach, iou  # noqa: E402
-from ibisagent.policies.simulated import SimulatedPolicy  # noqa: E402
+from ibisagent.metrics import clicks_to_reach  # noqa: E402
 from ibisagent.sample_data import PLANES, TISSUES, display_slice, mni152_volume, rough_mask  # noqa: E402
 from ibisagent.segmenters import build_segmenter  # noqa: E402
 
@@ -53,22 +52,6 @@ def slice_set(quick: bool) -> List[tuple]:
                     continue
                 cases.append((f"{tissue}/{plane}/{index}", display_slice(t1, plane, index), truth))
     return cases
-
-
-def run_episode(segmenter, image_rgb: np.ndarray, truth: np.ndarray, start: Optional[np.ndarray]):
-    """(IoU after each of MAX_CLICKS clicks, seconds per predict)."""
-    episode = Episode(image_rgb, segmenter, SimulatedPolicy(truth), initial_mask=start, max_steps=MAX_CLICKS)
-    ious: List[float] = []
-    seconds: List[float] = []
-
-    def record(step) -> None:
-        ious.append(iou(episode.mask, truth))
-        seconds.append(step.seconds)
-
-    episode.run(on_step=record)
-    while len(ious) < MAX_CLICKS:  # the annotator stopped early: the mask equals the truth
-        ious.append(ious[-1] if ious else iou(episode.mask, truth))
-    return ious, seconds
 
 
 def summarise(curves: List[List[float]], seconds: List[float]) -> Dict[str, float]:
@@ -100,11 +83,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         pooled_curves, pooled_seconds = [], []
         for start in args.starts:
             curves, seconds = [], []
-            for _, image, truth in cases:
+            for name, image, truth in cases:
                 initial = None if start == "scratch" else rough_mask(truth, start)
-                ious, times = run_episode(segmenter, to_rgb(image), truth, initial)
-                curves.append(ious)
-                seconds.extend(times)
+                case = run_case(name, to_rgb(image), truth, segmenter, clicks=MAX_CLICKS, initial=initial)
+                curves.append(case.ious)
+                seconds.extend(case.seconds)
             rows.append((tool, start, summarise(curves, seconds)))
             pooled_curves += curves
             pooled_seconds += seconds

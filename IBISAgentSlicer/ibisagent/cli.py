@@ -15,13 +15,26 @@ from . import __version__
 from .engine_options import add_engine_arguments, engine_options
 
 
+#: Lossless mask formats `continue` can write (JPEG would blur a binary mask).
+MASK_OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png")
+#: Files an earlier `eval` run leaves in its output folder.
+EVAL_OUTPUTS = ("summary.json", "per_case.csv", "iou_vs_clicks.png", "skipped.txt")
+
+
 def _window(text: Optional[str]):
     if text is None:
         return None
     if "," in text:
         low, high = text.split(",", 1)
-        return float(low), float(high)
+        try:
+            return float(low), float(high)
+        except ValueError:
+            raise ValueError(f"--window {text!r}: give a preset name or two numbers LOW,HIGH, e.g. -125,1000.") from None
     return text
+
+
+def _add_overwrite_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {what} (refused by default)")
 
 
 def _add_image_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +56,7 @@ def _continue_parser(sub) -> None:
     parser.add_argument("--log", help="JSON step log (default: next to --out, ending .steps.json)")
     parser.add_argument("--pictures", help="folder for a picture of every step")
     parser.add_argument("--truth", help="reference mask, to print the IoU of every step")
+    _add_overwrite_argument(parser, "existing output files (--out, --log, step pictures)")
     _add_image_arguments(parser)
     add_engine_arguments(parser)
 
@@ -58,6 +72,7 @@ def _eval_parser(sub) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--request", default="", help="request text for non-simulated policies")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_overwrite_argument(parser, "the results of an earlier evaluation in --out")
     _add_image_arguments(parser)
     add_engine_arguments(parser)
     parser.set_defaults(policy="simulated")
@@ -102,12 +117,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .server import run as server_run
 
         return server_run.run(args) or 0
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except (ValueError, ImportError) as error:
         print(f"ibisagent {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # missing files, unwritable or occupied output paths
+        print(f"ibisagent {args.command}: error: {_os_error_text(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
+
+
+def _os_error_text(error: OSError) -> str:
+    if error.filename and error.strerror:
+        return f"{error.strerror}: {error.filename}"
+    return str(error)
 
 
 def _build_engine(args, truth_policy: bool = True):
@@ -127,10 +151,12 @@ def _build_engine(args, truth_policy: bool = True):
 def _run_continue(args) -> int:
     from . import headless, image_io
 
-    if os.path.abspath(args.out) in {os.path.abspath(p) for p in (args.image, args.mask) if p}:
-        raise ValueError("--out must not overwrite the input image or mask; choose a new file name.")
+    log_path = args.log or _sibling(args.out, ".steps.json")
+    _check_continue_outputs(args, log_path)
     window = _window(args.window)
     image_rgb, where, image = headless.load_slice(args.image, args.plane, args.index, window)
+    if where is not None and image_io.suffix_of(args.out) == ".png":
+        raise ValueError(f"{args.image} is a volume, so --out must be a volume file (.nii.gz, .nrrd), not PNG.")
     shape = image_rgb.shape[:2]
     start_volume = headless.read_matching_mask(args.mask, where, image, shape) if args.mask else None
     initial = (where.take(start_volume) != 0 if where is not None else start_volume) if args.mask else None
@@ -142,6 +168,8 @@ def _run_continue(args) -> int:
         raise ValueError("The simulated policy needs the reference mask: give --truth.")
     segmenter, make_policy = _build_engine(args)
     policy = make_policy(truth)
+    if args.pictures:
+        headless.clear_step_pictures(args.pictures)  # only reached with --overwrite or none there
     report = headless.run_continue(image_rgb, segmenter, policy, args.request, initial, args.max_steps, truth,
                                    args.pictures)
     if where is None:
@@ -152,11 +180,33 @@ def _run_continue(args) -> int:
 
         base = start_volume if start_volume is not None else np.zeros(sitk.GetArrayViewFromImage(image).shape[:3], bool)
         image_io.write_mask(args.out, where.put(base, report.result.mask), image)
-    log_path = args.log or _sibling(args.out, ".steps.json")
     headless.write_log(log_path, report, policy, segmenter, args.request, truth is not None)
     print(headless.final_iou_line(report, truth))
     print(f"Wrote {args.out} and {log_path}" + (f"; pictures in {args.pictures}" if args.pictures else ""))
     return 0
+
+
+def _check_continue_outputs(args, log_path: str) -> None:
+    """Refuse, before any work, outputs that would replace an input or, without --overwrite,
+    any existing file; and mask formats that cannot hold a binary mask exactly."""
+    from . import headless
+    from .image_io import suffix_of
+
+    if suffix_of(args.out) not in MASK_OUTPUT_SUFFIXES:
+        raise ValueError(f"--out {args.out}: write the mask as one of {', '.join(MASK_OUTPUT_SUFFIXES)}.")
+    inputs = {os.path.abspath(p) for p in (args.image, args.mask, args.truth) if p}
+    for option, path in (("--out", args.out), ("--log", log_path)):
+        if os.path.abspath(path) in inputs:
+            raise ValueError(f"{option} must not overwrite the input image or mask ({path}); choose a new file name.")
+        if os.path.isdir(path):
+            raise ValueError(f"{option} {path} is a folder; give a file name.")
+        if os.path.exists(path) and not args.overwrite:
+            raise ValueError(f"{option} {path} already exists; choose a new name or add --overwrite.")
+    if args.pictures and os.path.isfile(args.pictures):
+        raise ValueError(f"--pictures {args.pictures} is a file; give a folder.")
+    if args.pictures and headless.step_picture_files(args.pictures) and not args.overwrite:
+        raise ValueError(f"--pictures {args.pictures} already holds step pictures; choose another folder "
+                         "or add --overwrite.")
 
 
 def _sibling(path: str, suffix: str) -> str:
@@ -168,6 +218,12 @@ def _sibling(path: str, suffix: str) -> str:
 def _run_eval(args) -> int:
     from .evaluate import evaluate_folder
 
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is a file; give a folder for the results.")
+    earlier = [n for n in EVAL_OUTPUTS if os.path.exists(os.path.join(args.out, n))]
+    if earlier and not args.overwrite:
+        raise ValueError(f"--out {args.out} already holds the results of an evaluation ({', '.join(earlier)}); "
+                         "choose a new folder or add --overwrite.")
     segmenter, make_policy = _build_engine(args)
     summary = evaluate_folder(args.images, args.masks, args.out, segmenter, make_policy, args.clicks, args.initial,
                               args.request, _window(args.window), progress=not args.no_progress)

@@ -27,6 +27,10 @@ def run_demo(args) -> int:
     from .cli import _build_engine
 
     out = os.path.abspath(args.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {args.out} is a file; the demo writes into a folder.")
+    if args.max_steps < 1:
+        raise ValueError(f"--max-steps must be at least 1; got {args.max_steps}.")
     inputs = os.path.join(out, "inputs")
     os.makedirs(inputs, exist_ok=True)
     image, truth = mni152_slice(args.tissue, args.plane)
@@ -45,6 +49,7 @@ def run_demo(args) -> int:
     if policy.name == "heuristic":
         print("NOTE: no IBISAgent checkpoint is configured, so the proposals come from the weight-free "
               "heuristic policy, not from the IBISAgent model (README: 'Using real checkpoints').")
+    headless.clear_step_pictures(os.path.join(out, "steps"))  # the demo's own pictures of an earlier run
     report = headless.run_continue(image_rgb, segmenter, policy, request, start, args.max_steps, truth,
                                    os.path.join(out, "steps"))
     mask = report.result.mask

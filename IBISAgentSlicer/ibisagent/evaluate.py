@@ -32,6 +32,8 @@ MakePolicy = Callable[[np.ndarray], Policy]
 SUMMARY_KEYS = ("cases", "miou@1", "miou@3", "miou@5", "miou@10", "noc@85", "noc@90", "failures@90",
                 "dice_final", "seconds_per_click")
 MASK_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".png")
+#: Images may also be photographs (dermoscopy, endoscopy) stored as JPEG; masks must be lossless.
+IMAGE_SUFFIXES = MASK_SUFFIXES + (".jpg", ".jpeg")
 
 
 @dataclass
@@ -104,10 +106,12 @@ def find_pairs(images_dir: str, masks_dir: str, initial_dir: Optional[str] = Non
     for folder, what in ((images_dir, "images"), (masks_dir, "masks"), (initial_dir, "initial masks")):
         if folder is not None and not os.path.isdir(folder):
             raise FileNotFoundError(f"The {what} folder does not exist: {folder}")
-    masks = _by_name(masks_dir)
-    initials = _by_name(initial_dir) if initial_dir else {}
-    pairs, problems = [], []
-    for name, image in sorted(_by_name(images_dir).items()):
+    problems: List[str] = []
+    images = _by_name(images_dir, IMAGE_SUFFIXES, problems)
+    masks = _by_name(masks_dir, MASK_SUFFIXES, problems)
+    initials = _by_name(initial_dir, MASK_SUFFIXES, problems) if initial_dir else {}
+    pairs = []
+    for name, image in sorted(images.items()):
         if name not in masks:
             problems.append(f"{os.path.basename(image)}: no mask named {name}.* in {masks_dir}")
             continue
@@ -115,19 +119,29 @@ def find_pairs(images_dir: str, masks_dir: str, initial_dir: Optional[str] = Non
             problems.append(f"{os.path.basename(image)}: no starting mask named {name}.* in {initial_dir}")
             continue
         pairs.append((name, image, masks[name], initials.get(name)))
-    image_names = set(_by_name(images_dir))
     for name, mask in sorted(masks.items()):
-        if name not in image_names:
+        if name not in images:
             problems.append(f"{os.path.basename(mask)}: no image named {name}.* in {images_dir}")
     return pairs, problems
 
 
-def _by_name(folder: str) -> Dict[str, str]:
-    found = {}
+def _by_name(folder: str, suffixes: Sequence[str], problems: List[str]) -> Dict[str, str]:
+    """Files of ``folder`` by case name. Files of other types, and a second file with the same
+    case name, are added to ``problems`` (hidden files and sub-folders are passed over)."""
+    found: Dict[str, str] = {}
     for entry in sorted(os.listdir(folder)):
         path = os.path.join(folder, entry)
-        if os.path.isfile(path) and image_io.suffix_of(entry) in MASK_SUFFIXES:
-            found[image_io.case_name(entry)] = path
+        if entry.startswith(".") or not os.path.isfile(path):
+            continue
+        if image_io.suffix_of(entry) not in suffixes:
+            problems.append(f"{entry}: not a file type eval reads ({', '.join(suffixes)}) in {folder}")
+            continue
+        name = image_io.case_name(entry)
+        if name in found:
+            problems.append(f"{entry}: another file in {folder} is also named {name}.*; "
+                            f"using {os.path.basename(found[name])}")
+            continue
+        found[name] = path
     return found
 
 

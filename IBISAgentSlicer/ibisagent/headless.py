@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional
@@ -78,6 +79,20 @@ def run_continue(
     if pictures_dir and pictures:
         contact_sheet(pictures).save(os.path.join(pictures_dir, "all_steps.png"))
     return ContinueReport(result, start_iou, ious, time.perf_counter() - started)
+
+
+def step_picture_files(folder: str) -> List[str]:
+    """The step pictures an earlier run left in ``folder`` (step_NN.png, all_steps.png)."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(name for name in os.listdir(folder)
+                  if name == "all_steps.png" or re.fullmatch(r"step_\d+\.png", name))
+
+
+def clear_step_pictures(folder: str) -> None:
+    """Remove an earlier run's step pictures so a shorter run leaves no stale ones behind."""
+    for name in step_picture_files(folder):
+        os.remove(os.path.join(folder, name))
 
 
 def describe_stop(result: EpisodeResult) -> str:

@@ -53,9 +53,27 @@ def read_image(path: str) -> sitk.Image:
     path = str(path)
     _check_readable(path)
     try:
-        return sitk.ReadImage(path)
+        image = sitk.ReadImage(path)
     except RuntimeError as error:
         raise ValueError(f"Could not read {path}: {str(error).strip().splitlines()[-1]}") from error
+    if suffix_of(path) in (".nii", ".nii.gz") and image.GetPixelID() in _FLOAT_PIXELS:
+        _refuse_nifti_nan(path)
+    return image
+
+
+_FLOAT_PIXELS = (sitk.sitkFloat32, sitk.sitkFloat64, sitk.sitkVectorFloat32, sitk.sitkVectorFloat64)
+
+
+def _refuse_nifti_nan(path: str) -> None:
+    """SimpleITK's NIfTI reader turns NaN voxels into 0 without a word; look at the raw values
+    with nibabel (when installed) so a NaN image is refused instead of silently changed."""
+    try:
+        import nibabel
+    except ImportError:
+        return
+    values = np.asanyarray(nibabel.load(path).dataobj)
+    if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+        raise ValueError(f"{path} contains NaN or infinite values; fix or mask them before segmenting.")
 
 
 def is_colour(image: sitk.Image) -> bool:
@@ -75,7 +93,8 @@ def read_2d(path: str) -> Tuple[np.ndarray, sitk.Image]:
     image = read_image(path)
     if spatial_dimension(image) != 2:
         raise ValueError(
-            f"{path} is a 3D volume of size {image.GetSize()}; choose a slice with --plane and --index."
+            f"{path} is a 3D volume of size {image.GetSize()}; a 2D image is needed here "
+            "(`ibisagent continue` takes one slice of a volume with --plane and --index)."
         )
     array = sitk.GetArrayFromImage(image)
     if image.GetDimension() == 3:
@@ -111,7 +130,10 @@ def write_mask(path: str, mask: np.ndarray, reference: Optional[sitk.Image] = No
             _copy_geometry(image, reference)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    sitk.WriteImage(image, path, True)
+    try:
+        sitk.WriteImage(image, path, True)
+    except RuntimeError as error:
+        raise OSError(f"Could not write {path}; check that its folder is writable and has free space.") from error
 
 
 def _copy_geometry(target: sitk.Image, reference: sitk.Image) -> None:

@@ -128,3 +128,100 @@ def test_console_script_runs():
     assert result.returncode == 0
     for command in ("continue", "eval", "serve", "demo"):
         assert command in result.stdout
+
+
+def test_continue_never_replaces_existing_files_without_overwrite(slice_files, tmp_path, capsys):
+    out = tmp_path / "mine.nii.gz"
+    out.write_bytes(b"the user's own file")
+    common = ["continue", "--image", str(slice_files / "t1.nii.gz"), "--request", "Segment the brain.",
+              "--max-steps", "1"]
+    assert main(common + ["--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"the user's own file"
+    assert main(common + ["--out", str(tmp_path / "new.nii.gz"), "--truth", str(slice_files / "truth.nii.gz"),
+                          "--log", str(slice_files / "truth.nii.gz")]) == 2
+    assert "must not overwrite the input" in capsys.readouterr().err
+    for bad_out, message in (("o.jpg", "write the mask as one of"), ("o.txt", "write the mask as one of")):
+        assert main(common + ["--out", str(tmp_path / bad_out)]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / bad_out).exists()
+    assert main(common + ["--out", str(out), "--overwrite"]) == 0
+    assert image_io.read_mask_2d(str(out), (233, 197)).any()
+
+
+def test_continue_rejects_bad_options_with_one_line(slice_files, tmp_path, capsys):
+    common = ["continue", "--image", str(slice_files / "t1.nii.gz"), "--request", "x", "--out", str(tmp_path / "o.nii.gz")]
+    for extra, message in ((["--window", "a,b"], "LOW,HIGH"), (["--max-steps", "0"], "at least 1"),
+                           (["--policy", "simulated"], "--truth")):
+        assert main(common + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_continue_keeps_a_colour_png_in_colour(tmp_path, monkeypatch):
+    from ibisagent import headless
+
+    image, truth = mni152_slice("brain", "axial")
+    rgb = np.zeros(image.shape + (3,), np.uint8)
+    rgb[...] = (205, 160, 130)  # skin
+    rgb[truth] = (110, 60, 45)  # a dark lesion
+    from PIL import Image
+
+    Image.fromarray(rgb).save(tmp_path / "lesion.png")
+    image_io.write_mask(str(tmp_path / "truth.png"), truth)
+    seen = {}
+    original = headless.run_continue
+
+    def spy(image_rgb, *args, **kwargs):
+        seen["image"] = image_rgb.copy()
+        return original(image_rgb, *args, **kwargs)
+
+    monkeypatch.setattr(headless, "run_continue", spy)
+    out = tmp_path / "lesion_mask.png"
+    code = main(["continue", "--image", str(tmp_path / "lesion.png"), "--request", "Segment the lesion.",
+                 "--out", str(out), "--policy", "simulated", "--truth", str(tmp_path / "truth.png"),
+                 "--max-steps", "3"])
+    assert code == 0
+    assert np.array_equal(seen["image"], rgb)  # the colours reach the engine unchanged
+    assert iou(image_io.read_mask_2d(str(out), truth.shape), truth) > 0.9
+
+
+def test_eval_refuses_an_earlier_runs_folder_and_a_file(eval_folders, tmp_path, capsys):
+    args = ["eval", "--images", str(eval_folders / "images"), "--masks", str(eval_folders / "masks"),
+            "--clicks", "1", "--no-progress"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "summary.json").write_text("{}")
+    assert main(args + ["--out", str(tmp_path / "old")]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "old" / "summary.json").read_text() == "{}"
+    (tmp_path / "file").write_text("x")
+    assert main(args + ["--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(args + ["--out", str(tmp_path / "old"), "--overwrite"]) == 0
+    assert json.loads((tmp_path / "old" / "summary.json").read_text())["cases"] == 3
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
+def test_continue_refuses_an_image_with_nan(tmp_path, capsys, suffix):
+    pytest.importorskip("nibabel")  # SimpleITK's NIfTI reader hides NaN; nibabel sees it
+    image, _ = mni152_slice("brain", "axial")
+    image[3, 4] = np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(image), str(tmp_path / f"nan{suffix}"))
+    code = main(["continue", "--image", str(tmp_path / f"nan{suffix}"), "--request", "x",
+                 "--out", str(tmp_path / "o.nii.gz")])
+    assert code == 2 and "NaN" in capsys.readouterr().err and not (tmp_path / "o.nii.gz").exists()
+
+
+def test_eval_reads_jpeg_photographs_and_lists_files_it_cannot_use(tmp_path):
+    from PIL import Image
+
+    image, truth = mni152_slice("brain", "axial")
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    rgb = np.zeros(image.shape + (3,), np.uint8)
+    rgb[...] = (205, 160, 130)
+    rgb[truth] = (110, 60, 45)
+    Image.fromarray(rgb).save(tmp_path / "images" / "photo.jpg", quality=95)
+    image_io.write_mask(str(tmp_path / "masks" / "photo.png"), truth)
+    (tmp_path / "images" / "notes.txt").write_text("not an image")
+    assert main(["eval", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"),
+                 "--clicks", "2", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["cases"] == 1
+    assert "notes.txt: not a file type" in (tmp_path / "out" / "skipped.txt").read_text()

@@ -38,3 +38,19 @@ def test_negative_click_when_the_leak_is_deeper_and_clicked_pixels_are_avoided()
 def test_no_click_when_perfect():
     truth = np.eye(5, dtype=bool)
     assert next_click(truth, truth.copy()) is None
+
+
+def test_ties_go_positive_and_to_the_first_pixel_in_row_major_order():
+    truth = np.zeros((9, 20), bool)
+    truth[2:7, 2:7] = True  # a missed 5 x 5 square, depth 3 at (4, 4)
+    prediction = np.zeros_like(truth)
+    prediction[2:7, 12:17] = True  # an equally deep 5 x 5 leak at (14, 4)
+    assert next_click(truth, prediction) == (4, 4, True)  # equal depths: positive wins
+    wide = np.zeros((7, 12), bool)
+    wide[1:6, 1:11] = True  # a 5 x 10 missed band: depth 3 along row 3, columns 3..8
+    assert next_click(wide, np.zeros_like(wide)) == (3, 3, True)  # the first of the deepest
+
+
+def test_the_image_border_counts_as_outside_the_error():
+    truth = np.ones((5, 5), bool)  # the whole image is missed; padding makes the border shallow
+    assert next_click(truth, np.zeros_like(truth)) == (2, 2, True)  # so the click lands in the centre
