@@ -7,9 +7,10 @@ describe intensities and shapes, not anatomy.
 
 Rules, in order:
 
-- Empty mask (initialisation): click at the deepest point of the largest bright region (Otsu
-  threshold of the luminance). For a head scan that is the middle of the head. The request text
-  is quoted in the reason but does not steer the choice.
+- Empty mask (initialisation): split the luminance with Otsu's threshold and click at the
+  deepest point of the largest region on the side that is not the image border's (bright for a
+  head scan: the middle of the head; dark for a lesion on skin). A request that says "dark" or
+  "bright" picks the side instead.
 - Otherwise: find regions the mask probably gets wrong (see `mask_critique`), take the one with
   the highest score (area x confidence) and click at its deepest point, positive to add missed
   target, negative to remove a leak. No pixel is proposed twice.
@@ -62,17 +63,27 @@ class HeuristicPolicy(Policy):
         return format_response(_reason(best), _point(best.positive, best.x, best.y, mask.shape))
 
     def _initialise(self, image: np.ndarray, shape: tuple, observation: Observation) -> str:
-        x, y, area = initial_point(image, [(c.x, c.y) for c in observation.clicks])
         request = " ".join(observation.request.split())
+        x, y, area, side = initial_point(image, [(c.x, c.y) for c in observation.clicks], _asked_side(request))
         asked = f"The request is {request!r}. " if request else ""
         if area == 0:
             why = "The image has no contrast to find a structure in, so I start at its centre."
         else:
             why = (
-                f"I take the largest bright structure ({area} pixels) as the target and click at its "
+                f"I take the largest {side} structure ({area} pixels) as the target and click at its "
                 "deepest point, well inside it."
             )
         return format_response(f"There is no mask yet. {asked}{why}", _point(True, x, y, shape))
+
+
+def _asked_side(request: str):
+    """"bright" or "dark" when the request names one (and not both), else None."""
+    words = set(request.lower().replace(",", " ").replace(".", " ").split())
+    dark = bool(words & {"dark", "darker", "black", "hypointense"})
+    bright = bool(words & {"bright", "brighter", "white", "hyperintense"}) and "matter" not in words
+    if dark != bright:
+        return "dark" if dark else "bright"
+    return None
 
 
 def _check(observation: Observation):

@@ -126,19 +126,30 @@ def find_candidates(image: np.ndarray, mask: np.ndarray, clicks: Iterable[Click]
     return sorted((replace(c, **means) for c in found), key=lambda c: c.score, reverse=True)
 
 
-def initial_point(image: np.ndarray, avoid: Iterable[tuple[int, int]] = ()) -> tuple[int, int, int]:
-    """(x, y, area) of a representative point of the dominant bright structure.
+def initial_point(
+    image: np.ndarray, avoid: Iterable[tuple[int, int]] = (), prefer: str | None = None
+) -> tuple[int, int, int, str]:
+    """(x, y, area, side) of a representative point of the dominant structure.
 
-    Rule: split the luminance in two with Otsu's threshold, keep the largest connected bright
-    region, click at its deepest point (for a head scan, the middle of the head). ``area`` is that
-    region's size in pixels. On an image with no contrast it returns the image centre, area 0.
+    Rule: split the luminance in two with Otsu's threshold. The target is the side that covers
+    less of the image border, because the border is usually background (air around a head, skin
+    around a lesion, glass around a tissue section); ``prefer`` ("bright" or "dark", e.g. from
+    the request) overrides that. Keep the largest connected region of that side and click at its
+    deepest point (for a head scan, the middle of the head). ``side`` is "bright" or "dark";
+    ``area`` is the region's size in pixels. With no contrast: the image centre, area 0.
     """
     grey, _ = _image_features(image)
     rows, cols = grey.shape
     threshold = _otsu(grey)
     if threshold is None:
-        return cols // 2, rows // 2, 0
-    labels, count = ndimage.label(grey > threshold)
+        return cols // 2, rows // 2, 0, "bright"
+    bright = grey > threshold
+    if prefer in ("bright", "dark"):
+        side = prefer
+    else:
+        border = np.concatenate([bright[0], bright[-1], bright[1:-1, 0], bright[1:-1, -1]])
+        side = "dark" if border.mean() > 0.5 else "bright"
+    labels, count = ndimage.label(bright if side == "bright" else ~bright)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     sizes[0] = 0
     region = labels == int(np.argmax(sizes))
@@ -146,7 +157,7 @@ def initial_point(image: np.ndarray, avoid: Iterable[tuple[int, int]] = ()) -> t
     for x, y in avoid:
         depth[y, x] = 0.0
     y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return int(x), int(y), int(region.sum())
+    return int(x), int(y), int(region.sum()), side
 
 
 # -- per-image features, cached ----------------------------------------------------------------

@@ -80,6 +80,27 @@ def test_empty_mask_gives_a_positive_click_inside_the_bright_object():
     assert "no mask yet" in parsed.reasoning.lower() and "bright disc" in parsed.reasoning
 
 
+def test_empty_mask_on_a_dark_lesion_on_lighter_skin_clicks_the_lesion():
+    """Colour photograph: a dark brown lesion on pinkish skin that fills the border."""
+    rng = np.random.default_rng(3)
+    lesion = _disc(50, 44, 22)
+    image = np.empty((SIZE, SIZE, 3), np.float64)
+    image[...] = (225, 180, 165)
+    image[lesion] = (110, 70, 50)
+    image = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+    parsed = _ask(image, np.zeros(lesion.shape, bool), request="Segment the skin lesion.")
+    x, y = _pixel(parsed)
+    assert parsed.action.kind == POSITIVE and _disc(50, 44, 16)[y, x]
+    assert "dark structure" in parsed.reasoning
+
+
+def test_the_request_can_name_the_side():
+    image, truth = _scene()
+    parsed = _ask(image, np.zeros_like(truth), request="Segment the dark background.")
+    x, y = _pixel(parsed)
+    assert not truth[y, x] and "dark structure" in parsed.reasoning
+
+
 def test_a_perfect_mask_terminates_with_an_answer():
     image, truth = _scene()
     parsed = _ask(image, truth)
