@@ -82,8 +82,9 @@ def _demo_parser(sub) -> None:
     parser = sub.add_parser("demo", help="continue a rough brain mask on a real MRI slice (bundled data)")
     parser.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     parser.add_argument("--tissue", default="brain", choices=["brain", "grey", "white"])
-    parser.add_argument("--plane", default="sagittal", choices=["axial", "coronal", "sagittal"])
-    parser.add_argument("--rough", default="cut", choices=["eroded", "cut", "leaky"], help="how the start is rough")
+    parser.add_argument("--plane", default="axial", choices=["axial", "coronal", "sagittal"])
+    parser.add_argument("--rough", default="mixed", choices=["eroded", "cut", "leaky", "mixed"],
+                        help="how the start is rough (mixed: a band missing and a blob spilling out)")
     parser.add_argument("--max-steps", type=int, default=8)
     add_engine_arguments(parser)
 

@@ -82,14 +82,16 @@ def _brain_centre(mask: np.ndarray, axis: int) -> int:
     return int(np.argmax(counts))
 
 
-ROUGHNESS = ("eroded", "cut", "leaky")
+ROUGHNESS = ("eroded", "cut", "leaky", "mixed")
 
 
 def rough_mask(truth: np.ndarray, kind: str = "cut", seed: int = 0) -> np.ndarray:
     """A plausible rough first attempt at ``truth``, the kind a person asks the agent to fix.
 
     ``eroded``: shrunk by about 4% of the object's size; ``cut``: a band through the object is
-    missing; ``leaky``: dilated, plus a blob spilling outside. Deterministic for a given seed.
+    missing; ``leaky``: dilated, plus a blob spilling outside; ``mixed``: a band missing and a
+    blob spilling outside, so both positive and negative clicks are needed. Deterministic for a
+    given seed.
     """
     from scipy import ndimage
 
@@ -107,8 +109,11 @@ def rough_mask(truth: np.ndarray, kind: str = "cut", seed: int = 0) -> np.ndarra
         half = max(2, int(0.08 * size))
         mask[max(0, centre - half): centre + half, :] = False
         return mask
-    if kind == "leaky":
-        mask = ndimage.binary_dilation(truth, iterations=max(1, int(0.03 * size)))
+    if kind in ("leaky", "mixed"):
+        if kind == "leaky":
+            mask = ndimage.binary_dilation(truth, iterations=max(1, int(0.03 * size)))
+        else:
+            mask = rough_mask(truth, "cut", seed)
         yy, xx = np.mgrid[: truth.shape[0], : truth.shape[1]]
         edge = int(rng.integers(len(rows)))
         radius = max(3, int(0.12 * size))
