@@ -273,6 +273,7 @@ class IBISAgentLogic(_LogicBase):
         new_mask = np.asarray(episode.session.mask, dtype=bool).copy()
         history = proposal_markups.read_history(episode.segmentation, episode.segment_id)
         try:
+            segment_masks.save_scene_undo_state(episode.segmentation)
             segment_masks.write_slice_mask(episode.segmentation, episode.segment_id, episode.volume, episode.geometry, new_mask)
         except Exception as error:
             try:

@@ -88,6 +88,18 @@ def write_slice_mask(
     return True
 
 
+def save_scene_undo_state(segmentation_node) -> bool:
+    """Record an MRML undo state before a write when the scene keeps them, so Slicer's own
+    Edit > Undo reverts an agent step too (the logic's Undo stays the exact, step-aware one).
+    Returns whether a state was saved."""
+    scene = segmentation_node.GetScene()
+    if scene is None or not scene.GetUndoFlag():
+        return False
+    segmentation_node.SetUndoEnabled(True)
+    scene.SaveStateForUndo()
+    return True
+
+
 def mask_statistics(mask: np.ndarray, geometry: SliceGeometry) -> dict:
     """Pixel count, area in mm^2 and bounding box (col/row, inclusive) of a slice mask."""
     mask = np.asarray(mask, dtype=bool)

@@ -141,6 +141,23 @@ def test_undo_is_bit_exact(scene):
     logic.finish()
 
 
+def test_slicer_scene_undo_reverts_an_agent_step_when_enabled(scene):
+    volume, segmentation, ids, _ = make_case(scene, "lps", "Red")
+    logic = local_logic(ScriptedPolicy([point(0.5, 0.5)]))
+    logic.startEpisode(volume, segmentation, ids[0], view="Red")
+    logic.proposeNext()
+    logic.acceptProposal()  # scene undo off (Slicer's default): nothing recorded
+    assert scene.GetNumberOfUndoLevels() == 0
+    scene.SetUndoOn()
+    before = snapshot(segmentation, ids, volume)
+    logic.proposeNext()
+    logic.acceptProposal(clicks=[Click(2, 2, True, USER)])
+    assert not np.array_equal(snapshot(segmentation, ids, volume)[0], before[0])
+    scene.Undo()
+    after = snapshot(scene.GetNodeByID(segmentation.GetID()), ids, volume)
+    assert all(np.array_equal(a, b) for a, b in zip(after, before))
+
+
 def test_failure_leaves_segment_untouched(scene):
     volume, segmentation, ids, _ = make_case(scene, "ras", "Red")
     tool = DiskSegmenter()
