@@ -5,15 +5,18 @@ size of the volume a slice is taken from.
   `predict` (all clicks so far are re-sent every step) and the server's overhead (instant fakes
   from benchmarks/bench_server.py). ``growth`` = median of steps 16-20 / median of steps 1-5
   (1.0 = no growth with history).
-- ``clients``: 1..8 clients, each with its own session on one server running the real CPU tool
-  (`sitk`, 512 px MNI152 slice), each clicking where the simulated annotator would (apply only:
-  the tool's cost, the agent's proposals excluded). Two loads: back-to-back clicks (closed loop,
-  the worst case) and a click every ``think`` seconds (a person). Reported: throughput (clicks/s)
-  and p95 latency per click, and p95 / the single-client median.
+- ``clients``: 1..8 clients, each with its own session on one server running the CPU defaults
+  (heuristic policy, `sitk` tool, 512 px MNI152 slice), with 2 model workers (the default of
+  `ibisagent serve` for these engines on 2+ cores) and with 1. Two steps: ``apply`` (the
+  simulated annotator's click: the tool step alone) and ``propose+apply`` (the policy's click,
+  then the tool). Two loads: back-to-back clicks (saturation: every client always waiting, the
+  worst case) and human-paced (each client clicks about once a second, with a random phase and
+  jitter, and never before its last result came back). Reported: throughput (clicks/s), median
+  and p95 latency per click, and p95 / the single-client median of the same setting.
 - ``volumes``: taking the worked slice out of a volume node (Red, Green and Yellow views) for
   volumes of growing size, against ``np.copy`` of the same slice from a plain array.
 
-    python benchmarks/bench_scaling.py [--quick]
+    python benchmarks/bench_scaling.py [--quick] [--only history clients volumes] [--json FILE]
 """
 
 from __future__ import annotations
@@ -80,62 +83,100 @@ def history(tool: str = "sitk", size: int = 512, episodes: int = 2) -> Dict:
             "server_growth": _growth([r["server_ms"] for r in rows])}
 
 
-def _client_loop(url: str, token: str, image, truth, clicks: int, think: float, out: List[float],
-                 errors: List[str], start: threading.Barrier) -> None:
+#: Mean seconds between one person's clicks in the human-paced load.
+HUMAN_PERIOD_S = 1.0
+STEPS = ("apply", "propose+apply")
+
+
+def _click(session, truth, done: List[tuple], step: str) -> Optional[float]:
+    """One click; returns its latency in seconds (None when the annotator has nothing left).
+    ``apply``: the simulated annotator's click, the tool step only. ``propose+apply``: the
+    policy proposes and its click is applied (the annotator's click if the policy stops)."""
+    began = time.perf_counter()
+    click = None
+    if step == "propose+apply":
+        proposed = session.propose()["click"]
+        click = Click.from_dict(proposed) if proposed else None
+    if click is None:
+        found = next_click(truth, session.mask, done)
+        if found is None:
+            return None
+        click = Click(found[0], found[1], found[2])
+    done.append((click.x, click.y))
+    session.apply([click])
+    return time.perf_counter() - began
+
+
+def _client_loop(url: str, token: str, image, truth, clicks: int, step: str, period: float, seed: int,
+                 out: List[float], errors: List[str], start: threading.Barrier) -> None:
+    """One client. ``period`` 0: back-to-back clicks. Otherwise a person: the first click comes
+    at a random phase in [0, period), and after each result they look for
+    ``period * uniform(0.5, 1.5)`` seconds minus the time the click took, so one click starts
+    about every ``period`` seconds while the server keeps up, and never before the last result."""
     from ibisagent.client import AgentClient
 
+    rng = np.random.default_rng(seed)
     try:
         with AgentClient(url, token=token, timeout=120) as client:
             with client.open_session(image, "Segment the white matter.", max_steps=clicks + 1) as session:
                 start.wait()
+                if period:
+                    time.sleep(rng.uniform(0, period))
                 done: List[tuple] = []
                 for _ in range(clicks):
-                    click = next_click(truth, session.mask, done)
-                    if click is None:
+                    took = _click(session, truth, done, step)
+                    if took is None:
                         break
-                    x, y, positive = click
-                    done.append((x, y))
-                    began = time.perf_counter()
-                    session.apply([Click(x, y, positive)])
-                    out.append(time.perf_counter() - began)
-                    if think:
-                        time.sleep(think)
+                    out.append(took)
+                    if period:
+                        time.sleep(max(0.0, period * rng.uniform(0.5, 1.5) - took))
     except Exception as error:  # noqa: BLE001 - reported in the results, never hidden
         errors.append(f"{type(error).__name__}: {error}")
 
 
+def _load(url: str, token: str, image, truth, count: int, clicks: int, step: str, period: float) -> Dict:
+    latencies: List[float] = []
+    errors: List[str] = []
+    barrier = threading.Barrier(count)
+    threads = [threading.Thread(target=_client_loop, args=(url, token, image, truth, clicks, step, period, seed,
+                                                            latencies, errors, barrier))
+               for seed in range(count)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    if errors:
+        print(f"  clients={count}: {errors[0]}")
+    return {"clicks_per_s": round(len(latencies) / wall, 2), **stats(latencies), "errors": len(errors)}
+
+
 def clients(counts: Sequence[int] = (1, 2, 4, 8), tool: str = "sitk", size: int = 512, clicks: int = 5,
-            thinks: Sequence[float] = (0.0, 1.0)) -> Dict:
+            workers: Sequence[int] = (1,), steps: Sequence[str] = ("apply",),
+            thinks: Sequence[float] = (0.0, HUMAN_PERIOD_S)) -> Dict:
+    """Rows per (workers, step, load, clients); `run` asks for every step with 2 workers and 1. ``think_s`` is the load: 0 for back-to-back
+    clicks, else the mean seconds between one client's clicks (human-paced). ``p95_x_single``:
+    the row's p95 over the median of the single-client row with the same workers, step and load."""
     from ibisagent.policies import build_policy
     from ibisagent.server.worker import Engine
 
     image, truth = square_case(size)
-    context, token = common.serve(lambda: Engine(build_policy("heuristic"), build_segmenter(tool)))
     rows = []
-    with context as server:
-        for think in thinks:
-            single = None
-            for count in counts:
-                latencies: List[float] = []
-                errors: List[str] = []
-                barrier = threading.Barrier(count)
-                threads = [threading.Thread(target=_client_loop, args=(server.url, token, image, truth, clicks, think,
-                                                                        latencies, errors, barrier))
-                           for _ in range(count)]
-                started = time.perf_counter()
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                wall = time.perf_counter() - started
-                figures = stats(latencies)
-                if count == counts[0]:
-                    single = figures["median_ms"]
-                rows.append({"think_s": think, "clients": count, "clicks_per_s": round(len(latencies) / wall, 2),
-                             **figures, "p95_x_single": round(figures["p95_ms"] / single, 2) if single else None,
-                             "errors": len(errors)})
-                if errors:
-                    print(f"  clients={count}: {errors[0]}")
+    for count_workers in workers:
+        context, token = common.serve(lambda: Engine(build_policy("heuristic"), build_segmenter(tool)),
+                                      workers=count_workers)
+        with context as server:
+            for step in steps:
+                for period in thinks:
+                    single = None
+                    for count in counts:
+                        figures = _load(server.url, token, image, truth, count, clicks, step, period)
+                        if count == 1:
+                            single = figures["median_ms"]
+                        rows.append({"workers": count_workers, "step": step, "think_s": period, "clients": count,
+                                     **figures,
+                                     "p95_x_single": round(figures["p95_ms"] / single, 2) if single else None})
     return {"tool": tool, "size": size, "clicks": clicks, "rows": rows}
 
 
@@ -165,25 +206,36 @@ def volumes(sides: Sequence[int] = (128, 256, 512), depth: int = 64, repeats: in
     return {"depth": depth, "rows": rows}
 
 
-def run(quick: bool = False) -> Dict:
-    return {
-        "history": history(episodes=1 if quick else 3),
-        "clients": clients(clicks=3 if quick else 10, thinks=(0.0, 0.5 if quick else 1.0)),
-        "volumes": volumes((64, 128, 256) if quick else (128, 256, 512), depth=32 if quick else 128,
-                           repeats=3 if quick else 10),
+PARTS = ("history", "clients", "volumes")
+
+
+def run(quick: bool = False, parts: Sequence[str] = PARTS) -> Dict:
+    jobs = {
+        "history": lambda: history(episodes=1 if quick else 3),
+        "clients": lambda: clients(counts=(1, 8) if quick else (1, 2, 4, 8), clicks=4 if quick else 10,
+                                   workers=(2, 1), steps=STEPS),
+        "volumes": lambda: volumes((64, 128, 256) if quick else (128, 256, 512), depth=32 if quick else 128,
+                                   repeats=3 if quick else 10),
     }
+    return {part: jobs[part]() for part in parts}
 
 
 def print_tables(result: Dict) -> None:
-    h = result["history"]
-    print(format_table(h["rows"], ("step", "tool_ms", "server_ms"),
-                       f"cost by step index ({h['tool']}, {h['size']} px): growth steps 16-20 / 1-5: tool "
-                       f"{h['tool_growth']}, server {h['server_growth']}"))
-    c = result["clients"]
-    print(format_table(c["rows"], ("think_s", "clients", "clicks_per_s", "median_ms", "p95_ms", "p95_x_single", "errors"),
-                       f"\nconcurrent clients ({c['tool']}, {c['size']} px, {c['clicks']} clicks each)"))
-    print(format_table(result["volumes"]["rows"], ("volume", "mvoxels", "view", "median_ms", "p95_ms", "x_copy"),
-                       "\nslice extraction from a volume node"))
+    h = result.get("history")
+    if h:
+        print(format_table(h["rows"], ("step", "tool_ms", "server_ms"),
+                           f"cost by step index ({h['tool']}, {h['size']} px): growth steps 16-20 / 1-5: tool "
+                           f"{h['tool_growth']}, server {h['server_growth']}"))
+    c = result.get("clients")
+    if c:
+        columns = ("workers", "step", "think_s", "clients", "clicks_per_s", "median_ms", "p95_ms", "p95_x_single",
+                   "errors")
+        print(format_table(c["rows"], columns,
+                           f"\nconcurrent clients ({c['tool']}, {c['size']} px, {c['clicks']} clicks each; think_s 0"
+                           f" = back-to-back, else about one click per think_s seconds)"))
+    if "volumes" in result:
+        print(format_table(result["volumes"]["rows"], ("volume", "mvoxels", "view", "median_ms", "p95_ms", "x_copy"),
+                           "\nslice extraction from a volume node"))
 
 
 def plot(result: Dict, out_dir: str) -> List[str]:
@@ -199,13 +251,17 @@ def plot(result: Dict, out_dir: str) -> List[str]:
     axes.legend()
     paths.append(common.save_figure(figure, "scaling_history.png", out_dir))
     figure, axes = common.new_figure()
-    for think in sorted({r["think_s"] for r in result["clients"]["rows"]}):
-        part = [r for r in result["clients"]["rows"] if r["think_s"] == think]
-        axes.plot([r["clients"] for r in part], [r["p95_ms"] for r in part], marker="o",
-                  label=f"p95, a click every {think:g} s" if think else "p95, back-to-back clicks")
+    rows = result["clients"]["rows"]
+    for workers in sorted({r["workers"] for r in rows}):
+        for think in sorted({r["think_s"] for r in rows}):
+            part = [r for r in rows if r["workers"] == workers and r["think_s"] == think and r["step"] == "apply"]
+            load = f"a click every ~{think:g} s" if think else "back-to-back"
+            axes.plot([r["clients"] for r in part], [r["p95_x_single"] for r in part], marker="o",
+                      linestyle="-" if think else "--", label=f"{workers} worker{'s' if workers > 1 else ''}, {load}")
+    axes.axhline(3, color="grey", linewidth=1)
     axes.set_xlabel("concurrent clients")
-    axes.set_ylabel("ms per click")
-    axes.set_title(f"Click latency under concurrent clients ({result['clients']['tool']})")
+    axes.set_ylabel("p95 / single-client median")
+    axes.set_title(f"Click latency under concurrent clients ({result['clients']['tool']}, apply)")
     axes.legend()
     paths.append(common.save_figure(figure, "scaling_clients.png", out_dir))
     return paths
@@ -214,9 +270,10 @@ def plot(result: Dict, out_dir: str) -> List[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
-    result = run(args.quick)
+    result = run(args.quick, args.only)
     print_tables(result)
     common.write_json(args.json, result)
     return 0

@@ -97,7 +97,7 @@ def start_server():
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    while not (server.started and app.state.ibis.worker.ready):
+    while not (server.started and app.state.ibis.workers.ready):
         time.sleep(0.01)
     return server, thread, f"http://127.0.0.1:{port}"
 

@@ -1,13 +1,15 @@
 """One client's episode on the server, and the mask revisions the client follows.
 
-An `AgentSession` wraps an `Episode` with what the wire needs: the tool's image state (so the
-shared segmenter can switch to this session's image without recomputing its embedding), a mask
+An `AgentSession` wraps an `Episode` with what the wire needs: the model worker it is pinned to,
+the tool's image state (so that worker's segmenter can switch to this session's image without
+recomputing its embedding), a mask
 *revision* counter and the mask last published to the client. Every call that can change the
 mask returns a `MaskUpdate`: the delta from the published mask to the new one, so per-step
 responses carry only the changed box.
 
 Locking: ``lock`` serialises everything done to this session. Model calls (open, propose, apply,
-run) run on the model worker thread and take ``lock`` there; calls that need no model (state,
+run) run on the thread of the session's own worker (never another, so the image state is only
+ever used by the engine that made it) and take ``lock`` there; calls that need no model (state,
 mask, skip, undo, replace_mask) take it on a pool thread. The order is always worker slot, then
 session lock, and nothing holding a session lock waits for the worker, so there is no deadlock.
 """
@@ -24,12 +26,14 @@ import numpy as np
 from .. import mask_codec
 from ..clicks import Click
 from ..episode import Episode
-from .worker import Engine
+from .worker import Engine, ModelWorker
 
 
 class AgentSession:
-    def __init__(self, session_id: str, episode: Episode, image_state: object, image_meta: Dict[str, Any]) -> None:
+    def __init__(self, session_id: str, episode: Episode, image_state: object, image_meta: Dict[str, Any],
+                 worker: ModelWorker) -> None:
         self.id = session_id
+        self.worker = worker
         self.episode = episode
         self.image_state = image_state
         self.image_meta = image_meta
@@ -39,13 +43,14 @@ class AgentSession:
 
     # -- model calls: run on the worker thread ---------------------------------------------------
     @classmethod
-    def open(cls, engine: Engine, session_id: str, image: np.ndarray, request: str,
+    def open(cls, engine: Engine, worker: ModelWorker, session_id: str, image: np.ndarray, request: str,
              mask: Optional[np.ndarray], max_steps: int, image_meta: Dict[str, Any]) -> "AgentSession":
-        """Compute the image's embedding once and start the episode from ``mask`` (or nothing)."""
+        """Compute the image's embedding once, on ``worker`` (whose engine is ``engine``), and
+        start the episode from ``mask`` (or nothing)."""
         engine.segmenter.set_image(image)
         state = engine.segmenter.image_state()
         episode = Episode(image, engine.segmenter, engine.policy, request, mask, max_steps, image_is_set=True)
-        return cls(session_id, episode, state, image_meta)
+        return cls(session_id, episode, state, image_meta, worker)
 
     def propose(self, engine: Engine) -> Dict[str, Any]:
         with self.lock:

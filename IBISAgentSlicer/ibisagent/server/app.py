@@ -6,14 +6,24 @@ several servers with fakes side by side. Nothing heavy happens until the app sta
 Concurrency model (see also `worker.py` and `agent_session.py`):
 
 - The asyncio event loop does I/O, auth, session lookup and lease renewal only. The session
-  table is touched only from it, so it has no lock.
-- One model worker thread owns the policy and the tool; every model call of every session runs
-  there in arrival order (this is the GPU lock). Its queue is capped; overflow gets 503.
-- Each session has a lock. Model calls take it on the worker thread; calls needing no model
+  table and the per-worker session counts are touched only from it, so they have no lock.
+- ``settings.workers`` model worker threads each own an engine of their own (policy + tool,
+  built by ``engine_factory`` on that thread). A session is pinned at creation to the worker
+  with the fewest sessions, and all its model calls run on that worker, in arrival order, so
+  its image state (the embedding) stays with the engine that computed it and no model object
+  is ever used by two threads. One worker is the GPU lock. Each worker's queue is capped at
+  ``max_queue``; overflow gets 503 with Retry-After.
+- How many workers: `ibisagent serve --workers N`; by default 1 when the policy or the tool is a
+  torch model (qwen, sam, sam2, litemedsam: one GPU copy, one owner) and ``min(2, cpu_count)``
+  for the CPU-only engines (heuristic/openai policy with sitk/growcut), whose single-threaded
+  compute would otherwise leave the second core idle (`worker.default_workers`).
+- Each session has a lock. Model calls take it on their worker's thread; calls needing no model
   (state, mask, skip, undo, replace) take it on a pool thread. Lock order: worker slot, then
-  session lock; nothing holding a session lock waits for the worker.
-- Models load in the background after start-up, so `/health` answers at once with
-  ``ready: false``; model calls get 503 until loading ends.
+  session lock; nothing holding a session lock waits for a worker, and no worker waits for
+  another.
+- Models load in the background after start-up, one worker after another, so `/health` (a
+  plain read of a flag) answers at once with ``ready: false``; model calls get 503 until every
+  worker has its engine.
 - A reaper task ends sessions idle longer than ``session_ttl_s``.
 """
 
@@ -33,7 +43,7 @@ from .errors import install_handlers
 from .routes import health, sessions, steps
 from .sessions import SessionStore, reap_forever
 from .settings import Settings
-from .worker import EngineFactory, ModelWorker, engine_factory_from_settings
+from .worker import EngineFactory, WorkerPool, engine_factory_from_settings
 
 log = logging.getLogger("ibisagent.server")
 
@@ -43,15 +53,17 @@ ROUTERS = (health.router, sessions.router, steps.router)
 def make_app(settings: Settings, engine_factory: Optional[EngineFactory] = None) -> FastAPI:
     """Build the server. ``engine_factory`` defaults to the policy and tool named in ``settings``."""
     factory = engine_factory or engine_factory_from_settings(settings)
+    workers = WorkerPool(factory, settings.workers, settings.max_queue)
     state = ServerState(
         settings=settings,
-        store=SessionStore(settings.session_ttl_s, settings.max_sessions),
-        worker=ModelWorker(factory, settings.max_queue),
+        store=SessionStore(settings.session_ttl_s, settings.max_sessions,
+                           on_end=lambda session: workers.release(session.worker)),
+        workers=workers,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
-        loading = asyncio.create_task(_load(state.worker))
+        loading = asyncio.create_task(_load(workers))
         reaper = asyncio.create_task(reap_forever(state.store, settings.reaper_interval_s))
         try:
             yield
@@ -59,7 +71,7 @@ def make_app(settings: Settings, engine_factory: Optional[EngineFactory] = None)
             for task in (reaper, loading):
                 task.cancel()
             state.store.clear()
-            state.worker.shutdown()
+            workers.shutdown()
 
     app = FastAPI(
         title="IBISAgent agent server",
@@ -75,11 +87,11 @@ def make_app(settings: Settings, engine_factory: Optional[EngineFactory] = None)
     return app
 
 
-async def _load(worker: ModelWorker) -> None:
+async def _load(workers: WorkerPool) -> None:
     try:
-        await worker.start()
+        await workers.start()
     except Exception as error:  # the server stays up to say so on every model call
-        worker.load_error = f"{type(error).__name__}: {error}"
-        log.error("loading the models failed: %s", worker.load_error)
+        workers.load_error = f"{type(error).__name__}: {error}"
+        log.error("loading the models failed: %s", workers.load_error)
     else:
-        log.info("models ready")
+        log.info("models ready (%d worker%s)", len(workers.workers), "" if len(workers.workers) == 1 else "s")

@@ -5,9 +5,10 @@ one helper that turns engine errors into protocol errors."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import Annotated, Any, Callable, Iterator, Optional, TypeVar
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -19,7 +20,7 @@ from .auth import token_matches
 from .errors import ApiError
 from .sessions import SessionGone, SessionStore, TooManySessions
 from .settings import Settings
-from .worker import ModelWorker, WorkerBusy, WorkerNotReady
+from .worker import ModelWorker, WorkerBusy, WorkerNotReady, WorkerPool
 
 log = logging.getLogger("ibisagent.server")
 T = TypeVar("T")
@@ -31,7 +32,7 @@ class ServerState:
 
     settings: Settings
     store: SessionStore
-    worker: ModelWorker
+    workers: WorkerPool
 
     def busy(self, why: str) -> ApiError:
         return ApiError(
@@ -39,14 +40,36 @@ class ServerState:
             {protocol.RETRY_AFTER: str(self.settings.retry_after_s)},
         )
 
-    async def model_call(self, job: Callable[..., T], *args: Any) -> T:
-        """Run ``job(engine, *args)`` on the model worker; map its failures to protocol errors."""
+    async def open_session(self, job: Callable[..., AgentSession], *args: Any) -> AgentSession:
+        """Pin a new session to the least-loaded worker, run ``job(engine, worker, *args)`` there
+        (it builds the session and its embedding) and add the session to the store."""
+        with self._engine_errors():
+            worker = self.workers.assign()
         try:
-            return await self.worker.call(job, *args)
+            session = await self.model_call(worker, job, worker, *args)
+            self.store.add(session)
+        except TooManySessions as error:
+            self.workers.release(worker)
+            raise self.busy(str(error)) from None
+        except BaseException:
+            self.workers.release(worker)
+            raise
+        return session
+
+    async def model_call(self, worker: ModelWorker, job: Callable[..., T], *args: Any) -> T:
+        """Run ``job(engine, *args)`` on ``worker`` (the session's own); map its failures to
+        protocol errors."""
+        with self._engine_errors():
+            return await worker.call(job, *args)
+
+    @contextlib.contextmanager
+    def _engine_errors(self) -> Iterator[None]:
+        try:
+            yield
         except WorkerBusy as error:
             raise self.busy(str(error)) from None
         except WorkerNotReady as error:
-            if self.worker.load_error:
+            if self.workers.load_error:
                 raise ApiError(protocol.INTERNAL, str(error)) from None
             raise self.busy(str(error)) from None
         except (ValueError, MaskCodecError) as error:

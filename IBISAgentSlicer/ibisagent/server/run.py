@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--session-ttl", type=float, default=1800.0,
                      help="seconds an idle session is kept before it expires (default: 1800)")
     net.add_argument("--max-sessions", type=int, default=64, help="most sessions kept at once (default: 64)")
+    net.add_argument("--workers", type=int, default=None,
+                     help="model worker threads, each with its own copy of the policy and tool (default: 1 for "
+                     "GPU models, min(2, CPU cores) for the CPU-only heuristic/openai policy with sitk/growcut)")
     net.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_engine_arguments(parser, policies=SERVABLE_POLICIES)
 
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
         from .app import make_app
         from .settings import Settings
+        from .worker import default_workers
     except ImportError as error:
         print(f"error: the server needs its extra packages ({error.name} is missing): "
               "pip install 'ibisagent[server]'", file=sys.stderr)
@@ -58,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             max_body_bytes=int(args.max_body_mb * 1024 * 1024),
             session_ttl_s=args.session_ttl, reaper_interval_s=min(30.0, args.session_ttl / 4),
             max_sessions=args.max_sessions,
+            workers=default_workers(args.policy, args.segmenter) if args.workers is None else args.workers,
         )
     except (ValueError, TokenFileError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -73,7 +78,8 @@ def startup_message(settings, token_source: str) -> str:
     url = f"http://{host}:{settings.port}"
     lines = [
         f"IBISAgent agent server {__version__} (API {protocol.API_VERSION}) listening on {url}",
-        f"  policy: {settings.policy}   segmentation tool: {settings.segmenter}   (models load in the background;"
+        f"  policy: {settings.policy}   segmentation tool: {settings.segmenter}   model workers: {settings.workers}"
+        f"   (models load in the background;"
         f" {url}{protocol.HEALTH} says ready: true when done)",
         f"  authenticate with the header 'Authorization: Bearer <token>'; the token is {token_source}.",
     ]

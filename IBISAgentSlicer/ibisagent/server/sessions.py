@@ -2,7 +2,8 @@
 
 Touched only from the asyncio event loop (one thread), so it needs no lock. Every successful
 lookup renews the session's lease; a session idle for ``ttl_s`` seconds is removed by the
-reaper, which frees its image state (the tool's embedding). Ids of ended sessions are remembered
+reaper, which frees its image state (the tool's embedding) and calls ``on_end`` (the worker pool
+uses it to count the sessions pinned to each worker). Ids of ended sessions are remembered
 for a while so the error can say *why* a session is gone; an id never seen (for instance after a
 server restart) gets the same 410, since for the client both mean "open a new session".
 """
@@ -34,8 +35,10 @@ class TooManySessions(RuntimeError):
 
 
 class SessionStore:
-    def __init__(self, ttl_s: float, max_sessions: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ttl_s: float, max_sessions: int, clock: Callable[[], float] = time.monotonic,
+                 on_end: Callable[[AgentSession], None] = lambda _session: None) -> None:
         self.ttl_s = ttl_s
+        self._on_end = on_end
         self.max_sessions = max_sessions
         self._clock = clock
         self._live: Dict[str, Tuple[AgentSession, float]] = {}
@@ -90,7 +93,9 @@ class SessionStore:
             self._end(sid, CLOSED)
 
     def _end(self, session_id: str, reason: str) -> None:
-        self._live.pop(session_id, None)
+        entry = self._live.pop(session_id, None)
+        if entry is not None:
+            self._on_end(entry[0])
         self._ended[session_id] = reason
         while len(self._ended) > _REMEMBERED:
             self._ended.popitem(last=False)

@@ -15,8 +15,10 @@ from .. import protocol
 @dataclass(frozen=True)
 class Settings:
     """``token``: the bearer token clients must send (never empty). ``session_ttl_s``: idle
-    seconds after which a session is reaped. ``max_queue``: model jobs waiting for the worker
-    before new ones get 503. ``max_sessions``: live sessions before new ones get 503."""
+    seconds after which a session is reaped. ``max_queue``: model jobs waiting for one worker
+    before new ones for it get 503. ``max_sessions``: live sessions before new ones get 503.
+    ``workers``: model worker threads, each with its own engine (`ibisagent serve` picks the
+    default with `worker.default_workers`; tests and direct callers get exactly what they ask)."""
 
     token: str
     host: str = protocol.DEFAULT_HOST
@@ -30,6 +32,7 @@ class Settings:
     reaper_interval_s: float = 30.0
     max_sessions: int = 64
     max_queue: int = 32
+    workers: int = 1
     max_run_steps: int = 100
     retry_after_s: int = 2
 
@@ -40,5 +43,5 @@ class Settings:
             raise ValueError(f"max_body_bytes must be at least 1024; got {self.max_body_bytes}.")
         if self.session_ttl_s <= 0 or self.reaper_interval_s <= 0:
             raise ValueError("session_ttl_s and reaper_interval_s must be positive.")
-        if self.max_sessions < 1 or self.max_queue < 1:
-            raise ValueError("max_sessions and max_queue must be at least 1.")
+        if self.max_sessions < 1 or self.max_queue < 1 or self.workers < 1:
+            raise ValueError("max_sessions, max_queue and workers must be at least 1.")

@@ -28,7 +28,8 @@ DISK_RADIUS = 12
 
 class DiskSegmenter(Segmenter):
     """Each positive click paints a disk, each negative click erases one, on top of the prior.
-    ``delay_s`` simulates a slow model."""
+    ``delay_s`` simulates a slow model. ``embeddings`` and ``threads`` (ids of the threads that
+    used it) let tests check that sessions stay on the worker that owns this tool."""
 
     name = "disk"
     description = "test tool: disks around clicks"
@@ -37,13 +38,16 @@ class DiskSegmenter(Segmenter):
         super().__init__()
         self.delay_s = delay_s
         self.embeddings = 0
+        self.threads: set = set()
 
     def _embed(self, image: np.ndarray) -> object:
         self.embeddings += 1
+        self.threads.add(threading.get_ident())
         rows, cols = image.shape[:2]
         return np.ogrid[:rows, :cols]
 
     def _predict(self, image_state, clicks, prior_mask, prior_state) -> Prediction:
+        self.threads.add(threading.get_ident())
         if self.delay_s:
             time.sleep(self.delay_s)
         yy, xx = image_state
@@ -116,7 +120,7 @@ class ServerThread:
     def __enter__(self) -> "ServerThread":
         self.thread.start()
         deadline = time.monotonic() + 20
-        while not (self.server.started and self.app.state.ibis.worker.ready):
+        while not (self.server.started and self.app.state.ibis.workers.ready):
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("the test server did not start")
             time.sleep(0.01)

@@ -1,5 +1,6 @@
-"""Many clients at once: no mix-ups between sessions, health never waits for the model, and a
-full model queue answers 503 at once."""
+"""Many clients at once: no mix-ups between sessions (one model worker, and two workers with a
+session pinned to each), health never waits for the model, and a full model queue answers 503
+at once."""
 
 from __future__ import annotations
 
@@ -52,6 +53,18 @@ def test_eight_concurrent_clients_get_their_own_results(server):
     for index, mask in enumerate(masks):
         assert np.array_equal(mask, _expected(index)), f"client {index} got someone else's mask"
     assert len({m.tobytes() for m in masks}) == CLIENTS
+
+
+def test_eight_concurrent_clients_on_two_workers_get_their_own_results():
+    """The tool sleeps a little so calls on the two workers really overlap."""
+    with start_fake_server(delay_s=0.01, workers=2) as two:
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            masks = list(pool.map(lambda i: _interactive_episode(two.url, i), range(CLIENTS)))
+        tools = [worker.engine.segmenter for worker in two.app.state.ibis.workers.workers]
+    for index, mask in enumerate(masks):
+        assert np.array_equal(mask, _expected(index)), f"client {index} got someone else's mask"
+    assert sorted(tool.embeddings for tool in tools) == [CLIENTS // 2, CLIENTS // 2]
+    assert all(len(tool.threads) == 1 for tool in tools) and tools[0].threads != tools[1].threads
 
 
 def test_health_answers_during_a_long_model_call_and_full_queue_is_503():

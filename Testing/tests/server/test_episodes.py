@@ -86,7 +86,7 @@ def test_client_mirrors_a_local_episode_exactly(client):
 def test_run_matches_local_run_and_image_is_embedded_once(server, client):
     image = blob_image(seed=4, centre=(50, 70))
     local = Episode(image, DiskSegmenter(), BrightPolicy(), max_steps=8).run()
-    segmenter = server.app.state.ibis.worker.engine.segmenter
+    segmenter = server.app.state.ibis.workers.engine.segmenter
     before = segmenter.embeddings
     session = client.open_session(image, max_steps=8)
     result = session.run()

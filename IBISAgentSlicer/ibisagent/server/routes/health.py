@@ -28,13 +28,13 @@ CAPABILITIES = {
 @router.get(HEALTH, response_model=HealthResponse, responses=errors_for())
 async def health(state: State) -> HealthResponse:
     """Answers at once, even while a long model call runs; no token needed."""
-    return HealthResponse(version=__version__, api_version=protocol.API_VERSION, ready=state.worker.ready)
+    return HealthResponse(version=__version__, api_version=protocol.API_VERSION, ready=state.workers.ready)
 
 
 @router.get(INFO, response_model=InfoResponse, dependencies=[Authorized], responses=errors_for(*AUTHED))
 async def info(state: State) -> InfoResponse:
     """What this server runs, so a client can refuse a mismatched one with a clear message."""
-    engine = state.worker.engine
+    engine = state.workers.engine
     settings = state.settings
     return InfoResponse(
         version=__version__,
@@ -50,5 +50,6 @@ async def info(state: State) -> InfoResponse:
             "session_ttl_s": settings.session_ttl_s,
             "max_sessions": settings.max_sessions,
             "max_run_steps": settings.max_run_steps,
+            "workers": len(state.workers.workers),
         },
     )

@@ -24,7 +24,6 @@ from ..models import (
     ReplaceMaskResponse,
     SessionState,
 )
-from ..sessions import TooManySessions
 from . import AUTHED, IN_SESSION, MODEL, errors_for
 
 router = APIRouter(tags=["sessions"], dependencies=[Authorized])
@@ -58,14 +57,9 @@ async def open_session(body: CreateSessionRequest, state: State) -> SessionState
     """Upload the slice once and start an episode, from the user's mask if one is given."""
     state.room_for_session()
     image, mask = await state.quick_call(_decode_upload, body)
-    session_id = state.store.new_id()
-    session = await state.model_call(
-        AgentSession.open, session_id, image, body.request, mask, body.max_steps, body.image_meta
+    session = await state.open_session(
+        AgentSession.open, state.store.new_id(), image, body.request, mask, body.max_steps, body.image_meta
     )
-    try:
-        state.store.add(session)
-    except TooManySessions as error:
-        raise state.busy(str(error)) from None
     return await state.quick_call(_state, state, session)
 
 
