@@ -172,7 +172,7 @@ class SitkSegmenter(Segmenter):
         march = sitk.FastMarchingImageFilter()
         march.SetTrialPoints([(int(click.x), int(click.y))])
         march.SetStoppingValue(limit)
-        arrival = sitk.GetArrayViewFromImage(march.Execute(speed))
+        arrival = sitk.GetArrayFromImage(march.Execute(speed))  # a copy: a view would outlive the image
         entry = (value, np.where(arrival > limit, np.inf, arrival).astype(np.float32))
         data.memo[key] = entry
         while len(data.memo) > MEMO_SIZE:
