@@ -155,9 +155,11 @@ def _load(url: str, token: str, image, truth, count: int, clicks: int, step: str
 def clients(counts: Sequence[int] = (1, 2, 4, 8), tool: str = "sitk", size: int = 512, clicks: int = 5,
             workers: Sequence[int] = (1,), steps: Sequence[str] = ("apply",),
             thinks: Sequence[float] = (0.0, HUMAN_PERIOD_S)) -> Dict:
-    """Rows per (workers, step, load, clients); `run` asks for every step with 2 workers and 1. ``think_s`` is the load: 0 for back-to-back
-    clicks, else the mean seconds between one client's clicks (human-paced). ``p95_x_single``:
-    the row's p95 over the median of the single-client row with the same workers, step and load."""
+    """Rows per (workers, step, load, clients); `run` asks for every step with 2 workers and 1.
+
+    ``think_s`` is the load: 0 for back-to-back clicks, else the mean seconds between one
+    client's clicks (human-paced). ``p95_x_single``: the row's p95 over the median of the
+    single-client row with the same workers, step and load."""
     from ibisagent.policies import build_policy
     from ibisagent.server.worker import Engine
 

@@ -63,7 +63,7 @@ def goals(results: Dict) -> List[Dict]:
         rows = scaling["clients"]["rows"]
         for think in sorted({r["think_s"] for r in rows}):
             top = max((r for r in rows if r["think_s"] == think), key=lambda r: r["clients"])
-            label = f"a click every {think:g} s" if think else "back-to-back clicks"
+            label = f"human-paced, a click about every {think:g} s" if think else "back-to-back clicks"
             checks.append({"goal": f"p95 with {top['clients']} clients <= 3x single-client median ({label})",
                            "value": f"{top['p95_x_single']}x", "ok": (top["p95_x_single"] or 99) <= 3})
         history = scaling["history"]
