@@ -202,13 +202,5 @@ def _error_message(error: urllib.error.HTTPError) -> str:
     return raw[:300]
 
 
-def build(
-    url: Optional[str] = None,
-    model: Optional[str] = None,
-    api_key: Optional[str] = None,
-    timeout: float = 60,
-    max_tokens: int = 512,
-    prompts_dir: Optional[str] = None,
-    max_pixels: int = MODEL_MAX_PIXELS,
-) -> OpenAIPolicy:
-    return OpenAIPolicy(url, model, api_key, timeout, max_tokens, prompts_dir, max_pixels)
+#: The registry builds this policy by calling the class with the user's options.
+build = OpenAIPolicy

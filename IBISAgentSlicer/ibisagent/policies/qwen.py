@@ -175,13 +175,5 @@ class _FirstTokenClock:
         return input_ids.new_zeros((input_ids.shape[0],), dtype=bool)
 
 
-def build(
-    checkpoint: Union[str, Path],
-    device: str = "auto",
-    max_new_tokens: int = 512,
-    max_pixels: int = MODEL_MAX_PIXELS,
-    min_pixels: int = QWEN_MIN_PIXELS,
-    prompts_dir: Optional[str] = None,
-    dtype: Optional[str] = None,
-) -> QwenPolicy:
-    return QwenPolicy(checkpoint, device, max_new_tokens, max_pixels, min_pixels, prompts_dir, dtype)
+#: The registry builds this policy by calling the class with the user's options.
+build = QwenPolicy
