@@ -16,7 +16,6 @@ import argparse
 import time
 
 import numpy as np
-
 from ibisagent.evaluate import run_case, summarise
 from ibisagent.imaging import to_rgb
 from ibisagent.sample_data import PLANES, ROUGHNESS, TISSUES, mni152_slice, rough_mask
@@ -42,7 +41,8 @@ def main() -> None:
             image, truth = mni152_slice(tissue, plane)
             cases.append((f"{tissue}/{plane}", to_rgb(image), truth))
     started = time.perf_counter()
-    print(f"{'start':8} {'cases':>5} {'NoC@85':>7} {'NoC@90':>7} {'mIoU@1':>7} {'mIoU@5':>7} {'start IoU':>9}")
+    header = ("cases", "NoC@85", "NoC@90", "mIoU@1", "mIoU@5")
+    print(f"{'start':8} " + " ".join(f"{h:>7}" for h in header) + f" {'start IoU':>9}")
     for start in args.starts:
         results = [
             run_case(name, image, truth, segmenter, None, clicks=CLICKS,
@@ -51,7 +51,7 @@ def main() -> None:
         ]
         summary = summarise(results, CLICKS)
         start_iou = float(np.mean([r.start_iou for r in results]))
-        print(f"{start:8} {summary['cases']:>5} {summary['noc@85']:>7.2f} {summary['noc@90']:>7.2f} "
+        print(f"{start:8} {summary['cases']:>7} {summary['noc@85']:>7.2f} {summary['noc@90']:>7.2f} "
               f"{summary['miou@1']:>7.3f} {summary['miou@5']:>7.3f} {start_iou:>9.3f}", flush=True)
     print(f"{time.perf_counter() - started:.0f} s")
 
