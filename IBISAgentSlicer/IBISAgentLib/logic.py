@@ -52,6 +52,7 @@ Decide = Callable[[dict], Optional[Sequence[Click]]]
 LOCAL_ENGINE_REQUIREMENTS = {
     "scipy": "scipy>=1.8",  # the sitk tool's mask clean-up
     "SimpleITK": "SimpleITK>=2.2",  # Slicer's own copy is kept when present
+    "PIL": "pillow>=9.0",  # the engine's imaging (overlay, model view)
 }
 #: What a local agent server needs on top: installed only after one confirmation, never at load.
 SERVER_REQUIREMENTS = {
@@ -59,7 +60,6 @@ SERVER_REQUIREMENTS = {
     "uvicorn": "uvicorn>=0.27",
     "pydantic": "pydantic>=2.5",
     **LOCAL_ENGINE_REQUIREMENTS,
-    "PIL": "pillow>=9.0",
     "nrrd": "pynrrd>=1.0",
 }
 
