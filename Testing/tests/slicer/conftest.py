@@ -54,3 +54,16 @@ def scene():
     yield mrml
     mrml.Clear(1)
     slicer.mrmlScene, slicer.modules = previous
+
+
+@pytest.fixture
+def server():
+    """A real agent server on 127.0.0.1 with the sitk tool; tests script its policy."""
+    pytest.importorskip("uvicorn", reason="the agent server needs the 'server' extra (fastapi, uvicorn)")
+    from slicer_server import Server
+
+    from ibisagent.segmenters import build_segmenter
+
+    running = Server(build_segmenter("sitk")).start()
+    yield running
+    running.stop()

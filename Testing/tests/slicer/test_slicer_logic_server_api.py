@@ -15,7 +15,7 @@ pytest.importorskip("uvicorn", reason="the agent server needs the 'server' extra
 
 from slicer_agents import DiskSegmenter, ScriptedPolicy, point  # noqa: E402
 from test_slicer_logic import make_case, snapshot  # noqa: E402
-from test_slicer_server_end_to_end import TOKEN, Server, _free_port, remote_logic, server  # noqa: E402,F401
+from slicer_server import TOKEN, Server, _free_port, remote_logic  # noqa: E402
 
 from IBISAgentLib import AgentStepError  # noqa: E402
 from IBISAgentLib.logic import IBISAgentLogic  # noqa: E402

@@ -3,80 +3,20 @@ real torch-free client: the same episodes, edits, undo and failures as with the 
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="the agent server needs the 'server' extra (fastapi, uvicorn)")
-uvicorn = pytest.importorskip("uvicorn", reason="the agent server needs the 'server' extra (fastapi, uvicorn)")
+pytest.importorskip("uvicorn", reason="the agent server needs the 'server' extra (fastapi, uvicorn)")
 
-from slicer_agents import DiskSegmenter, ScriptedPolicy, SimulatedPolicy, SwitchPolicy, point  # noqa: E402
+from slicer_agents import DiskSegmenter, ScriptedPolicy, SimulatedPolicy, point  # noqa: E402
 from test_slicer_logic import make_case, snapshot  # noqa: E402
 
 from IBISAgentLib import AgentStepError, proposal_markups  # noqa: E402
 from IBISAgentLib.logic import IBISAgentLogic  # noqa: E402
 from IBISAgentLib.slice_geometry import slice_geometry  # noqa: E402
 from ibisagent.clicks import USER, USER_MOVED, Click  # noqa: E402
-from ibisagent.client import AgentClient  # noqa: E402
-from ibisagent.segmenters import build_segmenter  # noqa: E402
-from ibisagent.server.app import make_app  # noqa: E402
-from ibisagent.server.settings import Settings  # noqa: E402
-from ibisagent.server.worker import Engine  # noqa: E402
-
-TOKEN = "test-token-e2e"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """A real uvicorn server in a thread; ``policy.inner`` and ``tool`` are set by each test."""
-
-    def __init__(self, segmenter) -> None:
-        self.policy = SwitchPolicy()
-        self.tool = segmenter
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        settings = Settings(token=TOKEN, host="127.0.0.1", port=self.port)
-        app = make_app(settings, lambda: Engine(self.policy, self.tool))
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> "Server":
-        self.thread.start()
-        deadline = time.time() + 30
-        with AgentClient(self.url, TOKEN, timeout=5) as client:
-            while time.time() < deadline:
-                try:
-                    if client.call("GET", "/health").get("ready"):
-                        return self
-                except Exception:  # noqa: BLE001 - not up yet
-                    pass
-                time.sleep(0.05)
-        raise RuntimeError("The test server did not become ready.")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-@pytest.fixture
-def server():
-    running = Server(build_segmenter("sitk")).start()
-    yield running
-    running.stop()
-
-
-def remote_logic(server) -> IBISAgentLogic:
-    logic = IBISAgentLogic()
-    logic.connect(server.url, TOKEN, timeout=30)
-    return logic
+from slicer_server import Server, remote_logic  # noqa: E402
 
 
 @pytest.mark.parametrize("view,orientation", [("Red", "flipped-permuted"), ("Yellow", "lps"), ("Green", "permuted")])
