@@ -18,7 +18,7 @@ BUNDLE=benchmarks/results/gpu_bundle
 PYTHON=${PYTHON:-python3}
 
 if [ "${1:-}" = "--prepare" ]; then
-    PREP_PYTHON=${PREP_PYTHON:-/work/scratch/venv/bin/python}
+    PREP_PYTHON=${PREP_PYTHON:-.venv/bin/python}  # the environment tools/test.sh builds
     rm -rf "$BUNDLE" && mkdir -p "$BUNDLE/site" "$BUNDLE/wheels"
     SITE=$("$PREP_PYTHON" -c "import fastapi, os; print(os.path.dirname(os.path.dirname(fastapi.__file__)))")
     for package in sam2 hydra omegaconf antlr4 iopath segment_anything fastapi starlette uvicorn pydantic \
