@@ -13,12 +13,8 @@ from __future__ import annotations
 from typing import Iterable, Optional, Tuple
 
 import numpy as np
-from scipy import ndimage
 
-
-def _depth(error: np.ndarray) -> np.ndarray:
-    padded = np.pad(error, 1, mode="constant", constant_values=False)
-    return ndimage.distance_transform_edt(padded)[1:-1, 1:-1]
+from .imaging import interior_depth
 
 
 def next_click(
@@ -30,8 +26,8 @@ def next_click(
     """
     truth = np.asarray(truth, dtype=bool)
     prediction = np.asarray(prediction, dtype=bool)
-    missed = _depth(truth & ~prediction)
-    wrong = _depth(~truth & prediction)
+    missed = interior_depth(truth & ~prediction)
+    wrong = interior_depth(~truth & prediction)
     for x, y in clicked:
         missed[y, x] = 0.0
         wrong[y, x] = 0.0

@@ -12,6 +12,7 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 #: Overlay drawn for the model: mask pixels become img * (1 - a) + colour * a.
 OVERLAY_COLOR = (34, 139, 34)
@@ -99,6 +100,14 @@ def check_mask(mask: np.ndarray, shape: Tuple[int, int], what: str = "mask") -> 
             raise ValueError(f"The {what} contains NaN or infinite values.")
         array = array != 0
     return array
+
+
+def interior_depth(region: np.ndarray) -> np.ndarray:
+    """float64 (H, W): each pixel's Euclidean distance to the nearest pixel outside the bool
+    ``region``, the image border counting as outside (the region is padded by one pixel of
+    False), so the deepest point of a region touching the edge still lies well inside it."""
+    padded = np.pad(region, 1, mode="constant", constant_values=False)
+    return ndimage.distance_transform_edt(padded)[1:-1, 1:-1]
 
 
 def overlay(image_rgb: np.ndarray, mask: Optional[np.ndarray]) -> np.ndarray:

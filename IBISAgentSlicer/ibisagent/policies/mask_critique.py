@@ -33,6 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..clicks import Click
+from ..imaging import interior_depth
 
 #: Colour levels per channel of the appearance histograms (32**3 bins; grey images use 32).
 LEVELS = 32
@@ -153,7 +154,7 @@ def initial_point(
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     sizes[0] = 0
     region = labels == int(np.argmax(sizes))
-    depth = _depth(region)
+    depth = interior_depth(region)
     for x, y in avoid:
         depth[y, x] = 0.0
     y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
@@ -242,12 +243,6 @@ def _posterior(bins: np.ndarray, target_weights: np.ndarray, background_weights:
 
 
 # -- candidate helpers -----------------------------------------------------------------------
-def _depth(region: np.ndarray) -> np.ndarray:
-    """Distance of each region pixel to the nearest pixel outside it (the image edge counts)."""
-    padded = np.pad(region, 1, mode="constant", constant_values=False)
-    return ndimage.distance_transform_edt(padded)[1:-1, 1:-1]
-
-
 def _regions(
     error: np.ndarray,
     positive: bool,
@@ -322,7 +317,7 @@ def _deepest(
     Among equally deep pixels the one nearest their mean is taken, the middle of a flat ridge.
     """
     region = labels[box] == k
-    depth = _depth(region)
+    depth = interior_depth(region)
     top, left = box[0].start, box[1].start
     for click in clicks:
         if 0 <= click.y - top < depth.shape[0] and 0 <= click.x - left < depth.shape[1]:

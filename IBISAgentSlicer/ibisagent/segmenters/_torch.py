@@ -19,6 +19,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..imaging import interior_depth
+
 #: Logit written into the low-res prompt for pixels inside the user's mask, and its negation for
 #: pixels outside. SAM's own low-res logits for a confident mask sit around +-10..20 (they are
 #: clamped at +-32 by SAM2); 8 is firmly on each side of the 0 threshold (sigmoid(8) = 0.9997)
@@ -134,11 +136,9 @@ def mask_box(mask: np.ndarray) -> Optional[np.ndarray]:
 
 def deepest_point(mask: np.ndarray) -> Optional[Tuple[int, int]]:
     """(x, y) of the mask pixel farthest from its edge (the safest positive click), or None."""
-    from scipy import ndimage
-
     if not mask.any():
         return None
-    distance = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    distance = interior_depth(mask)
     row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
     return int(col), int(row)
 
