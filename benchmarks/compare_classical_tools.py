@@ -18,23 +18,19 @@ import argparse
 import os
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 
-import numpy as np  # noqa: E402
-
-from ibisagent.evaluate import run_case  # noqa: E402
+from ibisagent.evaluate import run_case, summarise  # noqa: E402
 from ibisagent.imaging import to_rgb  # noqa: E402
-from ibisagent.metrics import clicks_to_reach  # noqa: E402
-from ibisagent.sample_data import PLANES, TISSUES, display_slice, mni152_volume, rough_mask  # noqa: E402
+from ibisagent.sample_data import PLANES, TISSUES, centre_index, display_slice, mni152_volume, rough_mask  # noqa: E402
 from ibisagent.segmenters import build_segmenter  # noqa: E402
 
 MAX_CLICKS = 20
 OFFSET = 12
 STARTS = ("scratch", "eroded", "cut", "leaky")
-AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
 
 
 def slice_set(quick: bool) -> List[tuple]:
@@ -43,27 +39,13 @@ def slice_set(quick: bool) -> List[tuple]:
     for tissue in TISSUES:
         t1, mask, _ = mni152_volume(tissue)
         for plane in PLANES:
-            axis = AXIS[plane]
-            counts = mask.sum(axis=tuple(a for a in range(3) if a != axis))
-            centre = int(np.argmax(counts))
+            centre = centre_index(mask, plane)
             for index in ([centre] if quick else [centre - OFFSET, centre, centre + OFFSET]):
                 truth = display_slice(mask, plane, index)
                 if truth.sum() < 50:
                     continue
                 cases.append((f"{tissue}/{plane}/{index}", display_slice(t1, plane, index), truth))
     return cases
-
-
-def summarise(curves: List[List[float]], seconds: List[float]) -> Dict[str, float]:
-    curves_array = np.array(curves)
-    return {
-        "NoC@85": float(np.mean([clicks_to_reach(c, 0.85, MAX_CLICKS) for c in curves])),
-        "NoC@90": float(np.mean([clicks_to_reach(c, 0.90, MAX_CLICKS) for c in curves])),
-        "mIoU@1": float(curves_array[:, 0].mean()),
-        "mIoU@3": float(curves_array[:, 2].mean()),
-        "mIoU@5": float(curves_array[:, 4].mean()),
-        "s/click": float(np.median(seconds)),
-    }
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -80,23 +62,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     started = time.perf_counter()
     for tool in args.tools:
         segmenter = build_segmenter(tool)
-        pooled_curves, pooled_seconds = [], []
+        pooled = []
         for start in args.starts:
-            curves, seconds = [], []
-            for name, image, truth in cases:
-                initial = None if start == "scratch" else rough_mask(truth, start)
-                case = run_case(name, to_rgb(image), truth, segmenter, clicks=MAX_CLICKS, initial=initial)
-                curves.append(case.ious)
-                seconds.extend(case.seconds)
-            rows.append((tool, start, summarise(curves, seconds)))
-            pooled_curves += curves
-            pooled_seconds += seconds
-        rows.append((tool, "all", summarise(pooled_curves, pooled_seconds)))
+            results = [
+                run_case(name, to_rgb(image), truth, segmenter, clicks=MAX_CLICKS,
+                         initial=None if start == "scratch" else rough_mask(truth, start))
+                for name, image, truth in cases
+            ]
+            rows.append((tool, start, summarise(results, MAX_CLICKS)))
+            pooled += results
+        rows.append((tool, "all", summarise(pooled, MAX_CLICKS)))
     print(header)
     for tool, start, figures in rows:
         print(
-            f"{tool:8} {start:8} {figures['NoC@85']:7.2f} {figures['NoC@90']:7.2f} {figures['mIoU@1']:7.3f}"
-            f" {figures['mIoU@3']:7.3f} {figures['mIoU@5']:7.3f} {figures['s/click']:8.4f}"
+            f"{tool:8} {start:8} {figures['noc@85']:7.2f} {figures['noc@90']:7.2f} {figures['miou@1']:7.3f}"
+            f" {figures['miou@3']:7.3f} {figures['miou@5']:7.3f} {figures['seconds_per_click']:8.4f}"
         )
     print(f"total {time.perf_counter() - started:.0f} s")
     return 0

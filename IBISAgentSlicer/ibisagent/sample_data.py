@@ -14,6 +14,8 @@ import numpy as np
 
 TISSUES = ("brain", "grey", "white")
 PLANES = ("axial", "coronal", "sagittal")
+#: The [i, j, k] axis each plane's slices are taken along.
+AXIS_OF_PLANE = {"axial": 2, "coronal": 1, "sagittal": 0}
 
 
 def _load(what: str):
@@ -67,18 +69,19 @@ def mni152_slice(tissue: str = "white", plane: str = "axial", index: Optional[in
     t1, mask, _ = mni152_volume(tissue)
     if plane not in PLANES:
         raise ValueError(f"Unknown plane {plane!r}; choose one of: {', '.join(PLANES)}.")
-    axis = {"axial": 2, "coronal": 1, "sagittal": 0}[plane]
+    axis = AXIS_OF_PLANE[plane]
     if index is None:
-        index = _brain_centre(mask, axis)
+        index = centre_index(mask, plane)
     if not 0 <= index < t1.shape[axis]:
         raise ValueError(f"Slice index {index} is outside 0..{t1.shape[axis] - 1} for the {plane} plane.")
     image = np.ascontiguousarray(display_slice(t1, plane, index), dtype=np.float32)
     return image, np.ascontiguousarray(display_slice(mask, plane, index))
 
 
-def _brain_centre(mask: np.ndarray, axis: int) -> int:
-    other = tuple(a for a in range(3) if a != axis)
-    counts = mask.sum(axis=other)
+def centre_index(mask: np.ndarray, plane: str) -> int:
+    """The slice index along ``plane``'s axis of an [i, j, k] mask where the mask is largest."""
+    axis = AXIS_OF_PLANE[plane]
+    counts = mask.sum(axis=tuple(a for a in range(3) if a != axis))
     return int(np.argmax(counts))
 
 
