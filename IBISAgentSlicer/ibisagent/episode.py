@@ -162,7 +162,13 @@ class Episode:
 
     # -- asking the policy ---------------------------------------------------------------------
     def observation(self) -> Observation:
-        return Observation(self.image, self.mask.copy(), self.request, len(self.steps), tuple(self.clicks))
+        return Observation(self.image, self.mask.copy(), self.request, len(self.steps), tuple(self.clicks),
+                           preview=self.preview)
+
+    def preview(self, clicks: Sequence[Click]) -> np.ndarray:
+        """The mask that applying ``clicks`` now would give, bool (H, W); the episode is not
+        changed. Lets a policy try a click through the tool before proposing it."""
+        return self.segmenter.predict(self.clicks + list(clicks), self.mask, self.prior_state).mask
 
     def propose(self) -> Proposal:
         """Ask the policy for the next action; applies nothing. Sets `stop_reason` when a stop

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,6 +31,9 @@ class Observation:
     ``request``: the user's words, e.g. "Segment the white matter."
     ``step``: zero-based index of the step about to be proposed.
     ``clicks``: every click applied so far, oldest first.
+    ``preview``: look-ahead through the episode's segmentation tool: given candidate clicks, the
+    mask the tool would return if they were applied now (bool (H, W)); nothing is changed. None
+    where no tool is at hand (a policy must then work without it).
     """
 
     image: np.ndarray
@@ -38,6 +41,7 @@ class Observation:
     request: str
     step: int
     clicks: Tuple[Click, ...] = field(default_factory=tuple)
+    preview: Optional[Callable[[Sequence[Click]], np.ndarray]] = field(default=None, compare=False, repr=False)
 
 
 class Policy(abc.ABC):
