@@ -1,9 +1,11 @@
 """Turning pixel data into what the model and the segmentation tool see.
 
-Conventions: 2D arrays are indexed [row, col]; RGB images are uint8 (H, W, 3). Grey images are
-mapped linearly to 0..255 through a window (a CT preset, an explicit (low, high), or the image's
-1st-99th percentile when none is given) and repeated into three channels. Colour images
-(dermoscopy, pathology, endoscopy) keep their colours.
+Conventions: 2D arrays are indexed [row, col]; RGB images are uint8 (H, W, 3). An 8-bit grey image
+(a PNG or JPEG X-ray, ultrasound frame, exported slice) is already what a person looks at, so it is
+repeated into three channels unchanged. Other grey data (CT in Hounsfield units, MRI, 16-bit or
+float files) is mapped linearly to 0..255 through a window (a CT preset, an explicit (low, high),
+or the image's 1st-99th percentile when none is given); a window the user asks for applies to
+8-bit images too. Colour images (dermoscopy, pathology, endoscopy) keep their colours.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def to_rgb(image: np.ndarray, window: Window = None) -> np.ndarray:
         raise ValueError("The image contains NaN or infinite values.")
     if values.min() == values.max():
         raise ValueError(f"The image is constant (every pixel is {values.min():g}); there is nothing to segment.")
+    if pixels.dtype == np.uint8 and window is None:
+        return np.repeat(pixels[:, :, None], 3, axis=2)
     low, high = resolve_window(window, values)
     scaled = np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0
     grey = np.rint(scaled).astype(np.uint8)

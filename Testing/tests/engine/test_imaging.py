@@ -14,6 +14,20 @@ def test_percentile_window_maps_grey_to_three_equal_channels():
     assert rgb[0, 1] [0] == 0 and rgb[0, 99][0] == 255 and 120 < rgb[0, 50][0] < 135
 
 
+def test_eight_bit_grey_reaches_model_and_tools_unchanged():
+    grey = np.full((6, 7), 40, np.uint8)
+    grey[2:4, 3:5] = 200
+    rgb = to_rgb(grey)
+    assert rgb.dtype == np.uint8 and rgb.shape == (6, 7, 3)
+    for channel in range(3):
+        assert np.array_equal(rgb[..., channel], grey)
+
+
+def test_a_window_the_user_asks_for_applies_to_eight_bit_grey():
+    grey = np.array([[0, 50, 100, 150, 255]], np.uint8)
+    assert list(to_rgb(grey, (50.0, 150.0))[0, :, 0]) == [0, 0, 128, 255, 255]
+
+
 def test_ct_preset_and_explicit_window():
     hu = np.array([[-1000.0, -125.0, 437.5, 1000.0, 3000.0]])
     assert list(to_rgb(hu, "abdomen")[0, :, 0]) == [0, 0, 128, 255, 255]
