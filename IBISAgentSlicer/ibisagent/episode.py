@@ -1,93 +1,48 @@
-"""One IBISAgent episode: one 2D image, one target, a sequence of observe -> propose -> decide ->
-segment steps.
+"""One IBISAgent episode in this process: one 2D image, one target, a sequence of observe ->
+propose -> decide -> segment steps.
 
-The episode keeps the whole state (mask, the tool's prior, every click with its origin, the
-steps) and a stack of snapshots so `undo` returns exactly to the previous state. The person (or
-a batch decision callback) stays in charge: the policy only *proposes*; `apply` takes whatever
-clicks were decided, any number per step.
+`Episode` implements `ibisagent.session.Session` with the policy and the tool in this process.
+It keeps the whole state (mask, the tool's prior, every click with its origin, the steps) and a
+stack of snapshots so `undo` returns exactly to the previous state. The person (or a batch
+decision callback) stays in charge: the policy only *proposes*; `apply` takes whatever clicks
+were decided, any number per step.
 
 Stop rules follow the reference: the policy terminates, its output cannot be parsed, it proposes
 the same action three times in a row, or the step limit is reached. Each sets `stop_reason`.
 Stops are advice to the person: applying clicks afterwards is allowed and clears the stop.
+
+The records (`Proposal`, `Step`, `EpisodeResult`), the stop reasons and the run loop live in
+`ibisagent.session` (shared with the client) and are re-exported here.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from .actions import TERMINATE, Action, parse_response
+from .actions import TERMINATE, parse_response
 from .clicks import AGENT, Click
 from .imaging import check_mask
 from .policies.base import Observation, Policy
 from .segmenters.base import Segmenter
-
-STOP_TERMINATED = "terminated"
-STOP_UNPARSEABLE = "unparseable"
-STOP_REPEATED = "repeated"
-STOP_STEP_LIMIT = "step-limit"
-STOP_USER = "stopped-by-user"
-
-ACCEPTED = "accepted"  # the proposed click, unchanged
-EDITED = "edited"  # the proposal was moved, flipped, deleted or joined by other clicks
-USER_ONLY = "user"  # clicks with no proposal pending
-
-
-@dataclass
-class Proposal:
-    """What the policy proposed at one step, and how long it took."""
-
-    step: int
-    policy: str
-    raw_text: str
-    reasoning: str
-    action: Optional[Action]
-    answer: Optional[str]
-    error: Optional[str]
-    click: Optional[Click]
-    clamped: bool
-    seconds: float
-
-    def to_dict(self) -> dict:
-        return {
-            "step": self.step,
-            "policy": self.policy,
-            "reasoning": self.reasoning,
-            "action": self.action.to_text() if self.action else None,
-            "answer": self.answer,
-            "error": self.error,
-            "click": self.click.to_dict() if self.click else None,
-            "clamped": self.clamped,
-            "seconds": round(self.seconds, 6),
-            "raw_text": self.raw_text,
-        }
-
-
-@dataclass
-class Step:
-    """One applied step: the clicks decided, the proposal they answered, the tool's result."""
-
-    index: int
-    clicks: List[Click]
-    decision: str
-    proposal: Optional[Proposal]
-    mask_pixels: int
-    score: float
-    seconds: float
-
-    def to_dict(self) -> dict:
-        return {
-            "index": self.index,
-            "decision": self.decision,
-            "clicks": [c.to_dict() for c in self.clicks],
-            "proposal": self.proposal.to_dict() if self.proposal else None,
-            "mask_pixels": self.mask_pixels,
-            "score": self.score,
-            "seconds": round(self.seconds, 6),
-        }
+from .session import (  # noqa: F401 - re-exported: the engine's public names
+    ACCEPTED,
+    EDITED,
+    STOP_REPEATED,
+    STOP_STEP_LIMIT,
+    STOP_TERMINATED,
+    STOP_UNPARSEABLE,
+    STOP_USER,
+    USER_ONLY,
+    Decide,
+    EpisodeResult,
+    Proposal,
+    Step,
+    run_until_stop,
+)
 
 
 @dataclass
@@ -99,20 +54,6 @@ class _Snapshot:
     recent_actions: tuple
     stop_reason: Optional[str]
     answer: Optional[str]
-
-
-#: A decision callback gets the proposal and returns the clicks to apply: ``[proposal.click]`` to
-#: accept, other clicks to override, ``[]`` to skip this proposal, None to stop the episode.
-Decide = Callable[[Proposal], Optional[Sequence[Click]]]
-
-
-@dataclass
-class EpisodeResult:
-    mask: np.ndarray
-    steps: List[Step]
-    stop_reason: Optional[str]
-    answer: Optional[str]
-    proposals: List[Proposal] = field(default_factory=list)
 
 
 class Episode:
@@ -287,36 +228,17 @@ class Episode:
         decide: Optional[Decide] = None,
         on_step: Optional[Callable[[Step], None]] = None,
     ) -> EpisodeResult:
-        """Propose and apply until a stop rule fires or ``max_steps`` steps exist.
+        """Propose and apply until a stop rule fires or ``max_steps`` steps exist
+        (`ibisagent.session.run_until_stop`).
 
         Without ``decide`` every proposal is accepted as is. ``on_step`` is called after each
         applied step (progress bars, pictures).
         """
-        limit = self.max_steps if max_steps is None else max_steps
-        proposals_without_step = 0
-        while True:
-            if len(self.steps) >= limit:
-                self.stop_reason = STOP_STEP_LIMIT
-                break
-            proposal = self.propose()
-            if self.stop_reason is not None:
-                break
-            clicks = [proposal.click] if decide is None else decide(proposal)
-            if clicks is None:
-                self.stop_reason = STOP_USER
-                break
-            if not clicks:
-                self.skip()
-                proposals_without_step += 1
-                if proposals_without_step >= self.max_steps:
-                    self.stop_reason = STOP_USER
-                    break
-                continue
-            proposals_without_step = 0
-            step = self.apply(clicks)
-            if on_step is not None:
-                on_step(step)
+        run_until_stop(self, max_steps, decide, on_step)
         return self.result()
 
     def result(self) -> EpisodeResult:
         return EpisodeResult(self.mask.copy(), list(self.steps), self.stop_reason, self.answer, list(self.proposals))
+
+    def close(self) -> None:
+        """Nothing to release (the tool and the policy belong to the caller); safe to call twice."""

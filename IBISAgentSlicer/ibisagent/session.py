@@ -1,0 +1,246 @@
+"""What a caller drives in one interactive segmentation, wherever the agent runs.
+
+One interface, three implementations:
+
+- `ibisagent.episode.Episode`: the agent in this process (the policy and the tool are here);
+- `ibisagent.client.RemoteSession`: the same episode on an agent server, mirrored locally;
+- ``IBISAgentLib.worked_slice.WorkedSlice``: either of the above bound to one slice of one
+  Slicer segment (every mask change is written into that slice).
+
+Each of them is the *one owner* of the episode's state: the current mask, the clicks the tool
+uses, the applied steps, the proposals, the stop reason, and the undo stack (a hand edit is
+`Session.replace_mask`, an entry of the same stack). Callers read that state from the session;
+they keep no copies.
+
+This module also holds the records a session returns (`Proposal`, `Step`, `EpisodeResult`) and
+`run_until_stop`, the single loop behind every "run until the agent stops" in the project.
+
+Standard library + numpy only (it is imported by the torch-free client on Python 3.9).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
+
+import numpy as np
+
+from .actions import Action, parse_response
+from .clicks import Click
+
+STOP_TERMINATED = "terminated"
+STOP_UNPARSEABLE = "unparseable"
+STOP_REPEATED = "repeated"
+STOP_STEP_LIMIT = "step-limit"
+STOP_USER = "stopped-by-user"
+
+ACCEPTED = "accepted"  # the proposed click, unchanged
+EDITED = "edited"  # the proposal was moved, flipped, deleted or joined by other clicks
+USER_ONLY = "user"  # clicks with no proposal pending
+
+
+@dataclass
+class Proposal:
+    """What the policy proposed at one step, and how long it took.
+
+    ``step``: how many steps the episode had when it was proposed. ``click``: the proposed point
+    in pixels of the slice image (None for terminate and unreadable output). ``error``: why the
+    model's text could not be read (then ``action`` is None).
+    """
+
+    step: int
+    policy: str
+    raw_text: str
+    reasoning: str
+    action: Optional[Action]
+    answer: Optional[str]
+    error: Optional[str]
+    click: Optional[Click]
+    clamped: bool
+    seconds: float
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "step": self.step,
+            "policy": self.policy,
+            "reasoning": self.reasoning,
+            "action": self.action.to_text() if self.action else None,
+            "answer": self.answer,
+            "error": self.error,
+            "click": self.click.to_dict() if self.click else None,
+            "clamped": self.clamped,
+            "seconds": round(self.seconds, 6),
+            "raw_text": self.raw_text,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Proposal":
+        """The inverse of `to_dict` (the wire form). The action is re-read from ``raw_text``
+        with the same parser the episode used, so it is exactly the action proposed."""
+        raw = str(data.get("raw_text", ""))
+        click = data.get("click")
+        return cls(
+            int(data["step"]), str(data["policy"]), raw, str(data.get("reasoning", "")),
+            parse_response(raw).action if data.get("action") else None, data.get("answer"), data.get("error"),
+            Click.from_dict(click) if click else None, bool(data.get("clamped", False)),
+            float(data.get("seconds") or 0.0),
+        )
+
+
+@dataclass
+class Step:
+    """One applied step: the clicks decided, the proposal they answered, the tool's result.
+
+    ``index`` counts from 1 within the episode; ``score`` is the tool's confidence (NaN when it
+    has none).
+    """
+
+    index: int
+    clicks: List[Click]
+    decision: str
+    proposal: Optional[Proposal]
+    mask_pixels: int
+    score: float
+    seconds: float
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "index": self.index,
+            "decision": self.decision,
+            "clicks": [c.to_dict() for c in self.clicks],
+            "proposal": self.proposal.to_dict() if self.proposal else None,
+            "mask_pixels": self.mask_pixels,
+            "score": self.score,
+            "seconds": round(self.seconds, 6),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Step":
+        """The inverse of `to_dict`; a null score (JSON has no NaN) becomes NaN."""
+        proposal = data.get("proposal")
+        score = data.get("score")
+        return cls(
+            int(data["index"]), [Click.from_dict(c) for c in data["clicks"]], str(data["decision"]),
+            Proposal.from_dict(proposal) if proposal else None, int(data["mask_pixels"]),
+            math.nan if score is None else float(score), float(data.get("seconds") or 0.0),
+        )
+
+
+@dataclass
+class EpisodeResult:
+    mask: np.ndarray
+    steps: List[Step]
+    stop_reason: Optional[str]
+    answer: Optional[str]
+    proposals: List[Proposal] = field(default_factory=list)
+
+
+#: A decision callback gets the proposal and returns the clicks to apply: ``[proposal.click]`` to
+#: accept, other clicks to override, ``[]`` to skip this proposal, None to stop the episode.
+Decide = Callable[[Proposal], Optional[Sequence[Click]]]
+
+
+class Session(Protocol):
+    """The interface of one interactive segmentation (see the module docstring).
+
+    ``mask``: bool (H, W), the current mask. ``initial_mask``: the mask the episode started
+    from. ``clicks``: the clicks the tool currently uses (a hand edit restarts them).
+    ``steps``, ``proposals``: every applied step and every proposal, oldest first.
+    ``pending``: the proposal not yet applied or skipped. ``stop_reason``: set when a stop rule
+    fired (cleared by the next proposal or step). ``max_steps``: the episode's step limit.
+    """
+
+    max_steps: int
+    mask: np.ndarray
+    initial_mask: np.ndarray
+    clicks: List[Click]
+    steps: List[Step]
+    proposals: List[Proposal]
+    pending: Optional[Proposal]
+    stop_reason: Optional[str]
+    answer: Optional[str]
+
+    @property
+    def can_undo(self) -> bool:
+        """Whether `undo` would change anything."""
+
+    def propose(self) -> Proposal:
+        """Ask the policy for the next action; applies nothing; may set ``stop_reason``."""
+
+    def apply(self, clicks: Sequence[Click]) -> Step:
+        """Apply the decided clicks (any number, at least one); one undo entry."""
+
+    def skip(self) -> None:
+        """Drop the pending proposal."""
+
+    def replace_mask(self, mask: np.ndarray) -> None:
+        """Continue from a mask edited by hand (earlier clicks no longer apply); one undo entry."""
+
+    def undo(self) -> bool:
+        """Return exactly to the state before the last `apply` or `replace_mask`; False when
+        there is nothing to undo."""
+
+    def run(self, max_steps: Optional[int] = None, decide: Optional[Decide] = None,
+            on_step: Optional[Callable[[Step], None]] = None) -> EpisodeResult:
+        """`run_until_stop` on this session, then `result`."""
+
+    def result(self) -> EpisodeResult:
+        """The mask, steps, stop reason, answer and proposals so far."""
+
+    def close(self) -> None:
+        """Release what the session holds; safe to call twice."""
+
+
+def run_until_stop(
+    session: Session,
+    max_steps: Optional[int] = None,
+    decide: Optional[Decide] = None,
+    on_step: Optional[Callable[[Step], None]] = None,
+    on_proposal: Optional[Callable[[Proposal], None]] = None,
+) -> str:
+    """Propose and apply until a stop rule fires; returns the stop reason (also set as the
+    session's ``stop_reason``). The one loop behind `Episode.run`, `RemoteSession.run` and the
+    Slicer logic's ``continueMask`` and auto-run.
+
+    Each round, in this order:
+
+    1. the session has ``max_steps`` steps (default: the session's own limit): "step-limit";
+    2. the policy is asked; ``on_proposal(proposal)`` is called; a stop rule that fired
+       (terminated, unparseable, repeated) ends the loop with that reason;
+    3. ``decide(proposal)`` (default: accept the proposed click) returns None: "stopped-by-user";
+    4. it returns ``[]``: the proposal is skipped; after ``session.max_steps`` proposals in a
+       row without a step: "stopped-by-user" (a callback that never accepts cannot loop forever);
+    5. otherwise the clicks are applied and ``on_step(step)`` is called.
+
+    Errors from the session or the callbacks propagate; whatever was applied before stays.
+    """
+    limit = session.max_steps if max_steps is None else int(max_steps)
+    skipped = 0
+    while True:
+        if len(session.steps) >= limit:
+            reason = STOP_STEP_LIMIT
+            break
+        proposal = session.propose()
+        if on_proposal is not None:
+            on_proposal(proposal)
+        if session.stop_reason is not None:
+            return session.stop_reason
+        clicks = [proposal.click] if decide is None else decide(proposal)
+        if clicks is None:
+            reason = STOP_USER
+            break
+        clicks = list(clicks)
+        if not clicks:
+            session.skip()
+            skipped += 1
+            if skipped >= session.max_steps:
+                reason = STOP_USER
+                break
+            continue
+        skipped = 0
+        step = session.apply(clicks)
+        if on_step is not None:
+            on_step(step)
+    session.stop_reason = reason
+    return reason
