@@ -98,8 +98,8 @@ def server_parts(size: int, steps: int) -> List[dict]:
                     for _ in range(min(20, steps - len(overheads))):
                         started = time.perf_counter()
                         proposal = session.propose()
-                        step = session.apply([Click.from_dict(proposal["click"])])
-                        overheads.append(time.perf_counter() - started - step["seconds"])
+                        step = session.apply([proposal.click])
+                        overheads.append(time.perf_counter() - started - step.seconds)
     finally:
         server.should_exit = True
         thread.join(10)

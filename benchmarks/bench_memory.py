@@ -53,7 +53,6 @@ def _random_checkpoint(tool: str, folder: str) -> Dict:
 def child(tool: str, steps: int) -> Dict:
     """Runs in the child process: serve, use, and report the peak RSS in MB."""
     from ibisagent.client import AgentClient
-    from ibisagent.clicks import Click
     from ibisagent.policies import build_policy
     from ibisagent.segmenters import build_segmenter
     from ibisagent.server.worker import Engine
@@ -72,9 +71,9 @@ def child(tool: str, steps: int) -> Dict:
             with client.open_session(image, "Segment the white matter.", max_steps=steps + 1) as session:
                 for _ in range(steps):
                     proposal = session.propose()
-                    if proposal.get("click") is None:
+                    if proposal.click is None:
                         break
-                    session.apply([Click.from_dict(proposal["click"])])
+                    session.apply([proposal.click])
     peak_kb = _peak_rss_kb()
     return {"tool": tool, "peak_mb": round(peak_kb / 1024.0, 1), "seconds": round(time.perf_counter() - started, 1)}
 

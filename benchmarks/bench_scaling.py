@@ -67,8 +67,8 @@ def history(tool: str = "sitk", size: int = 512, episodes: int = 2) -> Dict:
                     for index in range(HISTORY_STEPS):
                         started = time.perf_counter()
                         proposal = session.propose()
-                        step = session.apply([Click.from_dict(proposal["click"])])
-                        by_step_server[index].append(time.perf_counter() - started - step["seconds"])
+                        step = session.apply([proposal.click])
+                        by_step_server[index].append(time.perf_counter() - started - step.seconds)
     finally:
         server.should_exit = True
         thread.join(10)
@@ -95,8 +95,7 @@ def _click(session, truth, done: List[tuple], step: str) -> Optional[float]:
     began = time.perf_counter()
     click = None
     if step == "propose+apply":
-        proposed = session.propose()["click"]
-        click = Click.from_dict(proposed) if proposed else None
+        click = session.propose().click
     if click is None:
         found = next_click(truth, session.mask, done)
         if found is None:

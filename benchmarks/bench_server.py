@@ -32,7 +32,6 @@ import numpy as np
 import uvicorn
 from ibisagent import protocol
 from ibisagent.actions import POSITIVE, Action, format_response
-from ibisagent.clicks import Click
 from ibisagent.client import AgentClient
 from ibisagent.imaging import overlay
 from ibisagent.policies.base import Observation, Policy
@@ -139,10 +138,10 @@ def main() -> None:
                 before = client.traffic()
                 started = time.perf_counter()
                 proposal = session.propose()
-                step = session.apply([Click.from_dict(proposal["click"])])
+                step = session.apply([proposal.click])
                 wall = time.perf_counter() - started
                 after = client.traffic()
-                overheads.append(wall - step["seconds"])
+                overheads.append(wall - step.seconds)
                 step_bytes.append(after["sent"] - before["sent"] + after["received"] - before["received"])
                 done += 1
             uploads.append(session.uploads)

@@ -255,7 +255,6 @@ class GeneratingAnnotator:
 
 def server_rows(qwen, sam2_options: Dict, settings: Dict, tokens: int) -> List[Dict]:
     from ibisagent.client import AgentClient
-    from ibisagent.clicks import Click
     from ibisagent.policies.base import Policy
     from ibisagent.segmenters import build_segmenter
     from ibisagent.server.worker import Engine
@@ -276,14 +275,14 @@ def server_rows(qwen, sam2_options: Dict, settings: Dict, tokens: int) -> List[D
                     started = time.perf_counter()
                     proposal = session.propose()
                     middle = time.perf_counter()
-                    if proposal.get("click") is None:
+                    if proposal.click is None:
                         break
-                    step = session.apply([Click.from_dict(proposal["click"])])
+                    step = session.apply([proposal.click])
                     ended = time.perf_counter()
                     steps.append(ended - started)
                     proposes.append(middle - started)
                     applies.append(ended - middle)
-                    server_model.append(proposal["seconds"] + step["seconds"])
+                    server_model.append(proposal.seconds + step.seconds)
     overhead = [s - m for s, m in zip(steps, server_model)]
     label = f"server step (qwen {tokens} tok + sam2)"
     return [{"part": "server open session (upload + embed)", **stats(sessions_open)},

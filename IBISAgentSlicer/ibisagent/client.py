@@ -3,8 +3,8 @@
 
     with AgentClient("http://127.0.0.1:8765") as client:
         session = client.open_session(rgb_slice, "Segment the liver.", mask=user_mask)
-        proposal = session.propose()
-        step = session.apply([Click(**proposal["click"])])   # session.mask follows
+        proposal = session.propose()                  # an ibisagent.session.Proposal
+        step = session.apply([proposal.click])        # a Step; session.mask follows
 
 What it promises:
 
@@ -14,9 +14,12 @@ What it promises:
 - Errors are typed and say what to do: `ServerUnavailableError` (start `ibisagent serve`),
   `AuthenticationError` (check the token), `SessionExpiredError`, `ServerBusyError` (wait),
   `BadRequestError`, `IncompatibleServerError` (upgrade the older side), `ServerError`.
+- One interface: `RemoteSession` implements `ibisagent.session.Session` like the in-process
+  `Episode` (same records, same run loop, same undo semantics).
 - Nothing is lost: a failed call leaves the local mask as it was. When the server forgot the
   session (idle expiry, restart) the session is rebuilt from local state (image, current mask,
-  request) and the call is repeated once, so the user's mask survives.
+  request) and the call is repeated once, so the user's mask survives; undo stays exact across
+  the rebuild.
 - Timeouts: connect (5 s), read (``timeout``), and a longer read for the upload
   (``upload_timeout``). A keep-alive connection found closed is reopened and the request sent
   again; read-only calls are also retried once after other connection failures.
@@ -34,6 +37,7 @@ import logging
 import os
 import socket
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
@@ -43,6 +47,7 @@ from . import __version__, protocol
 from .clicks import Click
 from .image_codec import ImageCodecError, encode_image
 from .mask_codec import MaskCodecError, decode_mask, encode_mask
+from .session import STOP_TERMINATED, Decide, EpisodeResult, Proposal, Step, run_until_stop
 
 log = logging.getLogger("ibisagent.client")
 
@@ -327,13 +332,37 @@ class AgentClient:
 
 
 # -- session ----------------------------------------------------------------------------------
-class RemoteSession:
-    """One episode on the server, mirrored locally.
+#: Seconds `RemoteSession.close` waits for the server: closing never holds anyone up for long.
+CLOSE_TIMEOUT_S = 3.0
 
-    ``mask``: bool (H, W), the current mask (kept in step with the server). ``clicks``: the
-    clicks the tool currently uses (reset by `replace_mask` or a rebuild). ``steps``: step dicts
-    of this episode. ``rebuilds``: how often the session was rebuilt after the server lost it;
-    ``on_rebuild`` (optional callable taking the session) is called each time.
+
+@dataclass
+class _UndoEntry:
+    """The local state before one apply or replace_mask. ``on_server``: the server's own undo
+    stack still holds the matching entry (False once the server session was rebuilt)."""
+
+    mask: np.ndarray
+    clicks: List[Click]
+    steps: List[Step]
+    stop_reason: Optional[str]
+    answer: Optional[str]
+    on_server: bool = True
+
+
+class RemoteSession:
+    """One episode on the server, mirrored locally; implements `ibisagent.session.Session`, so
+    code written for an in-process `Episode` drives it unchanged.
+
+    The local mirror is what callers read: ``mask`` (bool (H, W), kept bit-exact with the
+    server), ``clicks`` (the clicks the server's tool uses now: a hand edit or a rebuild restarts
+    them), ``steps`` and ``proposals`` (`Step` / `Proposal` records, oldest first), ``pending``,
+    ``stop_reason``, ``answer``, ``can_undo``.
+
+    Undo is kept here, one entry per apply or replace_mask, so it stays exact even after the
+    server forgot the session: an entry the server still holds is undone there (the tool's own
+    state comes back too); an older one is restored by sending its mask. ``rebuilds`` counts
+    how often the session was rebuilt after the server lost it; ``on_rebuild`` (optional
+    callable taking the session) is called each time.
     """
 
     def __init__(self, client: AgentClient, image: np.ndarray, request: str, mask: Optional[np.ndarray],
@@ -349,84 +378,122 @@ class RemoteSession:
         self.image_meta = image_meta
         start = None if mask is None else _as_mask(mask, image.shape[:2])
         self.mask = np.zeros(image.shape[:2], dtype=bool) if start is None else start
+        self.initial_mask = self.mask.copy()
         self.clicks: List[Click] = []
-        self.steps: List[Dict[str, Any]] = []
+        self.steps: List[Step] = []
+        self.proposals: List[Proposal] = []
+        self.pending: Optional[Proposal] = None
         self.stop_reason: Optional[str] = None
         self.answer: Optional[str] = None
         self.rebuilds = 0
         self.uploads = 0
         self.on_rebuild: Optional[Callable[["RemoteSession"], None]] = None
-        self._history: List[Tuple[List[Click], List[Dict[str, Any]]]] = []
+        self._undo: List[_UndoEntry] = []
         self.closed = False
         self.id = ""
         self.revision = 0
         self._create(start)
 
     # -- the loop ----------------------------------------------------------------------------
-    def propose(self) -> Dict[str, Any]:
-        """The policy's next proposal (Proposal.to_dict() plus "stop_reason"); changes no mask."""
-        proposal = self._call("POST", protocol.SESSION_PROPOSE)
-        self.stop_reason = proposal.get("stop_reason")
-        if proposal.get("answer") is not None:
-            self.answer = proposal["answer"]
+    def propose(self) -> Proposal:
+        """The policy's next proposal; changes no mask. Sets ``stop_reason`` as the server's
+        episode did (terminate, unreadable output, repeated action)."""
+        data = self._call("POST", protocol.SESSION_PROPOSE)
+        proposal = Proposal.from_dict(data)
+        self.proposals.append(proposal)
+        self.pending = proposal
+        self.stop_reason = data.get("stop_reason")
+        if self.stop_reason == STOP_TERMINATED:
+            self.answer = proposal.answer
         return proposal
 
-    def apply(self, clicks: Sequence[Click]) -> Dict[str, Any]:
-        """Apply the decided clicks; returns the step dict and updates ``mask``."""
+    def apply(self, clicks: Sequence[Click]) -> Step:
+        """Apply the decided clicks; returns the step and updates ``mask``."""
         clicks = [c if isinstance(c, Click) else Click.from_dict(c) for c in clicks]
         if not clicks:
             raise BadRequestError("No clicks to apply; call skip() to pass on a proposal.")
+        before, rebuilds = self._entry(), self.rebuilds
         answer = self._call("POST", protocol.SESSION_APPLY, {"clicks": [c.to_dict() for c in clicks]})
         self._follow(answer["mask"])
-        self._record(answer["step"])
+        if self.rebuilds != rebuilds:
+            before.clicks = []  # undoing this step returns to the rebuilt session, which has no clicks
+        step = Step.from_dict(answer["step"])
+        step.index = len(self.steps) + 1  # a rebuilt server session counts its steps from 1 again
+        self._undo.append(before)
+        self.clicks = self.clicks + step.clicks
+        self.steps = self.steps + [step]
+        self.pending = None
         self.stop_reason = answer["stop_reason"]
-        return answer["step"]
+        return step
 
     def skip(self) -> None:
         """Drop the pending proposal."""
         self._call("POST", protocol.SESSION_SKIP)
-
-    def undo(self) -> bool:
-        """Undo the last apply or replace_mask; False if there is nothing to undo."""
-        answer = self._call("POST", protocol.SESSION_UNDO)
-        self._follow(answer["mask"])
-        if answer["undone"] and self._history:
-            self.clicks, self.steps = self._history.pop()
-        self.stop_reason = None
-        return bool(answer["undone"])
+        self.pending = None
 
     def replace_mask(self, mask: np.ndarray) -> None:
-        """Continue from a mask the user edited by hand (earlier clicks no longer apply)."""
+        """Continue from a mask the user edited by hand (earlier clicks no longer apply); one
+        undo entry, like a step."""
         new = _as_mask(mask, self.mask.shape)
+        before = self._entry()
         answer = self._call("PUT", protocol.SESSION_MASK, {"mask": _b64(encode_mask(new))})
         self._follow(answer["mask"])
-        self._history.append((list(self.clicks), list(self.steps)))
+        self._undo.append(before)
         self.clicks = []
+        self.pending = None
         self.stop_reason = None
 
-    def run(self, max_steps: Optional[int] = None) -> Dict[str, Any]:
-        """Propose and accept until a stop rule fires or the episode has ``max_steps`` steps
-        (default: the session's max_steps), like `Episode.run`. Returns the new steps,
-        stop_reason and answer."""
-        payload = {} if max_steps is None else {"max_steps": int(max_steps)}
-        answer = self._call("POST", protocol.SESSION_RUN, payload)
-        self._follow(answer["mask"])
-        for step in answer["steps"]:
-            self._record(step)
-        self.stop_reason, self.answer = answer["stop_reason"], answer["answer"]
-        return {"steps": answer["steps"], "stop_reason": answer["stop_reason"], "answer": answer["answer"]}
+    def undo(self) -> bool:
+        """Return exactly to the state before the last apply or replace_mask; False if there is
+        nothing to undo."""
+        if not self._undo:
+            return False
+        entry = self._undo[-1]
+        if entry.on_server:
+            try:
+                answer = self._client.call("POST", self._path(protocol.SESSION_UNDO))
+            except SessionExpiredError:
+                self._rebuild(entry.mask)  # the new session starts from the state undone to
+            else:
+                self._follow(answer["mask"])
+        else:
+            answer = self._call("PUT", protocol.SESSION_MASK, {"mask": _b64(encode_mask(entry.mask))})
+            self._follow(answer["mask"])
+        self._undo.pop()
+        self.clicks = list(entry.clicks) if entry.on_server else []
+        self.steps = list(entry.steps)
+        self.stop_reason, self.answer = entry.stop_reason, entry.answer
+        self.pending = None
+        return True
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    def run(self, max_steps: Optional[int] = None, decide: Optional[Decide] = None,
+            on_step: Optional[Callable[[Step], None]] = None) -> EpisodeResult:
+        """Propose and apply until a stop rule fires or the episode has ``max_steps`` steps
+        (default: the session's max_steps); `ibisagent.session.run_until_stop`, the same loop
+        as `Episode.run`. Without ``decide`` every proposal is accepted."""
+        run_until_stop(self, max_steps, decide, on_step)
+        return self.result()
+
+    def result(self) -> EpisodeResult:
+        return EpisodeResult(self.mask.copy(), list(self.steps), self.stop_reason, self.answer, list(self.proposals))
 
     def state(self) -> Dict[str, Any]:
         """The server's view of the episode (clicks, steps, pending proposal, lease)."""
         return self._call("GET", protocol.SESSION, idempotent=True)
 
     def close(self) -> None:
-        """End the session on the server; safe to call twice and when the server is gone."""
+        """End the session on the server; safe to call twice and when the server is gone or
+        hung (waits at most `CLOSE_TIMEOUT_S`)."""
         if self.closed:
             return
         self.closed = True
         try:
-            self._client.call("DELETE", self._path(protocol.SESSION), idempotent=True)
+            self._client.call("DELETE", self._path(protocol.SESSION), idempotent=True,
+                              timeout=min(self._client.timeout, CLOSE_TIMEOUT_S))
         except (SessionExpiredError, ServerUnavailableError):
             pass
 
@@ -437,6 +504,9 @@ class RemoteSession:
         self.close()
 
     # -- keeping in step ----------------------------------------------------------------------
+    def _entry(self) -> _UndoEntry:
+        return _UndoEntry(self.mask.copy(), list(self.clicks), list(self.steps), self.stop_reason, self.answer)
+
     def _create(self, mask: Optional[np.ndarray]) -> None:
         payload = {
             "image": self._image_payload,
@@ -450,12 +520,18 @@ class RemoteSession:
         self.id = state["session_id"]
         self.revision = state["revision"]
 
-    def _rebuild(self) -> None:
-        """The server lost the session: open a new one from the image, the current mask and the
-        request. Clicks and undo history restart; the mask is kept exactly."""
+    def _rebuild(self, mask: Optional[np.ndarray] = None) -> None:
+        """The server lost the session: open a new one from the image, ``mask`` (default: the
+        current mask) and the request. The tool's clicks restart; the local steps and undo
+        stack are kept (their entries are no longer on the server)."""
         log.warning("session %s is gone on the server; rebuilding it from the local mask", self.id)
-        self._create(self.mask if self.mask.any() else None)
-        self.clicks, self.steps, self._history = [], [], []
+        start = self.mask if mask is None else mask
+        self._create(start if start.any() else None)
+        self.mask = start.copy()
+        for entry in self._undo:
+            entry.on_server = False
+        self.clicks = []
+        self.pending = None
         self.stop_reason = None
         self.rebuilds += 1
         if self.on_rebuild is not None:
@@ -486,8 +562,3 @@ class RemoteSession:
         full = self._call("GET", protocol.SESSION_MASK, idempotent=True)
         self.mask = decode_mask(base64.b64decode(full["data"]))
         self.revision = full["revision"]
-
-    def _record(self, step: Dict[str, Any]) -> None:
-        self._history.append((list(self.clicks), list(self.steps)))
-        self.clicks = self.clicks + [Click.from_dict(c) for c in step["clicks"]]
-        self.steps = self.steps + [step]

@@ -38,6 +38,9 @@ class AgentSession:
         self.image_state = image_state
         self.image_meta = image_meta
         self.lock = threading.Lock()
+        #: Model calls accepted for this session and not finished yet; counted on the event loop
+        #: by `ServerState.session_call`. A session with calls in flight is never expired.
+        self.in_flight = 0
         self.revision = 0
         self._published = episode.mask.copy()
 

@@ -32,7 +32,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Optional
+import time
+from typing import Callable, Optional
 
 from fastapi import FastAPI
 
@@ -50,13 +51,15 @@ log = logging.getLogger("ibisagent.server")
 ROUTERS = (health.router, sessions.router, steps.router)
 
 
-def make_app(settings: Settings, engine_factory: Optional[EngineFactory] = None) -> FastAPI:
-    """Build the server. ``engine_factory`` defaults to the policy and tool named in ``settings``."""
+def make_app(settings: Settings, engine_factory: Optional[EngineFactory] = None,
+             clock: Callable[[], float] = time.monotonic) -> FastAPI:
+    """Build the server. ``engine_factory`` defaults to the policy and tool named in ``settings``;
+    ``clock`` (seconds) times the session leases (tests pass one they can advance)."""
     factory = engine_factory or engine_factory_from_settings(settings)
     workers = WorkerPool(factory, settings.workers, settings.max_queue)
     state = ServerState(
         settings=settings,
-        store=SessionStore(settings.session_ttl_s, settings.max_sessions,
+        store=SessionStore(settings.session_ttl_s, settings.max_sessions, clock=clock,
                            on_end=lambda session: workers.release(session.worker)),
         workers=workers,
     )

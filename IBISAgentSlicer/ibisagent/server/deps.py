@@ -56,6 +56,16 @@ class ServerState:
             raise
         return session
 
+    async def session_call(self, session: AgentSession, job: Callable[..., T], *args: Any) -> T:
+        """A model call for ``session`` on its own worker: while it runs the session counts as
+        busy (never expired), and its lease starts again when the call ends."""
+        session.in_flight += 1
+        try:
+            return await self.model_call(session.worker, job, *args)
+        finally:
+            session.in_flight -= 1
+            self.store.renew(session.id)
+
     async def model_call(self, worker: ModelWorker, job: Callable[..., T], *args: Any) -> T:
         """Run ``job(engine, *args)`` on ``worker`` (the session's own); map its failures to
         protocol errors."""

@@ -1,11 +1,14 @@
 """The table of live sessions, their leases, and the reaper that ends idle ones.
 
 Touched only from the asyncio event loop (one thread), so it needs no lock. Every successful
-lookup renews the session's lease; a session idle for ``ttl_s`` seconds is removed by the
-reaper, which frees its image state (the tool's embedding) and calls ``on_end`` (the worker pool
-uses it to count the sessions pinned to each worker). Ids of ended sessions are remembered
-for a while so the error can say *why* a session is gone; an id never seen (for instance after a
-server restart) gets the same 410, since for the client both mean "open a new session".
+lookup renews the session's lease, and so does the end of each model call. A session idle for
+``ttl_s`` seconds is expired: by the reaper, or at once by the next lookup, so a lease past its
+time never serves one more call. A session with a model call in flight (``in_flight`` > 0) is
+busy, not idle, and is never expired, however long the call takes. Ending a session frees its
+image state (the tool's embedding) and calls ``on_end`` (the worker pool uses it to count the
+sessions pinned to each worker). Ids of ended sessions are remembered for a while so the error
+can say *why* a session is gone; an id never seen (for instance after a server restart) gets the
+same 410, since for the client both mean "open a new session".
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ class SessionStore:
     def get(self, session_id: str) -> AgentSession:
         """The live session; renews its lease. Raises SessionGone saying why it is not there."""
         entry = self._live.get(session_id)
+        if entry is not None and self._idle_too_long(*entry):
+            self._end(session_id, EXPIRED)
+            entry = None
         if entry is None:
             reason = self._ended.get(session_id)
             if reason is None:
@@ -71,6 +77,12 @@ class SessionStore:
             raise SessionGone(f"Session {session_id} {reason}; open a new session.")
         self._live[session_id] = (entry[0], self._clock())
         return entry[0]
+
+    def renew(self, session_id: str) -> None:
+        """Start the lease of a live session again (after a model call ends)."""
+        entry = self._live.get(session_id)
+        if entry is not None:
+            self._live[session_id] = (entry[0], self._clock())
 
     def expires_in(self, session_id: str) -> float:
         entry = self._live.get(session_id)
@@ -82,11 +94,13 @@ class SessionStore:
 
     def reap(self) -> List[str]:
         """End every session idle for longer than the lease; return their ids."""
-        deadline = self._clock() - self.ttl_s
-        expired = [sid for sid, (_session, used) in self._live.items() if used < deadline]
+        expired = [sid for sid, entry in self._live.items() if self._idle_too_long(*entry)]
         for sid in expired:
             self._end(sid, EXPIRED)
         return expired
+
+    def _idle_too_long(self, session: AgentSession, used: float) -> bool:
+        return session.in_flight == 0 and used < self._clock() - self.ttl_s
 
     def clear(self) -> None:
         for sid in list(self._live):

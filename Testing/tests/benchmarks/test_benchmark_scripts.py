@@ -46,7 +46,8 @@ def test_latency_parts_are_all_measured(cpu_results):
             "http empty", "server step"} <= parts
     click = next(r for r in cpu_results["latency"]["rows"] if r["part"] == "sitk click")
     assert click["embeddings"] == 1  # the per-click calls reuse the image's embedding
-    assert all(row["median_ms"] >= 0 for row in cpu_results["latency"]["rows"])
+    for row in cpu_results["latency"]["rows"]:  # every part was really timed, at least once
+        assert row["n"] >= 1 and row["p95_ms"] >= row["median_ms"] > 0, row
 
 
 def test_scaling_covers_history_clients_and_volumes(cpu_results):
@@ -54,8 +55,8 @@ def test_scaling_covers_history_clients_and_volumes(cpu_results):
     assert len(scaling["history"]["rows"]) >= 5
     assert [r["clients"] for r in scaling["clients"]["rows"]] == [1, 2]
     assert all(r["errors"] == 0 for r in scaling["clients"]["rows"])
-    if scaling["volumes"]["rows"]:  # empty without slicer-core
-        assert {r["view"] for r in scaling["volumes"]["rows"]} == {"Red", "Green", "Yellow"}
+    pytest.importorskip("slicer", reason="the volume part reads slices through slicer-core")
+    assert {r["view"] for r in scaling["volumes"]["rows"]} == {"Red", "Green", "Yellow"}
 
 
 def test_quality_follows_the_eval_protocol(cpu_results):
@@ -67,13 +68,16 @@ def test_quality_follows_the_eval_protocol(cpu_results):
 
 def test_goals_and_plots(cpu_results, tmp_path):
     checks = run_benchmarks.goals(cpu_results)
-    assert {c["result"] for c in checks} <= {"PASS", "FAIL"} and len(checks) >= 5
+    assert len(checks) >= 5
+    for check in checks:  # the verdict is the goal's own comparison, whichever way it went
+        assert check["result"] == ("PASS" if check["ok"] else "FAIL") and check["value"], check
     paths = (bench_latency.plot(cpu_results["latency"], str(tmp_path))
              + bench_scaling.plot(cpu_results["scaling"], str(tmp_path))
              + bench_quality.plot(cpu_results["quality"], str(tmp_path)))
     assert all(os.path.getsize(p) > 1000 for p in paths)
     table = bench_common.format_table(checks, ("goal", "value", "result"))
-    assert "PASS" in table or "FAIL" in table
+    for check in checks:  # one line per goal, with its value and verdict
+        assert any(check["goal"] in line and check["result"] in line for line in table.splitlines()), check["goal"]
 
 
 def test_memory_child_reports_peak_rss():

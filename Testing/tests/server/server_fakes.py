@@ -29,7 +29,11 @@ DISK_RADIUS = 12
 class DiskSegmenter(Segmenter):
     """Each positive click paints a disk, each negative click erases one, on top of the prior.
     ``delay_s`` simulates a slow model. ``embeddings`` and ``threads`` (ids of the threads that
-    used it) let tests check that sessions stay on the worker that owns this tool."""
+    used it) let tests check that sessions stay on the worker that owns this tool.
+
+    ``held``: clear it to make every predict call wait until it is set again; ``started`` is set
+    when a predict call begins. Tests use the pair to know a model call is running, without
+    sleeping."""
 
     name = "disk"
     description = "test tool: disks around clicks"
@@ -39,6 +43,17 @@ class DiskSegmenter(Segmenter):
         self.delay_s = delay_s
         self.embeddings = 0
         self.threads: set = set()
+        self.started = threading.Event()
+        self.held = threading.Event()
+        self.held.set()
+
+    def hold(self) -> None:
+        """Make the next predict calls wait (until `release`)."""
+        self.started.clear()
+        self.held.clear()
+
+    def release(self) -> None:
+        self.held.set()
 
     def _embed(self, image: np.ndarray) -> object:
         self.embeddings += 1
@@ -48,6 +63,9 @@ class DiskSegmenter(Segmenter):
 
     def _predict(self, image_state, clicks, prior_mask, prior_state) -> Prediction:
         self.threads.add(threading.get_ident())
+        self.started.set()
+        if not self.held.wait(60):
+            raise RuntimeError("the test never released the held tool")
         if self.delay_s:
             time.sleep(self.delay_s)
         yy, xx = image_state
@@ -131,7 +149,20 @@ class ServerThread:
         self.thread.join(10)
 
 
-def start_fake_server(delay_s: float = 0.0, **settings) -> ServerThread:
+class FakeClock:
+    """A clock for the session leases that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def start_fake_server(delay_s: float = 0.0, clock=time.monotonic, **settings) -> ServerThread:
     options = dict(token=TOKEN, reaper_interval_s=0.2)
     options.update(settings)
-    return ServerThread(make_app(Settings(**options), lambda: fake_engine(delay_s)))
+    return ServerThread(make_app(Settings(**options), lambda: fake_engine(delay_s), clock=clock))

@@ -3,14 +3,20 @@ client's local copy of the episode kept exactly in step with the server's."""
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import pytest
 from ibisagent.clicks import USER, Click
 from ibisagent.client import AgentClient
 from ibisagent.episode import Episode
+from ibisagent.mask_codec import decode_mask
+from ibisagent.policies import build_policy
+from ibisagent.segmenters import build_segmenter
 from ibisagent.server.app import make_app
+from ibisagent.server.routes.health import CAPABILITIES
 from ibisagent.server.settings import Settings
-from server_fakes import TOKEN, BrightPolicy, DiskSegmenter, ServerThread, blob_image
+from server_fakes import TOKEN, BrightPolicy, DiskSegmenter, ServerThread, blob_image, free_port
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +31,20 @@ def test_default_tools_full_episode(default_server):
     with AgentClient(default_server.url, token=TOKEN, timeout=60) as client:
         info = client.info()
         assert (info["policy"], info["segmenter"]) == ("heuristic", "sitk")
-        assert "weight" in info["policy_description"].lower() or info["policy_description"]
+        assert "weight-free" in info["policy_description"] and "not the IBISAgent model" in info["policy_description"]
         session = client.open_session(image, "Segment the bright disk.", max_steps=6)
         proposal = session.propose()
-        assert proposal["click"] is not None and proposal["stop_reason"] is None
-        step = session.apply([Click.from_dict(proposal["click"])])
-        assert step["decision"] == "accepted" and session.mask.sum() == step["mask_pixels"] > 0
+        assert proposal.click is not None and session.stop_reason is None
+        step = session.apply([proposal.click])
+        assert step.decision == "accepted" and session.mask.sum() == step.mask_pixels > 0
         result = session.run(6)
-        assert result["stop_reason"] in ("terminated", "step-limit", "repeated")
+        # The same tools in this process, given the same image and decisions, end the same way.
+        local = Episode(image, build_segmenter("sitk"), build_policy("heuristic"), "Segment the bright disk.", max_steps=6)
+        local.apply([local.propose().click])
+        expected = local.run(6)
+        assert result.stop_reason == expected.stop_reason
+        assert [s.clicks for s in result.steps] == [s.clicks for s in expected.steps]
+        assert np.array_equal(session.mask, expected.mask)
         truth = image[..., 0] > 127
         iou = (session.mask & truth).sum() / (session.mask | truth).sum()
         assert iou > 0.7
@@ -52,8 +64,8 @@ def test_continue_my_mask_with_default_tools(default_server):
         session = client.open_session(image, "Continue my mask.", mask=rough)
         assert np.array_equal(session.mask, rough)
         proposal = session.propose()
-        assert proposal["click"]["positive"] is True
-        session.apply([Click.from_dict(proposal["click"])])
+        assert proposal.click.positive is True
+        session.apply([proposal.click])
         assert session.mask.sum() > rough.sum()
         session.close()
 
@@ -64,14 +76,14 @@ def test_client_mirrors_a_local_episode_exactly(client):
     session = client.open_session(image, "blob")
     for _ in range(4):
         local_proposal, remote_proposal = local.propose(), session.propose()
-        assert remote_proposal["action"] == local_proposal.action.to_text()
+        assert remote_proposal.action == local_proposal.action and remote_proposal.click == local_proposal.click
         local.apply([local_proposal.click])
-        session.apply([Click.from_dict(remote_proposal["click"])])
+        session.apply([remote_proposal.click])
         assert np.array_equal(session.mask, local.mask)
     user = Click(5, 5, True, USER)
     local.apply([user])
     step = session.apply([user])
-    assert step["decision"] == "user" and np.array_equal(session.mask, local.mask)
+    assert step.decision == "user" and np.array_equal(session.mask, local.mask)
     assert session.undo() and local.undo()
     assert np.array_equal(session.mask, local.mask) and session.clicks == local.clicks
     session.skip()
@@ -81,6 +93,7 @@ def test_client_mirrors_a_local_episode_exactly(client):
     assert np.array_equal(session.mask, edited) and session.clicks == []
     assert session.undo() and np.array_equal(session.mask, local.mask)
     assert session.state()["revision"] == session.revision
+    assert [s.clicks for s in session.steps] == [s.clicks for s in local.steps]
 
 
 def test_run_matches_local_run_and_image_is_embedded_once(server, client):
@@ -90,13 +103,39 @@ def test_run_matches_local_run_and_image_is_embedded_once(server, client):
     before = segmenter.embeddings
     session = client.open_session(image, max_steps=8)
     result = session.run()
-    assert result["stop_reason"] == local.stop_reason
-    assert len(result["steps"]) == len(local.steps) == len(session.steps)
+    assert result.stop_reason == local.stop_reason
+    assert len(result.steps) == len(local.steps) == len(session.steps)
     assert np.array_equal(session.mask, local.mask)
     assert segmenter.embeddings == before + 1 and session.uploads == 1
 
 
-def test_capabilities_and_ping(client):
+def test_server_side_run_endpoint_matches_the_client_loop(client):
+    """POST /run runs the same loop on the server; the client's loop gives the same episode."""
+    image = blob_image(seed=6, centre=(40, 60))
+    by_client = client.open_session(image, max_steps=5)
+    by_client.run()
+    on_server = client.open_session(image, max_steps=5)
+    answer = client.call("POST", f"/v1/sessions/{on_server.id}/run", {})
+    assert answer["stop_reason"] == by_client.stop_reason
+    assert [s["clicks"] for s in answer["steps"]] == [[c.to_dict() for c in s.clicks] for s in by_client.steps]
+
+
+def test_capabilities_come_from_the_server_and_missing_means_unsupported(client, monkeypatch):
     assert client.ping() is True
-    assert client.supports("undo") and not client.supports("time_travel")
-    assert AgentClient("http://127.0.0.1:9", token=TOKEN).ping() is False
+    assert {name: client.supports(name) for name in CAPABILITIES} == CAPABILITIES
+    older = dict(client.info(), capabilities={k: v for k, v in CAPABILITIES.items() if k != "undo"})
+    monkeypatch.setattr(client, "info", lambda refresh=False: older)  # an older server without undo
+    assert not client.supports("undo") and client.supports("apply")
+    assert AgentClient(f"http://127.0.0.1:{free_port()}", token=TOKEN).ping() is False
+
+
+def test_client_rereads_the_whole_mask_when_it_fell_out_of_step(client):
+    session = client.open_session(blob_image(seed=8))
+    session.apply([Click(64, 64, True)])
+    session.revision -= 1  # as if an update had been lost on the way
+    session.mask[:] = False  # and the local copy had drifted with it
+    session.apply([Click(30, 30, True)])
+    on_server = client.call("GET", f"/v1/sessions/{session.id}/mask")
+    assert session.revision == on_server["revision"]
+    assert np.array_equal(session.mask, decode_mask(base64.b64decode(on_server["data"])))
+    assert session.mask[64, 64] and session.mask[30, 30]

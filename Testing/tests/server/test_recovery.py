@@ -1,5 +1,6 @@
 """Nothing is lost: when the server forgets a session (idle expiry, or a crash and restart), the
-client rebuilds it from its own state and the user's mask comes through bit for bit."""
+client rebuilds it from its own state, the user's mask comes through bit for bit, and undo stays
+exact across the rebuild. Leases are timed with a clock the tests move, never with sleeps."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import types
 
 import httpx
 import numpy as np
@@ -15,11 +18,15 @@ import pytest
 from ibisagent import protocol
 from ibisagent.clicks import Click
 from ibisagent.client import AgentClient, ServerUnavailableError
-from server_fakes import TOKEN, blob_image, free_port, start_fake_server
+from ibisagent.server.sessions import SessionGone, SessionStore
+from server_fakes import TOKEN, FakeClock, blob_image, free_port, start_fake_server
+
+TTL = 60.0
 
 
 def test_expired_session_is_rebuilt_from_the_local_mask():
-    with start_fake_server(session_ttl_s=0.4, reaper_interval_s=0.1) as server:
+    clock = FakeClock()
+    with start_fake_server(clock=clock, session_ttl_s=TTL) as server:
         with AgentClient(server.url, token=TOKEN) as client:
             session = client.open_session(blob_image(), "blob")
             session.apply([Click(64, 64, True)])
@@ -27,12 +34,83 @@ def test_expired_session_is_rebuilt_from_the_local_mask():
             rebuilt = []
             session.on_rebuild = rebuilt.append
             old_id = session.id
-            time.sleep(1.0)
-            step = session.apply([Click(100, 100, True)])  # the server reaped the session meanwhile
+            clock.advance(TTL + 1)  # idle past the lease: the next lookup finds it expired
+            step = session.apply([Click(100, 100, True)])
             assert rebuilt == [session] and session.rebuilds == 1 and session.id != old_id
-            assert step["index"] == 1 and session.uploads == 2
+            assert session.uploads == 2
             assert np.all(session.mask[before]) and session.mask.sum() > before.sum()
-            assert session.clicks == [Click(100, 100, True)]
+            assert session.clicks == [Click(100, 100, True)]  # the tool's clicks restart
+            assert step.index == 2 and len(session.steps) == 2  # the episode's steps do not
+
+
+def test_undo_stays_exact_after_the_server_forgot_the_session():
+    clock = FakeClock()
+    with start_fake_server(clock=clock, session_ttl_s=TTL) as server:
+        with AgentClient(server.url, token=TOKEN) as client:
+            session = client.open_session(blob_image(), "blob")
+            masks = [session.mask.copy()]
+            for click in (Click(40, 40, True), Click(90, 90, True)):
+                session.apply([click])
+                masks.append(session.mask.copy())
+            edited = session.mask.copy()
+            edited[:8, :8] = True
+            session.replace_mask(edited)  # a hand edit: an undo entry like a step
+            masks.append(edited)
+            clock.advance(TTL + 1)
+            session.apply([Click(20, 100, False)])  # rebuilt on the way; this step is on the new server session
+            assert session.rebuilds == 1
+            for expected in reversed(masks):
+                assert session.undo() and np.array_equal(session.mask, expected)
+                on_server = client.call("GET", f"/v1/sessions/{session.id}/mask")
+                assert on_server["revision"] == session.revision  # the server follows every undo
+            assert session.steps == [] and not session.can_undo and not session.undo()
+            clock.advance(TTL + 1)  # forgotten again with nothing on the server's own stack
+            session.apply([Click(64, 64, True)])
+            assert session.rebuilds == 2 and session.undo() and np.array_equal(session.mask, masks[0])
+
+
+def test_a_session_stays_while_a_model_call_outlasts_its_lease():
+    clock = FakeClock()
+    # The reaper task never runs by itself here; the test runs its sweep while the call is held.
+    with start_fake_server(clock=clock, session_ttl_s=TTL, reaper_interval_s=3600) as server:
+        store = server.app.state.ibis.store
+        tool = server.app.state.ibis.workers.engine.segmenter
+        with AgentClient(server.url, token=TOKEN, timeout=30) as client:
+            session = client.open_session(blob_image(), "blob")
+            tool.hold()
+            clicking = threading.Thread(target=session.apply, args=([Click(64, 64, True)],))
+            clicking.start()
+            try:
+                assert tool.started.wait(30)
+                clock.advance(TTL + 1)
+                assert store.reap() == [] and len(store) == 1  # busy, not idle
+            finally:
+                tool.release()
+                clicking.join(30)
+            assert len(session.steps) == 1
+            session.propose()  # the lease started again when the call ended
+            assert session.rebuilds == 0
+
+
+def test_the_store_expires_only_idle_sessions():
+    clock = FakeClock()
+    ended = []
+    store = SessionStore(TTL, 4, clock=clock, on_end=ended.append)
+    busy, idle = (types.SimpleNamespace(id=name, in_flight=0) for name in ("busy", "idle"))
+    store.add(busy)
+    store.add(idle)
+    busy.in_flight = 1
+    clock.advance(TTL + 1)
+    assert store.reap() == ["idle"] and ended == [idle]
+    with pytest.raises(SessionGone, match="expired"):
+        store.get("idle")
+    assert store.get("busy") is busy
+    busy.in_flight = 0
+    clock.advance(TTL / 2)
+    assert store.get("busy") is busy  # renewed by the lookup
+    clock.advance(TTL + 1)
+    with pytest.raises(SessionGone, match="expired"):  # expired at lookup, before any reaper sweep
+        store.get("busy")
 
 
 def _start(port: int, env: dict) -> subprocess.Popen:
@@ -63,7 +141,8 @@ def test_server_killed_and_restarted_mid_episode(tmp_path):
             image = blob_image(96, 96, centre=(48, 48), radius=20)
             session = client.open_session(image, "Segment the bright disk.")
             proposal = session.propose()
-            session.apply([Click.from_dict(proposal["click"])])
+            session.apply([proposal.click])
+            after_first = session.mask.copy()
             session.apply([Click(30, 48, True)])
             before = session.mask.copy()
             assert before.any()
@@ -80,6 +159,8 @@ def test_server_killed_and_restarted_mid_episode(tmp_path):
                 assert state["revision"] == session.revision and state["steps"] == []
                 session.apply([Click(60, 48, True)])
                 assert session.undo() and np.array_equal(session.mask, before)
+                assert session.undo() and np.array_equal(session.mask, after_first)  # from before the crash
+                assert len(session.steps) == 1
             finally:
                 second.kill()
                 second.wait(10)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pytest
 from ibisagent.clicks import Click
@@ -37,8 +36,8 @@ def test_sessions_spread_over_workers_and_stay_on_theirs():
         for _ in range(3):  # interleaved, so each tool switches between its two images
             for session in sessions:
                 proposal = session.propose()
-                if proposal["click"] is not None:
-                    session.apply([Click.from_dict(proposal["click"])])
+                if proposal.click is not None:
+                    session.apply([proposal.click])
         tools = [w.engine.segmenter for w in workers]
         assert [t.embeddings for t in tools] == [2, 2], "an embedding was recomputed"
         assert all(len(t.threads) == 1 for t in tools) and tools[0].threads != tools[1].threads
@@ -50,19 +49,26 @@ def test_sessions_spread_over_workers_and_stay_on_theirs():
 
 
 def test_one_busy_worker_does_not_block_the_other_and_its_full_queue_is_503():
-    with start_fake_server(delay_s=1.0, workers=2, max_queue=1, retry_after_s=3) as two:
-        with AgentClient(two.url, token=TOKEN, timeout=10) as first, AgentClient(two.url, token=TOKEN) as other:
-            slow = first.open_session(blob_image(seed=1))
+    with start_fake_server(workers=2, max_queue=1, retry_after_s=3) as two:
+        with AgentClient(two.url, token=TOKEN, timeout=30) as first, AgentClient(two.url, token=TOKEN) as other:
+            slow = first.open_session(blob_image(seed=1))  # pinned to worker 0 (fewest sessions, lowest index)
             free = other.open_session(blob_image(seed=2))
-            assert [w.sessions for w in _pool(two).workers] == [1, 1]
+            workers = _pool(two).workers
+            assert [w.sessions for w in workers] == [1, 1]
+            tool = workers[0].engine.segmenter
+            tool.hold()
             clicking = threading.Thread(target=slow.apply, args=([Click(64, 64, True)],))
             clicking.start()
-            time.sleep(0.2)
-            started = time.perf_counter()
-            assert other.ping()
-            free.propose()  # its own worker is idle: no wait for the slow call
-            assert time.perf_counter() - started < 0.5
-            with pytest.raises(ServerBusyError) as busy:
-                other.call("POST", f"/v1/sessions/{slow.id}/propose")
-            assert busy.value.retry_after == 3
-            clicking.join()
+            try:
+                assert tool.started.wait(30)
+                assert other.ping()
+                free.propose()  # its own worker is idle: answered while worker 0 is held
+                free.apply([Click(10, 10, True)])
+                with pytest.raises(ServerBusyError) as busy:
+                    other.call("POST", f"/v1/sessions/{slow.id}/propose")
+                assert busy.value.retry_after == 3
+                assert clicking.is_alive()
+            finally:
+                tool.release()
+                clicking.join(30)
+            assert len(slow.steps) == 1 and len(free.steps) == 1

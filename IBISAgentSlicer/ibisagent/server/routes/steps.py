@@ -25,14 +25,14 @@ router = APIRouter(tags=["steps"], dependencies=[Authorized])
 @router.post(protocol.SESSION_PROPOSE, response_model=ProposeResponse, responses=errors_for(*MODEL))
 async def propose(session: LiveSession, state: State) -> ProposeResponse:
     """Ask the policy for the next click; changes no mask."""
-    return ProposeResponse(**await state.model_call(session.worker, session.propose))
+    return ProposeResponse(**await state.session_call(session, session.propose))
 
 
 @router.post(protocol.SESSION_APPLY, response_model=StepResponse, responses=errors_for(*MODEL))
 async def apply(body: ApplyRequest, session: LiveSession, state: State) -> StepResponse:
     """Apply the decided clicks (accepted, edited or the user's own); returns the mask delta."""
     clicks = [Click(c.x, c.y, c.positive, c.origin) for c in body.clicks]
-    return StepResponse(**await state.model_call(session.worker, session.apply, clicks))
+    return StepResponse(**await state.session_call(session, session.apply, clicks))
 
 
 @router.post(protocol.SESSION_SKIP, response_model=OkResponse, responses=errors_for(*IN_SESSION))
@@ -54,4 +54,4 @@ async def run(body: RunRequest, session: LiveSession, state: State) -> RunRespon
     limit = body.max_steps
     if limit is not None and limit > state.settings.max_run_steps:
         raise ApiError(protocol.BAD_REQUEST, f"max_steps is at most {state.settings.max_run_steps} on this server.")
-    return RunResponse(**await state.model_call(session.worker, session.run, limit))
+    return RunResponse(**await state.session_call(session, session.run, limit))
