@@ -2,7 +2,7 @@
 # Create (or reuse) the virtual environment .venv inside the checkout and install the project
 # for one purpose:
 #   demo  the engine with the CPU defaults and the bundled sample data (no torch)
-#   test  everything the test suite exercises: server, torch backends, slicer-core, test tools
+#   test  everything the test suite exercises: server, torch backends, slicer-core, TRL/PEFT, test tools
 # A stamp file records what was installed; a second run with unchanged pyproject.toml,
 # constraints.txt and this script installs nothing.
 set -euo pipefail
@@ -14,7 +14,7 @@ python="${PYTHON:-python3}"
 
 case "$profile" in
   demo) extras="demo" ;;
-  test) extras="demo,test,server,qwen,sam,litemedsam,growcut" ;;
+  test) extras="demo,test,server,qwen,sam,litemedsam,growcut,train" ;;
   *) echo "unknown profile '$profile' (use demo or test)" >&2; exit 2 ;;
 esac
 

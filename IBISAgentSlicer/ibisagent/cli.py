@@ -1,4 +1,5 @@
-"""The `ibisagent` command: continue, eval, serve and demo.
+"""The `ibisagent` command: continue, eval, serve, demo, and the training commands
+(`ibisagent.training.commands`: trajectories, export-training, train-sft, train-grpo, merge-lora).
 
 Each subcommand parses its options and calls library functions; errors a user can fix (missing
 files, bad options) are printed as one line and exit with status 2, never as a traceback.
@@ -13,6 +14,8 @@ from typing import List, Optional
 
 from . import __version__
 from .engine_options import add_engine_arguments, engine_options
+from .training.commands import COMMANDS as TRAINING_COMMANDS
+from .training.commands import add_record_argument, add_training_commands, make_recorder, run_training_command
 
 
 #: Lossless mask formats `continue` can write (JPEG would blur a binary mask).
@@ -56,6 +59,7 @@ def _continue_parser(sub) -> None:
     parser.add_argument("--log", help="JSON step log (default: next to --out, ending .steps.json)")
     parser.add_argument("--pictures", help="folder for a picture of every step")
     parser.add_argument("--truth", help="reference mask, to print the IoU of every step")
+    add_record_argument(parser)
     _add_overwrite_argument(parser, "existing output files (--out, --log, step pictures)")
     _add_image_arguments(parser)
     add_engine_arguments(parser)
@@ -72,6 +76,7 @@ def _eval_parser(sub) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--request", default="", help="request text for non-simulated policies")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_record_argument(parser)
     _add_overwrite_argument(parser, "the results of an earlier evaluation in --out")
     _add_image_arguments(parser)
     add_engine_arguments(parser)
@@ -100,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .server import run as server_run
 
     server_run.add_arguments(serve)
+    add_training_commands(sub)
     return parser
 
 
@@ -111,6 +117,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _run_continue(args)
         if args.command == "eval":
             return _run_eval(args)
+        if args.command in TRAINING_COMMANDS:
+            return run_training_command(args)
         if args.command == "demo":
             from .demo import run_demo
 
@@ -172,7 +180,7 @@ def _run_continue(args) -> int:
     if args.pictures:
         headless.clear_step_pictures(args.pictures)  # only reached with --overwrite or none there
     report = headless.run_continue(image_rgb, segmenter, policy, args.request, initial, args.max_steps, truth,
-                                   args.pictures)
+                                   args.pictures, recorder=make_recorder(args.record))
     if where is None:
         image_io.write_mask(args.out, report.result.mask, image)
     else:
@@ -227,7 +235,8 @@ def _run_eval(args) -> int:
                          "choose a new folder or add --overwrite.")
     segmenter, make_policy = _build_engine(args)
     summary = evaluate_folder(args.images, args.masks, args.out, segmenter, make_policy, args.clicks, args.initial,
-                              args.request, _window(args.window), progress=not args.no_progress)
+                              args.request, _window(args.window), progress=not args.no_progress,
+                              recorder=make_recorder(args.record))
     width = max(len(k) for k in summary)
     for key, value in summary.items():
         print(f"{key:<{width}}  {value}")

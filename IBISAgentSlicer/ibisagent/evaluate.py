@@ -55,12 +55,17 @@ def run_case(
     clicks: int = 20,
     initial: Optional[np.ndarray] = None,
     request: str = "",
+    recorder=None,
 ) -> CaseResult:
     """Click ``clicks`` times on one image and record the IoU after each click. A policy that
-    stops early (e.g. the mask is already perfect) keeps its last IoU for the remaining clicks."""
+    stops early (e.g. the mask is already perfect) keeps its last IoU for the remaining clicks.
+    With a `ibisagent.training.recorder.TrainingRecorder` the episode is also written as a
+    trajectory record (the ground truth as its reference)."""
     truth = check_mask(truth, image_rgb.shape[:2], "ground-truth mask")
     policy = (make_policy or SimulatedPolicy)(truth)
     episode = Episode(image_rgb, segmenter, policy, request=request, initial_mask=initial, max_steps=clicks)
+    if recorder is not None:
+        episode = recorder.wrap(episode, source="eval", truth=truth)
     ious: List[float] = []
     seconds: List[float] = []
 
@@ -69,6 +74,8 @@ def run_case(
         seconds.append(step.seconds)
 
     result = episode.run(on_step=record)
+    if recorder is not None:
+        episode.finish()
     start = iou(episode.initial_mask, truth)
     last = ious[-1] if ious else start
     ious.extend([last] * (clicks - len(ious)))
@@ -157,6 +164,7 @@ def evaluate_folder(
     window: Window = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    recorder=None,
 ) -> Dict[str, float]:
     """Evaluate every pair, write ``per_case.csv``, ``iou_vs_clicks.png``, ``summary.json`` and
     ``skipped.txt`` to ``out_dir``, and return the summary."""
@@ -174,7 +182,7 @@ def evaluate_folder(
             if not truth.any():
                 raise ValueError("the ground-truth mask is empty")
             initial = image_io.read_mask_2d(initial_path, image_rgb.shape[:2]) if initial_path else None
-            results.append(run_case(name, image_rgb, truth, segmenter, make_policy, clicks, initial, request))
+            results.append(run_case(name, image_rgb, truth, segmenter, make_policy, clicks, initial, request, recorder))
         except (ValueError, FileNotFoundError) as error:
             problems.append(f"{os.path.basename(image_path)}: {error}")
     os.makedirs(out_dir, exist_ok=True)

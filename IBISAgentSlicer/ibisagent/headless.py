@@ -43,12 +43,17 @@ def run_continue(
     truth: Optional[np.ndarray] = None,
     pictures_dir: Optional[str] = None,
     log: Callable[[str], None] = print,
+    recorder=None,
 ) -> ContinueReport:
-    """Run one episode accepting every proposal; print a row per step as it happens."""
+    """Run one episode accepting every proposal; print a row per step as it happens. With a
+    `ibisagent.training.recorder.TrainingRecorder` the episode is also written as a trajectory
+    record (``truth``, when given, as its reference)."""
     started = time.perf_counter()
     if truth is not None:
         truth = check_mask(truth, image_rgb.shape[:2], "reference mask")
     episode = Episode(image_rgb, segmenter, policy, request=request, initial_mask=initial_mask, max_steps=max_steps)
+    if recorder is not None:
+        episode = recorder.wrap(episode, source="continue", truth=truth)
     start_iou = iou(episode.mask, truth) if truth is not None else None
     ious: List[Optional[float]] = []
     pictures = []
@@ -75,6 +80,8 @@ def run_continue(
             pictures.append(picture)
 
     result = episode.run(on_step=on_step)
+    if recorder is not None:
+        log(f"Recorded {len(result.steps)} steps for training in {episode.finish()}")
     log(f"Stopped: {describe_stop(result)}")
     if pictures_dir and pictures:
         contact_sheet(pictures).save(os.path.join(pictures_dir, "all_steps.png"))

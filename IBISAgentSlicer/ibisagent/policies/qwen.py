@@ -16,6 +16,9 @@ hold ``config.json``, the weights (``*.safetensors``), the tokenizer and
 plus 1-2 GB of activations for a 512 x 512 image and 512 new tokens, so a 24 GB card is
 comfortable. On CPU the model runs in float32 (about 32 GB of RAM and minutes per step).
 
+A LoRA adapter fine-tuned from the checkpoint (``ibisagent train-sft`` / ``train-grpo``) is
+merged in at load time with ``adapter=DIR`` (``--policy-option adapter=DIR``; needs peft).
+
 Generation follows the reference: greedy decoding (``do_sample=False``), at most 512 new tokens,
 special tokens skipped; other settings (e.g. repetition penalty) come from the checkpoint's own
 ``generation_config.json``. The image is the green overlay (`ibisagent.imaging.model_view`) capped
@@ -70,6 +73,17 @@ def check_checkpoint(folder: Union[str, Path]) -> Path:
     return path
 
 
+def merge_lora_adapter(model, adapter_dir: str):
+    """``model`` with the LoRA adapter saved in ``adapter_dir`` merged into its weights (PEFT)."""
+    if not (Path(adapter_dir) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter_dir} holds no LoRA adapter (adapter_config.json is missing).")
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ImportError("Loading a LoRA adapter needs peft: pip install 'ibisagent[train]'") from None
+    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).merge_and_unload()
+
+
 class QwenPolicy(Policy):
     name = "qwen"
 
@@ -82,6 +96,7 @@ class QwenPolicy(Policy):
         min_pixels: int = QWEN_MIN_PIXELS,
         prompts_dir: Optional[str] = None,
         dtype: Optional[str] = None,
+        adapter: Optional[str] = None,
     ) -> None:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1; got {max_new_tokens}.")
@@ -111,13 +126,16 @@ class QwenPolicy(Policy):
             )
         self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
             str(folder), dtype=getattr(torch, dtype), device_map={"": self.device}, local_files_only=True
-        ).eval()
+        )
+        if adapter:  # a LoRA adapter fine-tuned from this checkpoint (ibisagent train-sft/train-grpo)
+            self.model = merge_lora_adapter(self.model, str(Path(adapter).expanduser()))
+        self.model = self.model.eval()
         #: The tokens of the last turn's input as text (chat template applied, image tokens
         #: expanded), for logs and checks.
         self.last_prompt = ""
         #: Seconds and token counts of the last turn, for logs and benchmarks.
         self.last_timings: dict = {}
-        self.description = f"Qwen2.5-VL checkpoint {folder} on {self.device} ({dtype})"
+        self.description = f"Qwen2.5-VL checkpoint {folder}" + (f" + LoRA {adapter}" if adapter else "") + f" on {self.device} ({dtype})"
 
     def respond(self, observation: Observation) -> str:
         if self.model is None:
