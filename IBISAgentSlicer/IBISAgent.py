@@ -1,21 +1,22 @@
 """IBISAgent: continue my mask, step by step, with the user in charge.
 
 The 3D Slicer scripted module: module metadata, the parameter node, the panel (widget) and the
-in-Slicer test. All computation lives in `IBISAgentLib.logic.IBISAgentLogic`, which works from the
-Python console with no panel. Nothing here imports torch or any server dependency: the panel
-talks to the agent server through the torch-free `ibisagent.client`.
+in-Slicer test. All computation lives in `IBISAgentLib` (`IBISAgentLogic` works from the Python
+console with no panel; the local server process, the requirements, the worker thread and the
+shortcut rules are there too, where tests reach them without Qt). The widget keeps the wiring
+and the dialogs. Nothing here imports torch or any server dependency: the panel talks to the
+agent server through the torch-free `ibisagent.client`.
 """
 
 import contextlib
 import logging
 import os
 import shlex
-import shutil
 import sys
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Optional
+from urllib.parse import urlsplit
 
 import qt
 import slicer
@@ -37,29 +38,28 @@ if MODULE_DIR not in sys.path:
     sys.path.insert(0, MODULE_DIR)
 
 from ibisagent import protocol
-from IBISAgentLib import AgentStepError
+from IBISAgentLib import AgentStepError, proposal_markups, requirements
+from IBISAgentLib.agent_worker import AgentWorker, WaitCancelled, wait_for
+from IBISAgentLib.local_server import LocalServer, LocalServerError, default_python
 from IBISAgentLib.logic import IBISAgentLogic
-from IBISAgentLib.logic import LOCAL_ENGINE_REQUIREMENTS, SERVER_REQUIREMENTS, missingRequirements, serverArguments
+from IBISAgentLib.shortcuts import SHORTCUTS, help_rows, live_shortcuts
 
 logger = logging.getLogger("IBISAgent")
 
-#: Shortcuts, active only while the module is shown: (name, key sequence, what it does).
-SHORTCUTS = (
-    ("accept", "A", "Accept the proposed click(s) as they now stand"),
-    ("next", "N", "Next step: ask the agent for a proposal"),
-    ("undo", "Ctrl+Z", "Undo the last step"),
-    ("flip", "P", "Flip the polarity of the selected proposed point"),
-    ("finish", "Ctrl+Return", "Finish: write the mask into the segment"),
-)
-
 DEFAULT_SERVER_URL = f"http://{protocol.DEFAULT_HOST}:{protocol.DEFAULT_PORT}"
 SETTINGS_GROUP = "IBISAgent"
+#: The application settings the panel remembers (Edit > Application Settings keeps them).
+SETTINGS_KEYS = ("AgentMode", "ServerURL", "Token", "ServerPython", "ServerArguments")
 #: Seconds of waiting before a cancellable progress dialog appears (the wait cursor is immediate).
 PROGRESS_DIALOG_DELAY_S = 2.0
 #: Seconds a freshly started local server gets to answer its first ping.
 SERVER_START_TIMEOUT_S = 120.0
+#: Milliseconds between two looks at a starting or running local server (log, readiness).
+SERVER_POLL_MS = 300
 #: agentModeComboBox rows: the agent server, or the in-process engine (no server).
 AGENT_MODE_SERVER, AGENT_MODE_LOCAL = 0, 1
+#: The .ui property that binds a widget to a parameter (what parameterNodeWrapper looks for).
+PARAMETER_PROPERTY = "SlicerParameterName"
 
 
 def resourceFile(relativePath):
@@ -97,7 +97,6 @@ class IBISAgent(ScriptedLoadableModule):
         self.parent.categories = ["Segmentation"]
         self.parent.dependencies = ["Segmentations", "Markups"]
         self.parent.contributors = ["IBISAgent for 3D Slicer developers"]
-        shortcutRows = "".join(f"<li><b>{key}</b>: {text}</li>" for _name, key, text in SHORTCUTS)
         self.parent.helpText = f"""
 <p>Continue a segment click by click with the IBISAgent segmentation agent. Pick a volume, a
 segmentation and a segment (the Segment Editor's selection is the default), the slice view to
@@ -108,7 +107,8 @@ the chosen segment changes, and every step can be undone.</p>
 <p>The agent runs in a local server on this machine (images never leave it): use <b>Start local
 server</b>, or point the URL at a server you started yourself. <b>Local (no server)</b> runs the
 weight-free policy and the classical tool inside Slicer instead.</p>
-<p>Keyboard shortcuts (active while this module is shown):</p><ul>{shortcutRows}</ul>
+<p>Keyboard shortcuts (while this module is shown; the single letters not while you type in a
+text field, list or combo box):</p><ul>{help_rows()}</ul>
 <p>See the <a href="https://github.com/ibisagent/IBISAgentSlicer">project page</a>.</p>
 """
         self.parent.acknowledgementText = """
@@ -162,7 +162,8 @@ class _ParameterNodeSource(ScriptedLoadableModuleLogic):
 
 
 class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: reads controls, calls the logic, shows results. No computation here."""
+    """The panel: reads controls, calls the logic, shows results. No computation and no episode
+    state here: what is running, what can be undone, what is on screen all come from the logic."""
 
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -171,19 +172,19 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._executor = None
+        self._worker = None
+        self._pinger = None
         self._shortcuts = {}
-        self._serverProcess = None
-        self._serverReadyDeadline = None
-        self._serverPollTimer = None
-        self._serverPingFuture = None
+        self._shown = False
+        self._server = None
+        self._serverReady = False
+        self._serverTimer = None
+        self._serverDeadline = None
+        self._pinging = False
         self._busy = False
         self._cancelRequested = False
         self._stopRequested = False
-        self._episodeActive = False
-        self._proposalPending = False
-        self._stepsApplied = 0
-        self._placing = None  # (proposal point list, positive) while placing an extra point
+        self._placing = None  # (proposal point list, positive, PlacementTarget) while placing a point
         self.lastError = None  # message of the last failure, for tests and the status line
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -197,9 +198,14 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = IBISAgentLogic()
-        # One long-lived worker thread for every server call; it never touches Qt or MRML.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="IBISAgent")
-        self._connectLogic()
+        # One long-lived daemon thread for every agent call, and one for pings, so a ping never
+        # waits behind a slow model call. Neither touches Qt or MRML.
+        self._worker = AgentWorker("IBISAgent")
+        self._pinger = AgentWorker("IBISAgent-ping")
+        self.logic.callAgent = self._runRemote
+        self.logic.startAgentCall = lambda function: self._worker.submit(function)
+
+        self.logic.episodeEndedCallback = self.onEpisodeEnded
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -207,11 +213,14 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSegmentationChanged)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.onSegmentChanged)
         self.ui.fromSegmentEditorButton.connect("clicked()", self.onFromSegmentEditor)
-        self.ui.agentModeComboBox.connect("currentIndexChanged(int)", lambda _index: self._saveSettings())
-        self.ui.tokenLineEdit.connect("editingFinished()", self._saveSettings)
-        self.ui.serverUrlLineEdit.connect("editingFinished()", self._saveSettings)
-        self.ui.serverPythonLineEdit.connect("editingFinished()", self._saveSettings)
-        self.ui.serverArgumentsLineEdit.connect("editingFinished()", self._saveSettings)
+        # Settings are saved on the user's own edits only ("activated", "editingFinished"), so
+        # tests and scripts that set the fields never overwrite what the user chose.
+        self.ui.agentModeComboBox.connect("currentIndexChanged(int)", lambda _index: self._onServerFieldsChanged())
+        self.ui.agentModeComboBox.connect("activated(int)", lambda _index: self._saveSettings())
+        for field in (self.ui.tokenLineEdit, self.ui.serverUrlLineEdit, self.ui.serverPythonLineEdit,
+                      self.ui.serverArgumentsLineEdit):
+            field.connect("editingFinished()", self._saveSettings)
+        self.ui.serverUrlLineEdit.connect("textChanged(QString)", lambda _text: self._onServerFieldsChanged())
         self.ui.testConnectionButton.connect("clicked()", self.onTestConnection)
         self.ui.startServerButton.connect("clicked()", self.onStartStopServer)
         self.ui.continueButton.connect("clicked()", self.onContinue)
@@ -229,6 +238,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.historyListWidget.connect("currentRowChanged(int)", self.onHistoryRowChanged)
 
         self._createShortcuts()
+        slicer.app.connect("focusChanged(QWidget*,QWidget*)", self._onFocusChanged)
         self._loadSettings()
         slicer.app.connect("aboutToQuit()", self.stopLocalServer)
         self.initializeParameterNode()
@@ -236,35 +246,42 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
         self.removeObservers()
+        self.setParameterNode(None)
+        slicer.app.disconnect("focusChanged(QWidget*,QWidget*)", self._onFocusChanged)
         self.stopLocalServer()
         for shortcut in self._shortcuts.values():
             shortcut.setEnabled(False)
             shortcut.setParent(None)
         self._shortcuts = {}
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+        for worker in (self._worker, self._pinger):
+            if worker is not None:
+                worker.shutdown()
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
         self.initializeParameterNode()
-        self._setShortcutsEnabled(True)
+        self._shown = True
+        self._updateShortcuts()
 
     def exit(self) -> None:
-        """Called each time the user opens a different module."""
-        self._setShortcutsEnabled(False)
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(
-                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified
-            )
+        """Called each time the user opens a different module. The parameter node stays
+        connected: one connection per parameter node, made once (see setParameterNode)."""
+        self._shown = False
+        self._updateShortcuts()
+        self._stopPlacing()
+
+    def onEpisodeEnded(self, reason) -> None:
+        """Called by the logic when its episode ended by itself (its nodes went away)."""
+        self._stopPlacing()
+        if hasattr(self, "ui"):
+            self._addHistory("Ended", reason)
+            self._setStatus(reason)
+            self._updateButtonStates()
 
     def onSceneStartClose(self, caller, event) -> None:
-        """Called just before the scene is closed."""
-        self.setParameterNode(None)
+        """Called just before the scene is closed (the logic ends its episode by itself)."""
         self._stopPlacing()
-        self._resetEpisodeState()
+        self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
         """Called just after the scene is closed."""
@@ -287,18 +304,34 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._parameterNode.inputVolume = firstVolume
 
     def setParameterNode(self, inputParameterNode: Optional[IBISAgentParameterNode]) -> None:  # noqa: FA100
-        """Bind the GUI to a parameter node (None unbinds)."""
+        """Bind the GUI to a parameter node (None unbinds); binding the same node again does
+        nothing, so module enters never stack connections."""
+        if inputParameterNode is not None and self._parameterNode is not None and (
+            inputParameterNode.parameterNode is self._parameterNode.parameterNode
+        ):
+            self._onParameterNodeModified()
+            return
         if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(
-                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified
-            )
+            if self._parameterNodeGuiTag is not None:
+                self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            # Widgets with a "SlicerParameterName" property in the .ui file bind by name.
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            # connectParametersToGui returns the tag in every Slicer version; connectGui returns
+            # None before 5.10, which made disconnectGui a no-op and stacked connections.
+            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(self._parameterWidgets())
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._onParameterNodeModified()
+
+    def _parameterWidgets(self) -> dict:
+        """parameter name -> widget, for the widgets the .ui binds (what connectGui would find)."""
+        widgets = {}
+        for widget in vars(self.ui).values():
+            name = widget.property(PARAMETER_PROPERTY) if hasattr(widget, "property") else None
+            if name:
+                widgets[str(name)] = widget
+        return widgets
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         """Mirror the parts the wrapper cannot bind (the segment selector), then refresh buttons."""
@@ -312,32 +345,49 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtonStates()
 
     def onSegmentationChanged(self, node) -> None:
-        """The segmentation combo box changed: show its segments."""
+        """The segmentation combo box changed: show its segments, and set segmentation and
+        segment together. (This slot runs before the wrapper's own; setting only the segment
+        here used to make the wrapper write the old segmentation back.)"""
+        wasBlocked = self.ui.segmentSelector.blockSignals(True)
         self.ui.segmentSelector.setCurrentNode(node)
-        if self._parameterNode:
-            self._parameterNode.segmentId = self.ui.segmentSelector.currentSegmentID() or ""
+        segmentId = self.ui.segmentSelector.currentSegmentID() or ""
+        self.ui.segmentSelector.blockSignals(wasBlocked)
+        p = self._parameterNode
+        if p:
+            with slicer.util.NodeModify(p):
+                p.segmentation = node
+                p.segmentId = segmentId
+        self._endEpisodeIfElsewhere()
 
     def onSegmentChanged(self, segmentId) -> None:
         """The user picked another segment."""
         if self._parameterNode and self._parameterNode.segmentId != segmentId:
-            self._resetEpisodeState()
             self._parameterNode.segmentId = segmentId or ""
+        self._endEpisodeIfElsewhere()
+
+    def _endEpisodeIfElsewhere(self) -> None:
+        """A running episode on a segment other than the selected one ends (its mask stays)."""
+        worked, p = self.logic.workedSlice if self.logic else None, self._parameterNode
+        if worked is None or p is None or self._busy:
+            return
+        if worked.segmentation is not p.segmentation or worked.segment_id != p.segmentId:
+            self._finishQuietly("Finished: another segment was chosen.")
 
     def onFromSegmentEditor(self) -> None:
         """Take the volume, segmentation and segment that the Segment Editor has selected."""
-        if not self._parameterNode:
+        p = self._parameterNode
+        if not p:
             return
         editorNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentEditorNode")
         if editorNode is None or editorNode.GetSegmentationNode() is None:
             return
-        self._parameterNode.segmentation = editorNode.GetSegmentationNode()
-        sourceVolume = (
-            editorNode.GetSourceVolumeNode() if hasattr(editorNode, "GetSourceVolumeNode") else None
-        )
-        if sourceVolume:
-            self._parameterNode.inputVolume = sourceVolume
-        if editorNode.GetSelectedSegmentID():
-            self._parameterNode.segmentId = editorNode.GetSelectedSegmentID()
+        sourceVolume = editorNode.GetSourceVolumeNode() if hasattr(editorNode, "GetSourceVolumeNode") else None
+        with slicer.util.NodeModify(p):
+            p.segmentation = editorNode.GetSegmentationNode()
+            if sourceVolume:
+                p.inputVolume = sourceVolume
+            if editorNode.GetSelectedSegmentID():
+                p.segmentId = editorNode.GetSelectedSegmentID()
 
     # -- button states ---------------------------------------------------------------------
 
@@ -355,23 +405,30 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return ""
 
     def _updateButtonStates(self) -> None:
-        """Enable each action only when it can run; its tooltip says what is missing."""
+        """Enable each action only when it can run; its tooltip says what is missing. What runs,
+        what can be undone and what is on screen are read from the logic."""
+        if not hasattr(self, "ui"):
+            return
+        worked = self.logic.workedSlice if self.logic else None
         missing = self._missingInputs()
         busy = "Wait for the agent to answer (or press Stop)." if self._busy else ""
-        noEpisode = "" if self._episodeActive else "Press Continue my mask first."
-        noProposal = "" if self._proposalPending else "No proposal on screen: press Next step."
-        noUndo = "" if self._stepsApplied > 0 else "Nothing to undo in this episode."
+        noEpisode = "" if worked is not None else "Press Continue my mask first."
+        pending = worked is not None and worked.pending is not None and worked.stop_reason is None
+        noProposal = "" if pending else "No proposal on screen: press Next step."
+        pointsShown = worked is not None and worked.markups.proposals.GetNumberOfControlPoints() > 0
+        noPoints = "" if pointsShown else "No proposed point on screen."
+        noUndo = "" if (worked is not None and not self._busy and worked.can_undo) else "Nothing to undo in this episode."
         rules = {
             self.ui.continueButton: (busy or missing, "Start from the current segment on this slice."),
             self.ui.nextButton: (busy or missing or noEpisode, "Ask the agent for its next click."),
             self.ui.acceptButton: (busy or missing or noEpisode, "Apply the points on screen."),
             self.ui.skipButton: (busy or noEpisode or noProposal, "Delete the proposal without applying it."),
-            self.ui.undoButton: (busy or noEpisode or noUndo, "Undo the last step (Ctrl+Z)."),
-            self.ui.flipButton: (busy or noEpisode or noProposal, "Flip the selected proposed point."),
+            self.ui.undoButton: (busy or noEpisode or noUndo, "Undo the last step or hand edit (Ctrl+Z)."),
+            self.ui.flipButton: (busy or noEpisode or noPoints, "Flip the selected proposed point."),
             self.ui.addPositiveButton: (busy or noEpisode, "Place a positive point in the view."),
             self.ui.addNegativeButton: (busy or noEpisode, "Place a negative point in the view."),
             self.ui.autoRunButton: (busy or missing, "Run the agent for N steps, accepting each proposal."),
-            self.ui.finishButton: (busy or noEpisode, "Write the mask into the segment and end the episode."),
+            self.ui.finishButton: (busy or noEpisode, "Keep the mask in the segment and end the episode."),
             self.ui.saveButton: (busy or missing, "Save the segment as .seg.nrrd or a NIfTI labelmap."),
             self.ui.testConnectionButton: (busy, "Check that the agent answers and show what it runs."),
         }
@@ -380,11 +437,10 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.toolTip = reason or tip
         self.ui.stopButton.enabled = self._busy
         self.ui.stopButton.toolTip = "Stop after the current step." if self._busy else "Nothing is running."
-        self.ui.startServerButton.text = (
-            "Stop local server" if self._serverRunning() else "Start local server"
-        )
+        running = self._serverRunning()
+        self.ui.startServerButton.text = "Stop local server" if running else "Start local server"
         noServer = "Not needed: the agent runs inside Slicer (Local mode)." if self._localMode() else ""
-        self.ui.startServerButton.enabled = not self._busy and not (noServer and not self._serverRunning())
+        self.ui.startServerButton.enabled = not self._busy and not (noServer and not running)
         self.ui.startServerButton.toolTip = noServer or "Run the agent server on this computer; it stops with Slicer."
 
     # -- settings --------------------------------------------------------------------------
@@ -402,9 +458,11 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.tokenLineEdit.text = self._setting("Token")
         self.ui.serverPythonLineEdit.text = self._setting("ServerPython")
         self.ui.serverArgumentsLineEdit.text = self._setting("ServerArguments")
-        self.ui.serverPythonLineEdit.placeholderText = self._defaultServerPython()
+        self.ui.serverPythonLineEdit.placeholderText = default_python()
+        self._onServerFieldsChanged()
 
     def _saveSettings(self) -> None:
+        """Remember the server fields; connected to the user's own edits only."""
         settings = qt.QSettings()
         settings.beginGroup(SETTINGS_GROUP)
         settings.setValue("AgentMode", "local" if self._localMode() else "server")
@@ -413,7 +471,11 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         settings.setValue("ServerPython", self.ui.serverPythonLineEdit.text.strip())
         settings.setValue("ServerArguments", self.ui.serverArgumentsLineEdit.text.strip())
         settings.endGroup()
-        self._connectLogic()
+        self._onServerFieldsChanged()
+
+    def _onServerFieldsChanged(self) -> None:
+        with contextlib.suppress(ValueError):  # an unusable URL is reported by the buttons and the next action
+            self._connectLogic()
         self._updateButtonStates()
 
     # -- running work off the main thread --------------------------------------------------
@@ -422,18 +484,19 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _action(self, failureMessage):
         """Wrap one user action: wait cursor at once, buttons locked, one error display."""
         self._stopPlacing()
-        self._connectLogic()  # the URL may have changed through the parameter node
         self._busy = True
         self._cancelRequested = False
         self._stopRequested = False
         self._updateButtonStates()
         qt.QApplication.setOverrideCursor(qt.Qt.WaitCursor)
         try:
+            self._connectLogic()  # the URL may have changed through the parameter node; refuses an empty one
             yield
             self.lastError = None
         except OperationCancelled:
             self.lastError = None
-            self._setStatus("Cancelled; the segment is as it was before this step.")
+            self._finishQuietly("Cancelled: the agent session ended; the segment keeps the steps applied before. "
+                                "Press Continue my mask to go on.")
         except Exception as error:  # noqa: BLE001 - every failure is shown to the user, with details
             self.lastError = f"{failureMessage} {error}"
             logger.error(traceback.format_exc())
@@ -446,112 +509,81 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._busy = False
             self._updateButtonStates()
 
-    def _runRemote(self, function, *args, **kwargs):
-        """Run `function` on the worker thread and return its result, keeping the panel alive.
+    def _runRemote(self, function):
+        """Run ``function`` on the worker thread and return its result, keeping the panel alive.
 
-        Main thread only. The Qt event loop keeps running while waiting; after
-        PROGRESS_DIALOG_DELAY_S a progress dialog offers Cancel, which raises OperationCancelled
-        here (the worker's eventual answer is dropped). `function` must not touch Qt or MRML.
+        Main thread only. Waits with the GIL released (`agent_worker.wait_for`), processing Qt
+        events between waits; after PROGRESS_DIALOG_DELAY_S a progress dialog offers Cancel,
+        which raises OperationCancelled here. The cancelled call goes on on the old thread (its
+        answer is dropped) and later calls get a fresh thread instead of queueing behind it.
+        ``function`` must not touch Qt or MRML.
         """
-        future = self._executor.submit(function, *args, **kwargs)
-        started = time.monotonic()
-        loop = qt.QEventLoop()
-        timer = qt.QTimer()
-        timer.setInterval(30)
-        dialog = None
+        future = self._worker.submit(function)
+        dialogs = []
 
-        def poll():
-            nonlocal dialog
-            if future.done() or self._cancelRequested:
-                loop.quit()
-            elif dialog is None and time.monotonic() - started > PROGRESS_DIALOG_DELAY_S:
-                dialog = qt.QProgressDialog(
-                    "Waiting for the agent...", "Cancel", 0, 0, slicer.util.mainWindow()
-                )
-                dialog.setWindowTitle("IBISAgent")
-                dialog.setWindowModality(qt.Qt.WindowModal)
-                dialog.connect("canceled()", self.onCancelWait)
-                dialog.show()
+        def showDialog():
+            dialog = qt.QProgressDialog("Waiting for the agent...", "Cancel", 0, 0, slicer.util.mainWindow())
+            dialog.setWindowTitle("IBISAgent")
+            dialog.setWindowModality(qt.Qt.WindowModal)
+            dialog.connect("canceled()", self.onCancelWait)
+            dialog.show()
+            dialogs.append(dialog)
 
-        timer.connect("timeout()", poll)
-        timer.start()
-        poll()
-        if not future.done() and not self._cancelRequested:
-            loop.exec_()
-        timer.stop()
-        if dialog is not None:
-            dialog.hide()
-            dialog.deleteLater()
-        if self._cancelRequested and not future.done():
-            raise OperationCancelled()
-        return future.result()
+        try:
+            return wait_for(future, tick=slicer.app.processEvents, should_cancel=lambda: self._cancelRequested,
+                            on_slow=showDialog, slow_after=PROGRESS_DIALOG_DELAY_S)
+        except WaitCancelled:
+            self._worker.shutdown()
+            self._worker = AgentWorker("IBISAgent")
+            raise OperationCancelled() from None
+        finally:
+            for dialog in dialogs:
+                dialog.hide()
+                dialog.deleteLater()
 
     def onCancelWait(self) -> None:
         """Cancel the current wait (the progress dialog's Cancel)."""
         self._cancelRequested = True
         self._stopRequested = True
 
-    # -- logic calls: the only place where the widget talks to IBISAgentLogic --------------
+    # -- the logic's configuration -----------------------------------------------------------
 
     def _localMode(self) -> bool:
         return self.ui.agentModeComboBox.currentIndex == AGENT_MODE_LOCAL
 
     def _connectLogic(self) -> None:
-        """Point the logic at the server (or its in-process engine); run agent calls on the worker."""
-        if self.logic is None:
-            return
+        """Point the logic at the server, or at its in-process engine in Local mode. Raises
+        ValueError for an empty or malformed URL in Server mode (never runs locally instead)."""
         if self._localMode():
             self.logic.useLocalEngine()
         else:
-            self.logic.connect(self.ui.serverUrlLineEdit.text.strip(), self.ui.tokenLineEdit.text or None)
-        self.logic.callAgent = self._runRemote
+            self.logic.connect(self.ui.serverUrlLineEdit.text, self.ui.tokenLineEdit.text or None)
 
-    def _logicStartEpisode(self):
-        self._ensureLocalEngine()
-        p = self._parameterNode
-        return self.logic.startEpisode(
-            p.inputVolume, p.segmentation, p.segmentId, request=p.request, view=p.view, maxSteps=p.maxSteps
-        )
+    def _ensureRequirements(self, needed, who, otherwise) -> None:
+        """Ask once with the full list of missing packages, then install them into Slicer's Python."""
+        missing = requirements.missing(needed)
+        if not missing:
+            return
+        if not slicer.util.confirmOkCancelDisplay(
+            f"{who} needs these Python packages in Slicer's Python:\n\n" + "\n".join(missing)
+            + "\n\nInstall them now? (This takes a few minutes.)"
+        ):
+            raise RuntimeError(f"Packages not installed: {', '.join(missing)}. {otherwise}")
+        slicer.util.pip_install(missing)
 
-    def _logicProposeNext(self):
-        return self.logic.proposeNext()
-
-    def _logicAccept(self):
-        return self.logic.acceptProposal()
-
-    def _logicSkip(self):
-        return self.logic.skipProposal()
-
-    def _logicUndo(self):
-        return self.logic.undo()
-
-    def _logicFlip(self):
-        return self.logic.flipProposal()
-
-    def _logicFinish(self):
-        return self.logic.finish()
-
-    def _logicSave(self, path):
-        p = self._parameterNode
-        return self.logic.saveSegment(p.segmentation, p.segmentId, path, referenceVolumeNode=p.inputVolume)
-
-    def _logicPing(self):
-        """True when the server answers; never raises. Not through callAgent, so the worker
-        thread may run it (it touches no Qt and no MRML)."""
-        return self.logic.pingServer()
-
-    def _logicServerInfo(self):
-        """What the agent runs; the logic sends the request through callAgent (the worker)."""
-        self._ensureLocalEngine()
-        return self.logic.serverInfo()
+    def _ensureLocalEngine(self) -> None:
+        """In Local mode, make sure the in-process engine's packages are installed (asks first)."""
+        if self._localMode():
+            self._ensureRequirements(requirements.engine_requirements(), "The in-process agent",
+                                     "Install them, or use an agent server.")
 
     # -- actions ---------------------------------------------------------------------------
 
     def onTestConnection(self) -> None:
         """Check the server and show what it runs (policy, segmenter, version)."""
-        self._saveSettings()
         with self._action("Cannot reach the agent."):
-            info = self._logicServerInfo()
+            self._ensureLocalEngine()
+            info = self.logic.serverInfo()
             where = "In Slicer (no server)" if info.get("local") else "Connected"
             policy, tool, api = (info.get(key, "?") for key in ("policy", "segmenter", "api_version"))
             self.ui.connectionStatusLabel.text = f"{where}: policy {policy}, tool {tool}, API {api}"
@@ -560,12 +592,16 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onContinue(self) -> None:
         """Continue my mask: start an episode from the segment on the view's current slice."""
         with self._action("Could not start the agent on this slice."):
-            self._resetEpisodeState()
             self.ui.historyListWidget.clear()
-            state = self._logicStartEpisode()
-            self._episodeActive = True
+            state = self._startEpisode()
             self._addHistory("Start", self._startText(state))
             self._proposeOnce()
+
+    def _startEpisode(self):
+        self._ensureLocalEngine()
+        p = self._parameterNode
+        return self.logic.startEpisode(p.inputVolume, p.segmentation, p.segmentId, request=p.request,
+                                       view=p.view, maxSteps=p.maxSteps)
 
     def onNext(self) -> None:
         """Ask the agent for its next proposal."""
@@ -575,45 +611,45 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onAccept(self) -> None:
         """Apply the points on screen (the proposal as edited, plus any added points)."""
         with self._action("The step could not be applied; the segment is unchanged."):
-            self._acceptOnce()
+            self._showStep(self.logic.acceptProposal())
 
     def onSkip(self) -> None:
         """Delete the proposal without applying it."""
         with self._action("Could not skip the proposal."):
-            self._logicSkip()
-            self._proposalPending = False
+            self.logic.skipProposal()
             self._addHistory("Skipped", "Proposal deleted.")
 
     def onUndo(self) -> None:
-        """Undo the last applied step."""
+        """Undo the last step (or the hand edit made since)."""
         with self._action("Could not undo."):
-            self._logicUndo()
-            self._stepsApplied = max(0, self._stepsApplied - 1)
-            self._proposalPending = False
-            self._addHistory("Undo", "Last step undone; the segment is back as it was.")
+            if self.logic.undo():
+                self._addHistory("Undo", "Last change undone; the segment is back as it was.")
 
     def onFlip(self) -> None:
         """Flip the polarity of the selected (or only) proposed point."""
         with self._action("Could not flip the point."):
-            index = self._logicFlip()
+            index = self.logic.flipProposal()
             self._setStatus(f"Proposed point {index + 1} flipped; press Accept to apply the points on screen.")
 
     def onAutoRun(self) -> None:
-        """Run up to N steps, accepting every proposal, until the agent stops or Stop is pressed."""
+        """Accept what is on screen, then run until N steps are done, the agent stops or Stop
+        is pressed (the logic's run loop)."""
         with self._action("Auto-run stopped on an error; completed steps are kept."):
-            if not self._episodeActive:
-                state = self._logicStartEpisode()
-                self._episodeActive = True
+            count = self._parameterNode.autoSteps
+            if self.logic.workedSlice is None:
+                state = self._startEpisode()
                 self._addHistory("Start", self._startText(state))
-            for _ in range(self._parameterNode.autoSteps):
-                if self._stopRequested:
-                    break
-                if not self._proposalPending and not self._proposeOnce():
-                    break
-                if self._stopRequested:
-                    break
-                self._acceptOnce()
-                slicer.app.processEvents()
+            elif self.logic.workedSlice.markups.proposals.GetNumberOfControlPoints():
+                self._showStep(self.logic.acceptProposal())
+                count -= 1
+            if count > 0:
+                stop = self.logic.runSteps(count, decide=self._autoDecide, onStep=self._showStep,
+                                           onProposal=self._showProposal)
+                self._setStatus(f"Auto-run ended ({stop}).")
+
+    def _autoDecide(self, proposal):
+        """Auto-run's decision: what is on screen, unless Stop was pressed."""
+        return None if self._stopRequested else self.logic.onScreenClicks()
 
     def onStop(self) -> None:
         """Stop auto-run after the current step."""
@@ -621,14 +657,22 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._setStatus("Stopping after the current step...")
 
     def onFinish(self) -> None:
-        """Write the mask into the segment and end the episode."""
+        """Keep the mask in the segment and end the episode."""
         with self._action("Could not finish; the segment is unchanged."):
-            result = self._logicFinish()
-            answer = result.get("answer")
-            if answer:
-                self._addHistory("Answer", str(answer), bold=True)
+            result = self.logic.finish()
+            if result.get("answer"):
+                self._addHistory("Answer", str(result["answer"]), bold=True)
             self._addHistory("Finished", self._statisticsText(result))
-            self._resetEpisodeState()
+
+    def _finishQuietly(self, message) -> None:
+        """End the running episode (its mask stays) and say why; never raises."""
+        try:
+            if self.logic.workedSlice is not None:
+                self.logic.finish()
+                self._addHistory("Finished", message)
+        except Exception:  # noqa: BLE001 - the episode's nodes may be gone; it is ended either way
+            logger.debug(traceback.format_exc())
+        self._setStatus(message)
 
     def onSave(self, path=None) -> None:
         """Save the segment (.seg.nrrd, or a NIfTI labelmap for .nii/.nii.gz)."""
@@ -642,29 +686,28 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not path:
             return
         with self._action("Could not save the mask."):
-            written = self._logicSave(path)
+            p = self._parameterNode
+            written = self.logic.saveSegment(p.segmentation, p.segmentId, path, referenceVolumeNode=p.inputVolume)
             self._setStatus("Saved " + ", ".join(written or [path]))
 
-    def _proposeOnce(self) -> bool:
-        """One proposal; False when the agent stopped (terminate, unparseable, limit)."""
-        proposal = self._logicProposeNext()
-        action = proposal.get("action") or "no action"
-        self._addHistory(f"Step {self._stepsApplied + 1}: {action}", proposal.get("reasoning") or "")
-        if proposal.get("answer"):
-            self._addHistory("Answer", str(proposal["answer"]), bold=True)
-        stopReason = proposal.get("stop_reason")
-        self._proposalPending = bool(proposal.get("click")) and not stopReason
+    def _proposeOnce(self) -> None:
+        """One proposal, shown in the history and on screen."""
+        self._showProposal(self.logic.proposeNext())
+
+    def _showProposal(self, proposal) -> None:
+        action = proposal.action.to_text() if proposal.action else "no action"
+        self._addHistory(f"Step {proposal.step + 1}: {action}", proposal.reasoning or "")
+        if proposal.answer:
+            self._addHistory("Answer", str(proposal.answer), bold=True)
+        stopReason = self.logic.workedSlice.stop_reason if self.logic.workedSlice else None
         if stopReason:
             self._setStatus(f"The agent stopped ({stopReason}). Press Finish, or add points and Accept.")
-            return False
-        self._setStatus("Proposal on screen: drag, flip, delete or add points, then Accept.")
-        return True
+        else:
+            self._setStatus("Proposal on screen: drag, flip, delete or add points, then Accept.")
 
-    def _acceptOnce(self) -> None:
-        step = self._logicAccept()
-        self._proposalPending = False
-        self._stepsApplied += 1
-        self._setStatus(f"Step applied. {self._statisticsText(step)}")
+    def _showStep(self, step) -> None:
+        self._setStatus(f"Step {step.index} applied: {step.mask_pixels} pixels in the mask.")
+        slicer.app.processEvents()
 
     # -- display helpers -------------------------------------------------------------------
 
@@ -675,14 +718,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     @staticmethod
     def _statisticsText(result) -> str:
-        pixels = result.get("mask_pixels", (result.get("statistics") or {}).get("pixels"))
-        steps = result.get("steps")
-        parts = []
-        if pixels is not None:
-            parts.append(f"{pixels} pixels in the mask")
-        if isinstance(steps, (list, tuple)):
-            parts.append(f"{len(steps)} steps")
-        return ", ".join(parts)
+        return f"{result['statistics']['pixels']} pixels in the mask, {len(result['steps'])} steps"
 
     def _addHistory(self, title, text, bold=False) -> None:
         item = qt.QListWidgetItem(f"{title}: {text}" if text else title)
@@ -705,28 +741,13 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = text
         logger.info(text)
 
-    def _resetEpisodeState(self) -> None:
-        self._episodeActive = False
-        self._proposalPending = False
-        self._stepsApplied = 0
-
     # -- keyboard shortcuts ----------------------------------------------------------------
 
     def _createShortcuts(self) -> None:
-        handlers = {
-            "accept": self.onAccept,
-            "next": self.onNext,
-            "undo": self.onUndo,
-            "flip": self.onFlip,
-            "finish": self.onFinish,
-        }
-        buttons = {
-            "accept": self.ui.acceptButton,
-            "next": self.ui.nextButton,
-            "undo": self.ui.undoButton,
-            "flip": self.ui.flipButton,
-            "finish": self.ui.finishButton,
-        }
+        handlers = {"accept": self.onAccept, "next": self.onNext, "undo": self.onUndo, "flip": self.onFlip,
+                    "finish": self.onFinish}
+        buttons = {"accept": self.ui.acceptButton, "next": self.ui.nextButton, "undo": self.ui.undoButton,
+                   "flip": self.ui.flipButton, "finish": self.ui.finishButton}
         for name, key, _text in SHORTCUTS:
             shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
             shortcut.setEnabled(False)
@@ -740,9 +761,15 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             shortcut.connect("activatedAmbiguously()", trigger)
             self._shortcuts[name] = shortcut
 
-    def _setShortcutsEnabled(self, enabled) -> None:
-        for shortcut in self._shortcuts.values():
-            shortcut.setEnabled(enabled)
+    def _onFocusChanged(self, old, new) -> None:
+        self._updateShortcuts(new)
+
+    def _updateShortcuts(self, focus=None) -> None:
+        """Enable the shortcuts that may take their key now (`shortcuts.live_shortcuts`)."""
+        focus = focus if focus is not None else qt.QApplication.focusWidget()
+        live = live_shortcuts(self._shown, focus.inherits if focus is not None else None)
+        for name, shortcut in self._shortcuts.items():
+            shortcut.setEnabled(name in live)
 
     # -- placing extra points: Slicer's place mode on the proposal list (main thread) ------
 
@@ -752,24 +779,23 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.startPlacingPoint(positive)
 
     def startPlacingPoint(self, positive) -> None:
-        """Place one point into the proposal list; it gets ``positive`` as its polarity."""
-        if self.logic.episode is None:
+        """Place one point into the proposal list; it gets ``positive`` as its polarity. The
+        user's own active markups list comes back when the point is placed or placing stops."""
+        if self.logic.workedSlice is None:
             raise RuntimeError("No episode is running; press Continue my mask first.")
         self._stopPlacing()
-        proposals = self.logic.episode.markups.proposals
-        self._placing = (proposals, bool(positive))
+        proposals = self.logic.workedSlice.markups.proposals
+        self._placing = (proposals, bool(positive), proposal_markups.PlacementTarget(proposals))
         # Placed points start out positive (Selected); these observers set the chosen polarity.
         self.addObserver(proposals, proposals.PointAddedEvent, self._onPlacedPointAdded)
         self.addObserver(proposals, proposals.PointPositionDefinedEvent, self._onPlacedPointDefined)
-        markupsLogic = slicer.modules.markups.logic()
-        markupsLogic.SetActiveList(proposals)
-        markupsLogic.StartPlaceMode(False)
+        slicer.modules.markups.logic().StartPlaceMode(False)
         kind = "positive" if positive else "negative"
         self._setStatus(f"Click in the {self._parameterNode.view} view to place a {kind} point.")
 
     def _onPlacedPointAdded(self, caller, event) -> None:
         if self._placing is not None:
-            proposals, positive = self._placing
+            proposals, positive, _target = self._placing
             index = proposals.GetNumberOfControlPoints() - 1
             if index >= 0:
                 proposals.SetNthControlPointSelected(index, positive)
@@ -778,158 +804,124 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onPlacedPointDefined(self, caller, event) -> None:
         self._onPlacedPointAdded(caller, event)
         self._stopPlacing(leavePlaceMode=False)  # one point per press; Slicer leaves place mode
+        self._updateButtonStates()
 
     def _stopPlacing(self, leavePlaceMode=True) -> None:
-        """Stop observing the point being placed (and leave place mode) - before any logic call."""
+        """Stop observing the point being placed, give the user's active list back, and leave
+        place mode - before any logic call."""
         if self._placing is None:
             return
-        proposals, _positive = self._placing
+        proposals, _positive, target = self._placing
         self._placing = None
         self.removeObserver(proposals, proposals.PointAddedEvent, self._onPlacedPointAdded)
         self.removeObserver(proposals, proposals.PointPositionDefinedEvent, self._onPlacedPointDefined)
         interaction = slicer.app.applicationLogic().GetInteractionNode()
         if leavePlaceMode and interaction.GetCurrentInteractionMode() == interaction.Place:
             interaction.SwitchToViewTransformMode()
+        target.restore()
 
-    # -- local server (child process) ------------------------------------------------------
-
-    def _defaultServerPython(self) -> str:
-        return shutil.which("PythonSlicer") or sys.executable
+    # -- local server (a child process run by IBISAgentLib.local_server) -------------------
 
     def _serverRunning(self) -> bool:
-        return self._serverProcess is not None and self._serverProcess.state() != qt.QProcess.NotRunning
+        return self._server is not None and self._server.running
 
     def onStartStopServer(self) -> None:
         """Start the local agent server as a child process, or stop it."""
         if self._serverRunning():
             self.stopLocalServer()
             return
-        self._saveSettings()
         with slicer.util.tryWithErrorDisplay("Could not start the local server."):
             self.startLocalServer()
 
-    def serverCommand(self):
-        """The local server's command line: (python, arguments) from the Server settings."""
-        python = self.ui.serverPythonLineEdit.text.strip() or self._defaultServerPython()
-        url = qt.QUrl(self.ui.serverUrlLineEdit.text.strip() or DEFAULT_SERVER_URL)
+    def _serverPython(self) -> str:
+        return self.ui.serverPythonLineEdit.text.strip() or default_python()
+
+    @staticmethod
+    def _isSlicerPython(python) -> bool:
+        return os.path.basename(python).lower().startswith("pythonslicer") or python == sys.executable
+
+    def localServer(self) -> LocalServer:
+        """The local server the Server fields describe (not started)."""
+        python = self._serverPython()
+        url = self.ui.serverUrlLineEdit.text.strip() or DEFAULT_SERVER_URL
+        port = urlsplit(url).port or protocol.DEFAULT_PORT
         extra = shlex.split(self.ui.serverArgumentsLineEdit.text.strip())
-        return python, serverArguments(url.port(protocol.DEFAULT_PORT), protocol.DEFAULT_HOST, extra)
+        # Slicer's own Python needs Slicer's environment; another Python gets the one Slicer started with.
+        environment = dict(os.environ) if self._isSlicerPython(python) else dict(slicer.util.startupEnvironment())
+        return LocalServer(python, port, protocol.DEFAULT_HOST, extra, module_dir=MODULE_DIR,
+                           token=self.ui.tokenLineEdit.text or None, environment=environment)
 
     def startLocalServer(self) -> None:
         """Start `ibisagent serve` on loopback; its output streams into the log box."""
-        python, arguments = self.serverCommand()
-        usesSlicerPython = (
-            os.path.basename(python).lower().startswith("pythonslicer") or python == sys.executable
-        )
-        if usesSlicerPython:
+        if self._isSlicerPython(self._serverPython()):
             self._ensureRequirements(
-                SERVER_REQUIREMENTS, "The local agent server",
+                requirements.server_requirements(), "The local agent server",
                 "Install them, or set 'Server Python' to an environment where IBISAgent is installed.",
             )
-        environment = qt.QProcessEnvironment()
-        baseEnvironment = os.environ if usesSlicerPython else slicer.util.startupEnvironment()
-        for key, value in baseEnvironment.items():
-            environment.insert(key, value)
-        pythonPath = baseEnvironment.get("PYTHONPATH", "")
-        environment.insert("PYTHONPATH", MODULE_DIR + (os.pathsep + pythonPath if pythonPath else ""))
-        environment.insert("PYTHONUNBUFFERED", "1")
-        if self.ui.tokenLineEdit.text:
-            environment.insert(protocol.TOKEN_ENV, self.ui.tokenLineEdit.text)
-
-        process = qt.QProcess(self.parent)
-        process.setProcessChannelMode(qt.QProcess.MergedChannels)
-        process.setProcessEnvironment(environment)
-        process.connect("readyReadStandardOutput()", self._onServerOutput)
-        process.connect("finished(int,QProcess::ExitStatus)", self._onServerFinished)
-        self._serverProcess = process
+        server = self.localServer()
         self.ui.serverLogTextEdit.clear()
-        self._appendServerLog("$ " + " ".join(shlex.quote(part) for part in [python] + arguments))
-        process.start(python, arguments)
-        if not process.waitForStarted(10000):
-            self._serverProcess = None
-            raise RuntimeError(f"Could not run {python}. Set 'Server Python' to a Python with IBISAgent.")
-        self._serverReadyDeadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        self._serverPingFuture = None
-        self._serverPollTimer = qt.QTimer()
-        self._serverPollTimer.setInterval(500)
-        self._serverPollTimer.connect("timeout()", self._pollServerReady)
-        self._serverPollTimer.start()
+        self._appendServerLog("$ " + " ".join(shlex.quote(part) for part in server.command))
+        server.start()
+        self._server, self._serverReady = server, False
+        self._serverDeadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        self._serverTimer = qt.QTimer()
+        self._serverTimer.setInterval(SERVER_POLL_MS)
+        self._serverTimer.connect("timeout()", self._pollServer)
+        self._serverTimer.start()
         self.ui.connectionStatusLabel.text = "Local server starting..."
         self._updateButtonStates()
 
-    def _ensureRequirements(self, requirements, who, otherwise) -> None:
-        """Ask once with the full list of missing packages, then install them into Slicer's Python."""
-        missing = missingRequirements(requirements)
-        if not missing:
+    def _pollServer(self) -> None:
+        """Show the server's new log lines; until it is ready, ping it (on the ping thread,
+        waiting with the GIL released)."""
+        server = self._server
+        if server is None or self._pinging:
             return
-        if not slicer.util.confirmOkCancelDisplay(
-            f"{who} needs these Python packages in Slicer's Python:\n\n" + "\n".join(missing)
-            + "\n\nInstall them now? (This takes a few minutes.)"
-        ):
-            raise RuntimeError(f"Packages not installed: {', '.join(missing)}. {otherwise}")
-        slicer.util.pip_install(missing)
-
-    def _ensureLocalEngine(self) -> None:
-        """In Local mode, make sure the in-process engine's packages are installed (asks first)."""
-        if self._localMode():
-            self._ensureRequirements(
-                LOCAL_ENGINE_REQUIREMENTS, "The in-process agent", "Install them, or use an agent server."
-            )
-
-    def _pollServerReady(self) -> None:
-        """Ping the starting server on the worker thread; the timer checks the answer."""
-        if not self._serverRunning():
-            self._serverPollTimer.stop()
+        for line in server.read_output():
+            self._appendServerLog(line)
+        if not server.running:
+            self._serverTimer.stop()
+            self._appendServerLog(f"[server exited with code {server.exit_code}]")
+            self.ui.connectionStatusLabel.text = "Local server stopped."
+            self._serverReady = False
+            self._updateButtonStates()
             return
-        future = self._serverPingFuture
-        if future is None:
-            self._connectLogic()
-            self._serverPingFuture = self._executor.submit(self._logicPing)
+        if self._serverReady:
             return
-        if not future.done():
-            return
-        self._serverPingFuture = None
-        if future.exception() is None and future.result():
-            self._serverPollTimer.stop()
+        self._pinging = True
+        try:
+            ready = wait_for(self._pinger.submit(lambda: server.ready(1.0)), tick=slicer.app.processEvents)
+        finally:
+            self._pinging = False
+        if ready:
+            self._serverReady = True
             self.ui.connectionStatusLabel.text = "Local server ready."
             self._setStatus("Local server ready.")
-        elif time.monotonic() > self._serverReadyDeadline:
-            self._serverPollTimer.stop()
+        elif time.monotonic() > self._serverDeadline:
             self.ui.connectionStatusLabel.text = "Local server did not answer; see its log."
 
     def isServerReady(self) -> bool:
-        return self.ui.connectionStatusLabel.text in ("Local server ready.",) or (
-            self.ui.connectionStatusLabel.text.startswith("Connected")
-        )
-
-    def _onServerOutput(self) -> None:
-        if self._serverProcess is None:
-            return
-        data = self._serverProcess.readAllStandardOutput().data()
-        text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else str(data)
-        for line in text.splitlines():
-            self._appendServerLog(line)
-
-    def _onServerFinished(self, exitCode, exitStatus=None) -> None:
-        self._appendServerLog(f"[server exited with code {exitCode}]")
-        self.ui.connectionStatusLabel.text = "Local server stopped."
-        self._updateButtonStates()
+        return self._serverReady or self.ui.connectionStatusLabel.text.startswith("Connected")
 
     def _appendServerLog(self, line) -> None:
         self.ui.serverLogTextEdit.appendPlainText(line)
 
     def stopLocalServer(self) -> None:
-        """Stop the child server (also called when Slicer quits)."""
-        if self._serverPollTimer is not None:
-            self._serverPollTimer.stop()
-        process = self._serverProcess
-        if process is not None and process.state() != qt.QProcess.NotRunning:
-            process.terminate()
-            if not process.waitForFinished(5000):
-                process.kill()
-                process.waitForFinished(2000)
-        self._serverProcess = None
+        """Stop the child server and everything it started, and check its port is free (also
+        called when Slicer quits)."""
+        if self._serverTimer is not None:
+            self._serverTimer.stop()
+        server, self._server, self._serverReady = self._server, None, False
+        if server is not None:
+            try:
+                server.stop()
+            except LocalServerError as error:
+                self._setStatus(str(error))
+            for line in server.read_output():
+                self._appendServerLog(line)
         if hasattr(self, "ui"):
+            if server is not None:
+                self.ui.connectionStatusLabel.text = "Local server stopped."
             self._updateButtonStates()
 
 
@@ -941,7 +933,9 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 class IBISAgentTest(ScriptedLoadableModuleTest):
     """Runs the panel's flow in a real Slicer with the CPU defaults: in Local (no server) mode,
     the weight-free policy and the classical tool run inside Slicer. Testing/Python/
-    IBISAgentSelfTest.py runs the same flow against a local agent server."""
+    IBISAgentSelfTest.py runs the same flow against a local agent server. The user's remembered
+    settings are never written (the tests set fields in code, and only user edits save them),
+    and the fields a test changes are put back afterwards."""
 
     def setUp(self):
         """Clear the scene before each test."""
@@ -978,23 +972,37 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
         )
         return volume, segmentation, segmentId, inside
 
+    @staticmethod
+    @contextlib.contextmanager
+    def keptPanelFields(widget):
+        """Put the Server fields and the remembered settings back as they were."""
+        ui = widget.ui
+        fields = (ui.agentModeComboBox.currentIndex, ui.serverUrlLineEdit.text, ui.tokenLineEdit.text,
+                  ui.serverPythonLineEdit.text, ui.serverArgumentsLineEdit.text)
+        settings = {key: widget._setting(key, None) for key in SETTINGS_KEYS}
+        try:
+            yield
+        finally:
+            (ui.agentModeComboBox.currentIndex, ui.serverUrlLineEdit.text, ui.tokenLineEdit.text,
+             ui.serverPythonLineEdit.text, ui.serverArgumentsLineEdit.text) = fields
+            now = {key: widget._setting(key, None) for key in SETTINGS_KEYS}
+            assert now == settings, f"a test changed the remembered settings: {settings} -> {now}"
+
     def test_widgetFlow(self):
         """Local (no server) mode: test, continue, flip, place a negative point, accept, undo,
         auto-run, finish, save."""
         import unittest
 
-        missing = missingRequirements(LOCAL_ENGINE_REQUIREMENTS)
+        missing = requirements.missing(requirements.engine_requirements())
         if missing:
             raise unittest.SkipTest("Skipped: the in-process agent needs " + ", ".join(missing) + " in Slicer.")
         self.delayDisplay("Starting the IBISAgent widget flow test (Local, no server)")
         slicer.util.selectModule("IBISAgent")
         widget = slicer.modules.IBISAgentWidget
-        widget.ui.agentModeComboBox.currentIndex = AGENT_MODE_LOCAL
-        try:
+        with self.keptPanelFields(widget):
+            widget.ui.agentModeComboBox.currentIndex = AGENT_MODE_LOCAL
             self.runFlow(widget)
             self.assertTrue(widget.ui.connectionStatusLabel.text.startswith("In Slicer"))
-        finally:
-            widget.ui.agentModeComboBox.currentIndex = AGENT_MODE_SERVER  # the remembered setting
         self.delayDisplay("IBISAgent widget flow test passed")
 
     def runFlow(self, widget):
@@ -1012,8 +1020,7 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
         p.request = "Segment the bright blob."
         self.assertTrue(widget.ui.continueButton.enabled, widget.ui.continueButton.toolTip)
         self.assertFalse(widget.ui.undoButton.enabled)
-        clicks = (widget.ui.testConnectionButton, widget.ui.continueButton)
-        for button in clicks:
+        for button in (widget.ui.testConnectionButton, widget.ui.continueButton):
             button.click()
             self.assertIsNone(widget.lastError, widget.lastError)
         self.assertGreater(widget.ui.historyListWidget.count, 0)
@@ -1021,36 +1028,52 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
 
         # Edit the points on screen: flip the proposal, place a negative point (place mode ends
         # with the point; the observer makes it negative), then accept what is on screen.
-        proposals = widget.logic.episode.markups.proposals
+        worked = widget.logic.workedSlice
+        proposals = worked.markups.proposals
         if widget.ui.flipButton.enabled:
             widget.ui.flipButton.click()
             self.assertIsNone(widget.lastError, widget.lastError)
+        selection = slicer.mrmlScene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+        usersList = selection.GetActivePlaceNodeID()
         widget.startPlacingPoint(False)
-        rows, cols = widget.logic.episode.geometry.shape
-        proposals.AddControlPoint(*[float(v) for v in widget.logic.episode.geometry.pixel_to_ras(cols // 2, rows // 2)])
+        rows, cols = worked.geometry.shape
+        proposals.AddControlPoint(*[float(v) for v in worked.geometry.pixel_to_ras(cols // 2, rows // 2)])
         self.assertFalse(proposals.GetNthControlPointSelected(proposals.GetNumberOfControlPoints() - 1))
+        widget._stopPlacing()
+        self.assertEqual(selection.GetActivePlaceNodeID(), usersList)  # the user's active list is back
         widget.ui.acceptButton.click()
         self.assertIsNone(widget.lastError, widget.lastError)
         self.assertTrue(widget.ui.undoButton.enabled)
-        self.assertFalse(widget.logic.episode.steps[-1]["clicks"][-1]["positive"])
+        self.assertFalse(worked.steps[-1].clicks[-1].positive)
 
         widget.ui.undoButton.click()
         self.assertIsNone(widget.lastError, widget.lastError)
         after = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
         np.testing.assert_array_equal(before, after)
+        self.assertEqual(widget.ui.undoButton.enabled, worked.can_undo)  # read from the session
 
         p.autoSteps = 3
         for button in (widget.ui.autoRunButton, widget.ui.finishButton):
             button.click()
             self.assertIsNone(widget.lastError, widget.lastError)
+        self.assertIsNone(widget.logic.workedSlice)
         final = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
         changed = np.argwhere(final != before)
         if len(changed):
             self.assertEqual(set(changed[:, 0].tolist()), {int(changed[0, 0])}, "only one slice may change")
 
+        nodes = slicer.mrmlScene.GetNumberOfNodes()
         with tempfile.TemporaryDirectory() as folder:
-            for name in ("mask.seg.nrrd", "mask.nii.gz"):
+            for name in ("mask.seg.nrrd", "mask.nii.gz", "again.seg.nrrd"):
                 path = os.path.join(folder, name)
                 widget.onSave(path)
                 self.assertIsNone(widget.lastError, widget.lastError)
                 self.assertTrue(os.path.exists(path), path)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodes, "saving left nodes in the scene")
+
+        # Removing the segment while an episode runs ends the episode; Continue starts afresh.
+        widget.ui.continueButton.click()
+        self.assertIsNotNone(widget.logic.workedSlice)
+        segmentation.GetSegmentation().RemoveSegment(segmentId)
+        self.assertIsNone(widget.logic.workedSlice)
+        self.assertFalse(widget.ui.nextButton.enabled)

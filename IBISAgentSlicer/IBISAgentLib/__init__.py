@@ -4,22 +4,26 @@ One module per concern:
 
 - `slice_geometry`: the current slice of a Red/Yellow/Green view as a 2D image in display order,
   and the only pixel <-> IJK <-> RAS mapping (oblique views refused).
-- `segment_masks`: a segment's labelmap on that slice, read and written (that slice only).
+- `slice_labelmap`: that slice of a segment, read and written in the segment's own grid.
+- `segment_masks`: segment checks, whole-segment reads for comparison, statistics.
 - `proposal_markups`: proposed/accepted clicks as markups points; click history segment tags.
-- `undo`: per-step snapshots of the slice mask.
+- `worked_slice`: an agent session bound to one slice of one segment (MRML follows the session).
+- `agent_sessions`: opening in-process or remote agent sessions; the agent error type.
+- `agent_worker`: the worker thread for agent calls and the GIL-friendly wait for them.
+- `local_server`: ``ibisagent serve`` as a child process (start, readiness, log, stop).
+- `requirements`: what the in-process engine and a local server need (from pyproject.toml).
 - `export`: .seg.nrrd and NIfTI labelmap files.
-- `agent_sessions`: the in-process session (no server) and the agent error type.
 - `batch_io`: image/mask files loaded as batch cases.
 - `logic`: `IBISAgentLogic`, used by the module widget, the Python console and batch runs.
 
 Modules import ``slicer`` lazily where they can, so importing this package is cheap.
 """
 
-from .agent_sessions import AgentStepError, LocalSession
+from .agent_sessions import AgentStepError
 from .segment_masks import SegmentError
 from .slice_geometry import SliceGeometry, SliceGeometryError
 
-__all__ = ["AgentStepError", "IBISAgentLogic", "LocalSession", "SegmentError", "SliceGeometry", "SliceGeometryError"]
+__all__ = ["AgentStepError", "IBISAgentLogic", "SegmentError", "SliceGeometry", "SliceGeometryError"]
 
 
 def __getattr__(name):  # Python 3.7+: import the logic (and its slicer imports) on first use

@@ -1,28 +1,21 @@
-"""Agent sessions the logic talks to, and the one error type it raises for agent failures.
+"""Opening agent sessions, and the one error type the logic raises for agent failures.
 
-The logic needs an object with the interface of ``ibisagent.client.RemoteSession``:
+Both kinds of session implement ``ibisagent.session.Session`` (mask, clicks, steps, undo,
+propose/apply/skip/replace_mask/undo/close), so the logic drives them the same way:
 
-- ``mask``: bool (rows, cols), the session's current mask (a copy);
-- ``propose() -> dict`` with ``reasoning``, ``action``, ``answer``, ``error``, ``click`` (``{x, y,
-  positive, origin}`` in pixels of the slice image, or None) and ``stop_reason``;
-- ``apply(clicks) -> dict`` (the step), ``skip()``, ``undo() -> bool``, ``replace_mask(mask)``,
-  ``close()``.
-
-`LocalSession` provides that interface over an in-process `ibisagent.episode.Episode`, so the
-console works with no server (weight-free "heuristic" policy and classical "sitk" tool by
-default). A remote session comes from ``ibisagent.client.AgentClient``.
+- `open_local_episode`: an ``ibisagent.episode.Episode`` in this process (no server; the
+  weight-free "heuristic" policy and the classical "sitk" tool by default);
+- `open_remote_session`: an ``ibisagent.client.RemoteSession`` on an agent server.
 
 `AgentStepError` wraps anything that goes wrong while talking to the agent. Its ``kind`` names
-the cause, and its message ends with what to do about it.
+the cause (from the client's typed errors), and its message ends with what to do about it.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
-
-from ibisagent.clicks import Click
 
 #: kind -> what the user should do next.
 ADVICE = {
@@ -37,24 +30,15 @@ ADVICE = {
     "engine": "The agent failed; see the log for details and try again.",
 }
 
-_CLIENT_KINDS = {
-    "ServerUnavailableError": "unavailable",
-    "AuthenticationError": "authentication",
-    "SessionExpiredError": "expired",
-    "ServerBusyError": "busy",
-    "BadRequestError": "bad-request",
-    "IncompatibleServerError": "incompatible",
-}
-
 
 class AgentStepError(RuntimeError):
     """The agent could not complete a step; the segment is exactly as it was before the call.
 
     ``kind`` is one of `ADVICE`'s keys; ``cause`` the original exception (or None);
-    ``proposal`` the proposal dict for ``invalid-output``.
+    ``proposal`` the `ibisagent.session.Proposal` for ``invalid-output``.
     """
 
-    def __init__(self, what: str, kind: str, cause: Optional[BaseException] = None, proposal: Optional[dict] = None):
+    def __init__(self, what: str, kind: str, cause: Optional[BaseException] = None, proposal=None):
         detail = f": {cause}" if cause is not None and str(cause) else ""
         super().__init__(f"{what}{detail}. The segment was not changed. {ADVICE.get(kind, ADVICE['engine'])}")
         self.kind = kind
@@ -63,80 +47,45 @@ class AgentStepError(RuntimeError):
 
 
 def classify(error: BaseException) -> str:
-    """The `ADVICE` kind for an exception raised by a session or client."""
-    for cls in type(error).__mro__:
-        if cls.__name__ in _CLIENT_KINDS:
-            return _CLIENT_KINDS[cls.__name__]
-    if isinstance(error, TimeoutError) or "timed out" in str(error).lower():
+    """The `ADVICE` kind for an exception raised by a session or the client."""
+    from ibisagent import client
+
+    typed = (
+        (client.ServerUnavailableError, "unavailable"),
+        (client.AuthenticationError, "authentication"),
+        (client.SessionExpiredError, "expired"),
+        (client.ServerBusyError, "busy"),
+        (client.BadRequestError, "bad-request"),
+        (client.IncompatibleServerError, "incompatible"),
+    )
+    for error_type, kind in typed:
+        if isinstance(error, error_type):
+            return kind
+    if isinstance(error, TimeoutError):
         return "timeout"
     if isinstance(error, (ConnectionError, OSError)):
         return "unavailable"
     return "engine"
 
 
-class LocalSession:
-    """The remote-session interface over an in-process Episode (no server, no network).
+def open_local_episode(image_rgb: np.ndarray, request: str = "", mask: Optional[np.ndarray] = None,
+                       max_steps: int = 20, policy="heuristic", segmenter="sitk",
+                       policy_options: Optional[dict] = None, segmenter_options: Optional[dict] = None):
+    """An in-process ``Episode`` on ``image_rgb``. ``policy``/``segmenter``: registry names or
+    ready objects (reusing one segmenter object across episodes is fine: each sets its image)."""
+    from ibisagent.episode import Episode
+    from ibisagent.policies import build_policy
+    from ibisagent.segmenters import build_segmenter
 
-    ``policy``/``segmenter``: registry names or ready objects. Reusing the same segmenter object
-    across sessions is fine: each session sets its own image.
-    """
-
-    def __init__(
-        self,
-        image_rgb: np.ndarray,
-        request: str = "",
-        mask: Optional[np.ndarray] = None,
-        max_steps: int = 20,
-        policy="heuristic",
-        segmenter="sitk",
-        policy_options: Optional[dict] = None,
-        segmenter_options: Optional[dict] = None,
-    ) -> None:
-        from ibisagent.episode import Episode
-        from ibisagent.policies import build_policy
-        from ibisagent.segmenters import build_segmenter
-
-        if isinstance(policy, str):
-            policy = build_policy(policy, **(policy_options or {}))
-        if isinstance(segmenter, str):
-            segmenter = build_segmenter(segmenter, **(segmenter_options or {}))
-        self.episode = Episode(image_rgb, segmenter, policy, request=request, initial_mask=mask, max_steps=max_steps)
-
-    @property
-    def mask(self) -> np.ndarray:
-        return self.episode.mask.copy()
-
-    @property
-    def clicks(self):
-        return list(self.episode.clicks)
-
-    @property
-    def steps(self):
-        return [step.to_dict() for step in self.episode.steps]
-
-    def propose(self) -> dict:
-        proposal = self.episode.propose().to_dict()
-        proposal["stop_reason"] = self.episode.stop_reason
-        return proposal
-
-    def apply(self, clicks: Sequence[Click]) -> dict:
-        return self.episode.apply(list(clicks)).to_dict()
-
-    def skip(self) -> None:
-        self.episode.skip()
-
-    def undo(self) -> bool:
-        return self.episode.undo()
-
-    def replace_mask(self, mask: np.ndarray) -> None:
-        self.episode.replace_mask(mask)
-
-    def close(self) -> None:
-        """Nothing to release; safe to call twice."""
+    if isinstance(policy, str):
+        policy = build_policy(policy, **(policy_options or {}))
+    if isinstance(segmenter, str):
+        segmenter = build_segmenter(segmenter, **(segmenter_options or {}))
+    return Episode(image_rgb, segmenter, policy, request=request, initial_mask=mask, max_steps=max_steps)
 
 
-def open_remote_session(url: str, token: str, timeout: float, image_rgb, request, mask, max_steps):
-    """A session on an agent server (``ibisagent.client``); returns (client, session)."""
+def open_remote_session(url: str, token: Optional[str], timeout: float, image_rgb, request, mask, max_steps):
+    """A session on an agent server; returns (client, session)."""
     from ibisagent.client import AgentClient
 
     client = AgentClient(url, token, timeout)
@@ -148,10 +97,12 @@ def open_remote_session(url: str, token: str, timeout: float, image_rgb, request
     return client, session
 
 
-def close_quietly(thing) -> None:
-    """Call ``thing.close()`` and ignore any error (used on paths that are already failing)."""
-    try:
-        if thing is not None:
-            thing.close()
-    except Exception:  # noqa: BLE001 - closing must never hide the original problem
-        pass
+def close_quietly(*things) -> None:
+    """Call ``close()`` on each thing and ignore any error (used on paths that end or already
+    fail)."""
+    for thing in things:
+        try:
+            if thing is not None:
+                thing.close()
+        except Exception:  # noqa: BLE001 - closing must never hide the original problem
+            pass

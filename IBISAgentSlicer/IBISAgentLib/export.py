@@ -28,7 +28,9 @@ def _write_node(node, path: str, storage_class: str) -> None:
 
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
     if hasattr(slicer, "app") and hasattr(slicer.util, "exportNode"):
-        ok = slicer.util.exportNode(node, path)
+        # A fresh properties dict each time: exportNode's default dict is shared between calls
+        # and it stores the first file's "fileFormat" in it (Slicer 5.6 to main).
+        ok = slicer.util.exportNode(node, path, {})
     else:
         storage = slicer.mrmlScene.AddNewNodeByClass(storage_class)
         try:
@@ -63,7 +65,9 @@ def export_labelmap(segmentation_node, path: str, reference_volume, segment_ids:
     ids = vtk.vtkStringArray()
     for segment_id in _segment_ids(segmentation_node, segment_ids):
         ids.InsertNextValue(segment_id)
-    labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__IBISAgent_export__")
+    scene = slicer.mrmlScene
+    colours_before = _node_ids(scene, "vtkMRMLColorTableNode")
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__IBISAgent_export__")
     try:
         ok = slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
             segmentation_node, ids, labelmap, reference_volume,
@@ -74,9 +78,17 @@ def export_labelmap(segmentation_node, path: str, reference_volume, segment_ids:
     finally:
         display = labelmap.GetDisplayNode()
         if display is not None:
-            slicer.mrmlScene.RemoveNode(display)
-        slicer.mrmlScene.RemoveNode(labelmap)
+            scene.RemoveNode(display)
+        scene.RemoveNode(labelmap)
+        # ExportSegmentsToLabelmapNode adds a "<segmentation>_ColorTable" node for the labelmap.
+        for node_id in _node_ids(scene, "vtkMRMLColorTableNode") - colours_before:
+            scene.RemoveNode(scene.GetNodeByID(node_id))
     return path
+
+
+def _node_ids(scene, class_name: str) -> set:
+    nodes = scene.GetNodesByClass(class_name)
+    return {nodes.GetItemAsObject(i).GetID() for i in range(nodes.GetNumberOfItems())}
 
 
 def export_segmentation(segmentation_node, path: str, reference_volume, segment_ids: Optional[Sequence[str]] = None) -> str:

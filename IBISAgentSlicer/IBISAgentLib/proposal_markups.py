@@ -77,7 +77,10 @@ def _style(node, positive_color, negative_color, glyph: str, scale: float, opaci
 
 
 class ProposalMarkups:
-    """The two point lists for one worked slice (`geometry`). MRML only; main thread only."""
+    """The two point lists for one worked slice (`geometry`). MRML only; main thread only.
+
+    A list the user deleted (Data module) is made again the next time it is needed.
+    """
 
     def __init__(self, geometry: SliceGeometry, scene=None) -> None:
         if scene is None:
@@ -86,12 +89,32 @@ class ProposalMarkups:
             scene = slicer.mrmlScene
         self.geometry = geometry
         self.scene = scene
-        self.proposals = _get_or_create_node(scene, PROPOSALS_NODE_NAME, "proposals")
-        self.accepted = _get_or_create_node(scene, ACCEPTED_NODE_NAME, "accepted")
-        _style(self.proposals, POSITIVE_COLOR, NEGATIVE_COLOR, "StarBurst2D", 3.0, 1.0)
-        _style(self.accepted, ACCEPTED_POSITIVE_COLOR, ACCEPTED_NEGATIVE_COLOR, "Circle2D", 2.0, 0.7)
-        self.proposals.SetLocked(False)
-        self.accepted.SetLocked(True)
+        self._nodes = {}
+        for role, name in (("proposals", PROPOSALS_NODE_NAME), ("accepted", ACCEPTED_NODE_NAME)):
+            self._node(role, name)  # make (or find) and style both lists now
+
+    def _node(self, role: str, name: str):
+        node = self._nodes.get(role)
+        if node is None or node.GetScene() is None:
+            node = _get_or_create_node(self.scene, name, role)
+            if role == "proposals":
+                _style(node, POSITIVE_COLOR, NEGATIVE_COLOR, "StarBurst2D", 3.0, 1.0)
+                node.SetLocked(False)
+            else:
+                _style(node, ACCEPTED_POSITIVE_COLOR, ACCEPTED_NEGATIVE_COLOR, "Circle2D", 2.0, 0.7)
+                node.SetLocked(True)
+            self._nodes[role] = node
+        return node
+
+    @property
+    def proposals(self):
+        """The editable list ("IBISAgent proposals")."""
+        return self._node("proposals", PROPOSALS_NODE_NAME)
+
+    @property
+    def accepted(self):
+        """The locked list of applied clicks ("IBISAgent clicks")."""
+        return self._node("accepted", ACCEPTED_NODE_NAME)
 
     # -- proposals -------------------------------------------------------------------------------
     def _add_point(self, node, click: Click, description: str = "") -> int:
@@ -149,11 +172,38 @@ class ProposalMarkups:
             index = self._add_point(self.accepted, click, click.origin)
             self.accepted.SetNthControlPointLocked(index, True)
 
-    def remove(self) -> None:
-        """Take both point lists out of the scene (e.g. when the module is closed)."""
-        for node in (self.proposals, self.accepted):
-            if node is not None and node.GetScene() is not None:
-                self.scene.RemoveNode(node)
+    def clear_proposals_if_present(self) -> None:
+        """Remove the proposal points, unless the list (or the scene) is already gone; for
+        ending a worked slice whose nodes may have been removed."""
+        node = self._nodes.get("proposals")
+        if node is not None and node.GetScene() is not None:
+            node.RemoveAllControlPoints()
+
+
+class PlacementTarget:
+    """Make the proposal list the one Slicer's place mode adds points to, and give the user's
+    own active list back afterwards (otherwise later placements from the Markups toolbar would
+    land in the proposals and be applied by Accept). Uses the scene's selection node, which is
+    what ``vtkSlicerMarkupsLogic.SetActiveList`` sets."""
+
+    def __init__(self, node) -> None:
+        scene = node.GetScene()
+        self._selection = scene.GetNodeByID("vtkMRMLSelectionNodeSingleton") if scene is not None else None
+        self._previous = None
+        if self._selection is not None:
+            self._previous = (self._selection.GetActivePlaceNodeClassName(), self._selection.GetActivePlaceNodeID())
+            self._selection.SetReferenceActivePlaceNodeClassName(node.GetClassName())
+            self._selection.SetReferenceActivePlaceNodeID(node.GetID())
+
+    def restore(self) -> None:
+        """Put the user's active list (or none) back; safe to call twice."""
+        if self._selection is None or self._previous is None:
+            return
+        class_name, node_id = self._previous
+        self._previous = None
+        if class_name:
+            self._selection.SetReferenceActivePlaceNodeClassName(class_name)
+        self._selection.SetReferenceActivePlaceNodeID(node_id)
 
 
 # -- click history, stored with the segment -------------------------------------------------------

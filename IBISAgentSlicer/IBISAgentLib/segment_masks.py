@@ -1,12 +1,9 @@
-"""A segment's binary labelmap on one slice, read and written as a 2D bool mask.
+"""Segments as the logic needs them: checked, created, compared, measured.
 
-Masks here are bool (rows, cols) in display order, aligned pixel for pixel with the slice image
-of `slice_geometry.SliceGeometry` (row 0 at the top of the view). The whole-volume arrays are
-``[k, j, i]`` uint8 in the reference volume's voxel grid, read and written with
-``slicer.util.arrayFromSegmentBinaryLabelmap`` / ``updateSegmentBinaryLabelmapFromArray``.
-
-`write_slice_mask` changes only the worked slice of only the chosen segment: the rest of the
-segment's voxels are read first and written back unchanged, and other segments are not touched.
+The worked slice itself is read and written by `slice_labelmap.SliceLabelmap`, in the segment's
+own grid. `read_volume_mask` here resamples a whole segment to the reference volume's grid
+(``slicer.util.arrayFromSegmentBinaryLabelmap``, uint8 ``[k, j, i]``): it is for comparing and
+exporting, and nothing it returns is ever written back.
 """
 
 from __future__ import annotations
@@ -24,6 +21,10 @@ def check_segment(segmentation_node, segment_id: str):
     """The vtkSegment ``segment_id`` of ``segmentation_node``, or SegmentError saying what to do."""
     if segmentation_node is None:
         raise SegmentError("No segmentation is selected; choose or create one first.")
+    if segmentation_node.GetScene() is None:
+        raise SegmentError(
+            f"The segmentation '{segmentation_node.GetName()}' is no longer in the scene; choose another one."
+        )
     check_untransformed(segmentation_node, "segmentation")
     segment = segmentation_node.GetSegmentation().GetSegment(segment_id) if segment_id else None
     if segment is None:
@@ -42,50 +43,12 @@ def ensure_segment(segmentation_node, segment_id=None, name: str = "IBISAgent") 
 
 
 def read_volume_mask(segmentation_node, segment_id: str, reference_volume) -> np.ndarray:
-    """The segment as uint8 [k, j, i] (0/1) in the reference volume's voxel grid."""
+    """The whole segment as uint8 [k, j, i] (0/1), resampled to the reference volume's grid."""
     import slicer
 
     check_segment(segmentation_node, segment_id)
     array = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation_node, segment_id, reference_volume)
     return (np.asarray(array) != 0).astype(np.uint8)
-
-
-def read_slice_mask(segmentation_node, segment_id: str, reference_volume, geometry: SliceGeometry) -> np.ndarray:
-    """The segment on the worked slice: bool (rows, cols), display order."""
-    return geometry.extract(read_volume_mask(segmentation_node, segment_id, reference_volume)).astype(bool)
-
-
-def write_volume_mask(segmentation_node, segment_id: str, reference_volume, array_kji: np.ndarray) -> None:
-    """Replace the segment's labelmap with ``array_kji`` (0/1, [k, j, i], reference grid)."""
-    import slicer
-
-    check_segment(segmentation_node, segment_id)
-    slicer.util.updateSegmentBinaryLabelmapFromArray(
-        np.ascontiguousarray(array_kji, dtype=np.uint8), segmentation_node, segment_id, reference_volume
-    )
-
-
-def write_slice_mask(
-    segmentation_node, segment_id: str, reference_volume, geometry: SliceGeometry, mask: np.ndarray
-) -> bool:
-    """Write bool (rows, cols) ``mask`` into the worked slice of the segment only.
-
-    Returns False (and writes nothing) when the slice already holds exactly ``mask``. If the
-    write fails, the segment's previous labelmap is put back before the error is re-raised.
-    """
-    mask = np.asarray(mask)
-    if mask.shape != geometry.shape:
-        raise SegmentError(f"The mask has shape {mask.shape}; the slice has shape {geometry.shape}.")
-    before = read_volume_mask(segmentation_node, segment_id, reference_volume)
-    if np.array_equal(geometry.extract(before).astype(bool), mask.astype(bool)):
-        return False
-    after = geometry.insert(before, mask.astype(np.uint8))
-    try:
-        write_volume_mask(segmentation_node, segment_id, reference_volume, after)
-    except Exception:
-        write_volume_mask(segmentation_node, segment_id, reference_volume, before)
-        raise
-    return True
 
 
 def save_scene_undo_state(segmentation_node) -> bool:

@@ -2,11 +2,14 @@
 
 Runs inside a real Slicer (`Slicer --testing --python-code "import slicer.testing; ..."`):
 checks that the panel loads its .ui with every control, that buttons explain what is missing,
-that the shortcuts are live only while the module is shown; runs the console API
-(IBISAgentLogic with the in-process engine), the module's own flow test (Local mode, no server)
-and the same flow against a local server started from the panel ("Start local server"). For the
-server flow, point $IBISAGENT_SERVER_PYTHON at a Python with `ibisagent[server]` installed, or
-install the server packages into Slicer's Python; the test skips, saying so, otherwise.
+that the shortcuts are live only while the module is shown (and the single letters not while
+typing), that module enters keep one parameter-node connection and that choosing another
+segmentation sticks; runs the console API (IBISAgentLogic with the in-process engine), the
+module's own flow test (Local mode, no server) and the same flow against a local server started
+from the panel ("Start local server"). For the server flow, point $IBISAGENT_SERVER_PYTHON at a
+Python with `ibisagent[server]` installed, or install the server packages into Slicer's Python;
+the test skips, saying so, otherwise. The user's remembered settings and Server fields are the
+same after the tests as before.
 """
 
 import os
@@ -49,24 +52,60 @@ class IBISAgentSelfTest(unittest.TestCase):
         self.assertFalse(ui.undoButton.enabled)
         self.assertFalse(ui.stopButton.enabled)
 
-    def test_shortcutsOnlyWhileShown(self):
+    def test_shortcutsOnlyWhileShownAndNotWhileTyping(self):
+        import qt
+
         shortcuts = self.widget._shortcuts
         self.assertEqual(set(shortcuts), {"accept", "next", "undo", "flip", "finish"})
+        self.widget.ui.continueButton.setFocus()
+        slicer.app.processEvents()
         self.assertTrue(all(s.enabled for s in shortcuts.values()))
+        self.widget.ui.requestLineEdit.setFocus()  # typing: the single letters give their keys back
+        slicer.app.processEvents()
+        if qt.QApplication.focusWidget() is self.widget.ui.requestLineEdit:  # focus needs an active window
+            self.assertFalse(shortcuts["accept"].enabled or shortcuts["next"].enabled or shortcuts["flip"].enabled)
+            self.assertTrue(shortcuts["undo"].enabled and shortcuts["finish"].enabled)
         slicer.util.selectModule("Data")
         self.assertFalse(any(s.enabled for s in shortcuts.values()))
         slicer.util.selectModule("IBISAgent")
-        self.assertTrue(all(s.enabled for s in shortcuts.values()))
+        self.assertTrue(shortcuts["undo"].enabled)
+
+    def test_oneParameterNodeConnectionAcrossEnters(self):
+        node = self.widget._parameterNode
+        tag = self.widget._parameterNodeGuiTag
+        self.assertIsNotNone(tag)  # a real tag in every Slicer version (connectParametersToGui)
+        for _ in range(3):
+            slicer.util.selectModule("Data")
+            slicer.util.selectModule("IBISAgent")
+        self.assertIs(self.widget._parameterNode.parameterNode, node.parameterNode)
+        self.assertEqual(self.widget._parameterNodeGuiTag, tag)
+        self.assertEqual(list(node._parameterGUIs), [tag])
+
+    def test_choosingAnotherSegmentationSticks(self):
+        import IBISAgent
+
+        test = IBISAgent.IBISAgentTest()
+        volume, first, _firstId, _truth = test._makeVolumeAndSegment()
+        second = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "second")
+        secondId = second.GetSegmentation().AddEmptySegment("other")
+        self.widget.ui.segmentationSelector.setCurrentNode(first)
+        self.widget.ui.segmentationSelector.setCurrentNode(second)
+        slicer.app.processEvents()
+        self.assertIs(self.widget._parameterNode.segmentation, second)
+        self.assertEqual(self.widget._parameterNode.segmentId, secondId)
+        self.assertIs(self.widget.ui.segmentationSelector.currentNode(), second)
 
     def test_consoleLogic(self):
         """What the README shows for the Python console: the logic alone, no panel, no server."""
         import numpy as np
 
         import IBISAgent
-        from IBISAgentLib.logic import LOCAL_ENGINE_REQUIREMENTS, IBISAgentLogic, missingRequirements
+        from IBISAgentLib import requirements
+        from IBISAgentLib.logic import IBISAgentLogic
 
-        if missingRequirements(LOCAL_ENGINE_REQUIREMENTS):
-            self.skipTest("Skipped: the in-process agent needs " + ", ".join(missingRequirements(LOCAL_ENGINE_REQUIREMENTS)))
+        missing = requirements.missing(requirements.engine_requirements())
+        if missing:
+            self.skipTest("Skipped: the in-process agent needs " + ", ".join(missing))
         volume, segmentation, segmentId, _truth = IBISAgent.IBISAgentTest()._makeVolumeAndSegment()
         before = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume).copy()
         logic = IBISAgentLogic()
@@ -76,7 +115,7 @@ class IBISAgentSelfTest(unittest.TestCase):
 
         logic.startEpisode(volume, segmentation, segmentId, "Segment the bright blob.", view="Red")
         proposal = logic.proposeNext()
-        if proposal.get("click"):
+        if proposal.click is not None:
             self.assertEqual(logic.flipProposal(), 0)
             logic.flipProposal(0)
             logic.acceptProposal()
@@ -103,39 +142,42 @@ class IBISAgentSelfTest(unittest.TestCase):
         """Start a local server from the panel, then the panel's flow against it."""
         import IBISAgent
         from ibisagent import protocol
-        from IBISAgentLib.logic import SERVER_REQUIREMENTS, missingRequirements
+        from IBISAgentLib import requirements
+        from IBISAgentLib.local_server import port_in_use
 
         widget = self.widget
         serverPython = os.environ.get("IBISAGENT_SERVER_PYTHON", "")
-        if not serverPython and missingRequirements(SERVER_REQUIREMENTS):
+        missing = requirements.missing(requirements.server_requirements())
+        if not serverPython and missing:
             self.skipTest(
-                "Skipped: Slicer's Python lacks the server packages " + ", ".join(missingRequirements(SERVER_REQUIREMENTS))
+                "Skipped: Slicer's Python lacks the server packages " + ", ".join(missing)
                 + ". Set IBISAGENT_SERVER_PYTHON to a Python with 'ibisagent[server]' installed."
             )
         with socket.socket() as probe:
             probe.bind((protocol.DEFAULT_HOST, 0))
             port = probe.getsockname()[1]
-        widget.ui.agentModeComboBox.currentIndex = IBISAgent.AGENT_MODE_SERVER
-        widget.ui.serverPythonLineEdit.text = serverPython
-        widget.ui.serverUrlLineEdit.text = f"http://{protocol.DEFAULT_HOST}:{port}"
-        widget.ui.serverArgumentsLineEdit.text = ""
-        widget.ui.tokenLineEdit.text = ""
-        widget._saveSettings()
         test = IBISAgent.IBISAgentTest()
         test.setUp()
-        widget.ui.startServerButton.click()
-        try:
-            deadline = time.monotonic() + IBISAgent.SERVER_START_TIMEOUT_S
-            while not widget.isServerReady():
-                self.assertLess(time.monotonic(), deadline, "the local server did not become ready")
-                slicer.app.processEvents()
-                time.sleep(0.05)
-            self.assertTrue(widget.logic.pingServer())
-            test.runFlow(widget)
-            self.assertTrue(widget.ui.connectionStatusLabel.text.startswith("Connected"))
-        finally:
-            widget.stopLocalServer()
+        with test.keptPanelFields(widget):
+            widget.ui.agentModeComboBox.currentIndex = IBISAgent.AGENT_MODE_SERVER
+            widget.ui.serverPythonLineEdit.text = serverPython
+            widget.ui.serverUrlLineEdit.text = f"http://{protocol.DEFAULT_HOST}:{port}"
+            widget.ui.serverArgumentsLineEdit.text = ""
+            widget.ui.tokenLineEdit.text = ""
+            widget.ui.startServerButton.click()
+            try:
+                deadline = time.monotonic() + IBISAgent.SERVER_START_TIMEOUT_S
+                while not widget.isServerReady():
+                    self.assertLess(time.monotonic(), deadline, "the local server did not become ready")
+                    slicer.app.processEvents()
+                    time.sleep(0.05)
+                self.assertTrue(widget.logic.pingServer())
+                test.runFlow(widget)
+                self.assertTrue(widget.ui.connectionStatusLabel.text.startswith("Connected"))
+            finally:
+                widget.stopLocalServer()
         self.assertFalse(widget._serverRunning())
+        self.assertFalse(port_in_use(protocol.DEFAULT_HOST, port))  # the real server is gone, not just its launcher
 
 
 if __name__ == "__main__":

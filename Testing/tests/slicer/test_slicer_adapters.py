@@ -1,4 +1,4 @@
-"""Segment <-> slice mask, markups read-back, click history tags, undo snapshots, export."""
+"""Segment slices in the segment's own grid, markups read-back, click history tags, export."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import pytest
 import SimpleITK as sitk
 import slicer
 import vtk
+from vtk.util.numpy_support import vtk_to_numpy
 
 from slicer_scene import ORIENTATIONS, add_segmentation, add_volume, make_ijk_to_ras, place_view_on_voxel
 
 from IBISAgentLib import export, proposal_markups, segment_masks
 from IBISAgentLib.slice_geometry import SliceGeometryError, slice_geometry, vtk_matrix_to_numpy
-from IBISAgentLib.undo import SliceUndoStack
+from IBISAgentLib.slice_labelmap import SegmentError, SliceLabelmap
 from ibisagent.clicks import AGENT, USER, USER_MOVED, Click
 
 SHAPE_KJI = (6, 7, 9)
@@ -38,11 +39,11 @@ def _setup(scene, orientation="flipped-permuted", view="Yellow"):
 @pytest.mark.parametrize("view", ["Red", "Yellow", "Green"])
 def test_write_touches_only_the_slice_of_the_segment(scene, view):
     volume, segmentation, ids, first, second, geometry = _setup(scene, view=view)
-    read = segment_masks.read_slice_mask(segmentation, ids[0], volume, geometry)
-    assert np.array_equal(read, geometry.extract(first).astype(bool))
+    labelmap = SliceLabelmap(segmentation, ids[0], volume, geometry)
+    assert np.array_equal(labelmap.read(), geometry.extract(first).astype(bool))
     new = np.zeros(geometry.shape, dtype=bool)
     new[1:3, 2:5] = True
-    assert segment_masks.write_slice_mask(segmentation, ids[0], volume, geometry, new)
+    assert labelmap.write(new)
     after_first = segment_masks.read_volume_mask(segmentation, ids[0], volume)
     after_second = segment_masks.read_volume_mask(segmentation, ids[1], volume)
     assert np.array_equal(after_second, second)
@@ -50,32 +51,129 @@ def test_write_touches_only_the_slice_of_the_segment(scene, view):
     untouched = np.ones(SHAPE_KJI, dtype=bool)
     untouched[geometry.kji_index()] = False
     assert np.array_equal(after_first[untouched], first[untouched])
-    # Writing the same mask again changes nothing and reports so.
-    assert not segment_masks.write_slice_mask(segmentation, ids[0], volume, geometry, new)
-
-
-def test_undo_stack_is_bit_exact(scene):
-    volume, segmentation, ids, first, _, geometry = _setup(scene)
-    stack = SliceUndoStack()
-    masks = [segment_masks.read_slice_mask(segmentation, ids[0], volume, geometry)]
-    rng = np.random.default_rng(5)
-    for step in range(3):
-        stack.push(masks[-1], step)
-        new = rng.random(geometry.shape) > 0.5
-        segment_masks.write_slice_mask(segmentation, ids[0], volume, geometry, new)
-        masks.append(new)
-    for expected in reversed(masks[:-1]):
-        snapshot = stack.pop()
-        segment_masks.write_slice_mask(segmentation, ids[0], volume, geometry, snapshot.mask)
-        assert np.array_equal(segment_masks.read_slice_mask(segmentation, ids[0], volume, geometry), expected)
-    assert stack.pop() is None
+    # Writing the same mask again changes nothing and reports so; the baseline comes back exactly.
+    assert not labelmap.write(new)
+    assert labelmap.write(labelmap.baseline)
     assert np.array_equal(segment_masks.read_volume_mask(segmentation, ids[0], volume), first)
+
+
+def _fine_segment(scene, segmentation, segment_id, volume, factor=2, seed=3):
+    """Give the segment a labelmap ``factor`` times finer than the volume (as Segment Editor >
+    Specify geometry with oversampling does): voxel centres subdivide the volume's cells."""
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(ijk_to_ras)
+    coarse = vtk_matrix_to_numpy(ijk_to_ras)
+    fine = coarse.copy()
+    fine[:3, :3] = coarse[:3, :3] / factor
+    fine[:3, 3] = coarse[:3, 3] - (0.5 - 0.5 / factor) * coarse[:3, :3].sum(axis=1)
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(fine[r, c]))
+    image = slicer.vtkOrientedImageData()
+    image.SetGeometryFromImageToWorldMatrix(matrix)
+    shape = tuple(factor * n for n in SHAPE_KJI)
+    image.SetExtent(0, shape[2] - 1, 0, shape[1] - 1, 0, shape[0] - 1)
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    voxels = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(shape)
+    voxels[...] = np.random.default_rng(seed).random(shape) > 0.5
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    segmentation.GetSegmentation().ClearSegment(segment_id)
+    assert logic.SetBinaryLabelmapToSegment(image, segmentation, segment_id, logic.MODE_REPLACE)
+    return fine, voxels.copy()
+
+
+def _own_grid(segmentation, segment_id, shape):
+    image = segmentation.GetBinaryLabelmapInternalRepresentation(segment_id)
+    extent = image.GetExtent()
+    data = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(tuple(reversed(image.GetDimensions())))
+    full = np.zeros(shape, np.uint8)
+    full[extent[4]:extent[5] + 1, extent[2]:extent[3] + 1, extent[0]:extent[1] + 1] = data
+    matrix = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    return full, vtk_matrix_to_numpy(matrix)
+
+
+@pytest.mark.parametrize("view", ["Red", "Yellow", "Green"])
+def test_a_finer_segment_keeps_its_grid_and_every_other_voxel(scene, view):
+    volume, segmentation, ids, _first, second, geometry = _setup(scene, "lps", view)
+    grid, voxels = _fine_segment(scene, segmentation, ids[0], volume)
+    labelmap = SliceLabelmap(segmentation, ids[0], volume, geometry)
+    blocks = voxels.reshape(SHAPE_KJI[0], 2, SHAPE_KJI[1], 2, SHAPE_KJI[2], 2).sum(axis=(1, 3, 5))
+    assert np.array_equal(labelmap.read(), geometry.extract(blocks >= 4))  # half or more of the 8
+    new = labelmap.read()
+    new[:3, :4] = ~new[:3, :4]
+    assert labelmap.write(new) and np.array_equal(labelmap.read(), new)
+    after, matrix = _own_grid(segmentation, ids[0], voxels.shape)
+    assert np.allclose(matrix, grid)  # still the segment's own, finer grid
+    slab = np.zeros(SHAPE_KJI, bool)
+    slab[geometry.kji_index()] = True
+    slab = slab.repeat(2, 0).repeat(2, 1).repeat(2, 2)
+    assert np.array_equal(after[~slab], voxels[~slab])  # every voxel outside the slab, bit for bit
+    # Pixels the write did not change keep their fine voxels too.
+    kept = np.zeros(SHAPE_KJI, bool)
+    kept[geometry.kji_index()] = (new == labelmap.baseline)
+    kept = kept.repeat(2, 0).repeat(2, 1).repeat(2, 2)
+    assert np.array_equal(after[kept], voxels[kept])
+    assert np.array_equal(segment_masks.read_volume_mask(segmentation, ids[1], volume), second)
+    # Going back restores the fine voxels exactly (undo in the segment's own grid).
+    labelmap.write(labelmap.baseline)
+    assert np.array_equal(_own_grid(segmentation, ids[0], voxels.shape)[0], voxels)
+
+
+def test_an_empty_segment_grows_on_the_reference_grid(scene):
+    volume, segmentation, _ids, _first, _second, geometry = _setup(scene, "permuted", "Green")
+    segment_id = segmentation.GetSegmentation().AddEmptySegment("new", "new")
+    labelmap = SliceLabelmap(segmentation, segment_id, volume, geometry)
+    assert not labelmap.read().any()
+    mask = np.zeros(geometry.shape, bool)
+    mask[1:4, 2:6] = True
+    assert labelmap.write(mask) and np.array_equal(labelmap.read(), mask)
+    whole = segment_masks.read_volume_mask(segmentation, segment_id, volume)
+    assert whole.sum() == mask.sum() and np.array_equal(geometry.extract(whole).astype(bool), mask)
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    assert np.allclose(_own_grid(segmentation, segment_id, SHAPE_KJI)[1], vtk_matrix_to_numpy(matrix))
+
+
+def test_a_shared_layer_neighbour_is_never_overwritten(scene):
+    volume, segmentation, ids, _first, _second, geometry = _setup(scene, "ras", "Red")
+    shared = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, ids[1], volume)
+    segmentation.GetSegmentation().CollapseBinaryLabelmaps(False)  # one layer where they do not overlap
+    labelmap = SliceLabelmap(segmentation, ids[0], volume, geometry)
+    everything = np.ones(geometry.shape, bool)
+    labelmap.write(everything)
+    assert labelmap.read().all()
+    assert np.array_equal(segment_masks.read_volume_mask(segmentation, ids[1], volume), shared)
+
+
+def test_grids_that_do_not_follow_the_volume_are_refused(scene):
+    volume, segmentation, ids, _first, _second, geometry = _setup(scene, "ras", "Red")
+    for name, matrix in (("rotated", make_ijk_to_ras([[0.8, -0.6, 0], [0.6, 0.8, 0], [0, 0, 1]])),
+                         ("coarser", make_ijk_to_ras(np.eye(3), (3.0, 3.0, 3.0)))):
+        other = add_volume(scene, np.zeros((3, 3, 3), np.int16), matrix, name=name)
+        segment_id = segmentation.GetSegmentation().AddEmptySegment(name, name)
+        image = slicer.vtkOrientedImageData()
+        image.SetGeometryFromImageToWorldMatrix(_vtk(other))
+        image.SetExtent(0, 2, 0, 2, 0, 2)
+        image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+        image.GetPointData().GetScalars().Fill(1)
+        logic = slicer.vtkSlicerSegmentationsModuleLogic
+        assert logic.SetBinaryLabelmapToSegment(image, segmentation, segment_id, logic.MODE_REPLACE)
+        with pytest.raises(SegmentError, match=("rotated" if name == "rotated" else "coarser")):
+            SliceLabelmap(segmentation, segment_id, volume, geometry)
+
+
+def _vtk(volume):
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    return matrix
 
 
 def test_missing_segment_is_a_clear_error(scene):
     volume, segmentation, _, _, _, geometry = _setup(scene)
     with pytest.raises(segment_masks.SegmentError, match="no segment"):
-        segment_masks.read_slice_mask(segmentation, "nope", volume, geometry)
+        SliceLabelmap(segmentation, "nope", volume, geometry)
 
 
 def _move(node, index, ras):
@@ -146,8 +244,10 @@ def test_history_survives_seg_nrrd_and_exports_have_geometry(scene, tmp_path):
     assert proposal_markups.read_history(segmentation, ids[0]) == [json.loads(json.dumps(entry))]
     assert proposal_markups.clicks_on_slice([entry], geometry) == [Click(1, 2, True, AGENT), Click(0, 0, False, USER)]
 
+    nodes_before = scene.GetNumberOfNodes()
     written = export.save_segment(segmentation, ids[0], str(tmp_path / "case"), volume)
     assert [p.rsplit("/", 1)[1] for p in written] == ["case.seg.nrrd", "case.nii.gz"]
+    assert scene.GetNumberOfNodes() == nodes_before  # no labelmap, display or _ColorTable node left
 
     # NIfTI labelmap: same voxels and the volume's geometry (ITK reads LPS).
     image = sitk.ReadImage(written[1])

@@ -8,11 +8,12 @@ import SimpleITK as sitk
 import slicer
 
 from slicer_agents import DiskSegmenter, ScriptedPolicy, SimulatedPolicy, point
-from slicer_scene import ORIENTATIONS, add_segmentation, add_volume, make_ijk_to_ras, place_view_on_voxel
+from slicer_scene import ORIENTATIONS, add_segmentation, add_volume, free_port, make_ijk_to_ras, place_view_on_voxel
 
 from IBISAgentLib import AgentStepError, SliceGeometryError, proposal_markups, segment_masks
 from IBISAgentLib.logic import IBISAgentLogic
 from IBISAgentLib.slice_geometry import slice_geometry
+from IBISAgentLib.slice_labelmap import SliceLabelmap
 from ibisagent.clicks import AGENT, USER, USER_MOVED, Click
 
 SHAPE_KJI = (12, 20, 24)
@@ -74,10 +75,10 @@ def test_normalised_click_shown_on_expected_voxel(scene, view):
     logic = local_logic(ScriptedPolicy([point(0.3125, 0.8)]))
     logic.startEpisode(volume, segmentation, ids[0], view=view)
     proposal = logic.proposeNext()
-    geometry = logic.episode.geometry
+    geometry = logic.workedSlice.geometry
     rows, cols = geometry.shape
-    assert (proposal["click"]["x"], proposal["click"]["y"]) == (int(0.3125 * cols), int(0.8 * rows))
-    node = logic.episode.markups.proposals
+    assert (proposal.click.x, proposal.click.y) == (int(0.3125 * cols), int(0.8 * rows))
+    node = logic.workedSlice.markups.proposals
     assert node.GetNumberOfControlPoints() == 1
     shown = np.array(node.GetNthControlPointPosition(0))
     expected_ijk = geometry.pixel_to_ijk(int(0.3125 * cols), int(0.8 * rows))
@@ -89,19 +90,19 @@ def test_markups_edits_reach_the_agent_exactly(scene):
     volume, segmentation, ids, _ = make_case(scene, "flipped-permuted", "Yellow")
     logic = local_logic(ScriptedPolicy([point(0.5, 0.5), point(0.25, 0.25, False)]))
     logic.startEpisode(volume, segmentation, ids[0], view="Yellow")
-    geometry = logic.episode.geometry
-    markups = logic.episode.markups
+    geometry = logic.workedSlice.geometry
+    markups = logic.workedSlice.markups
     logic.proposeNext()
     # Move the proposal two pixels right, flip it, add a user point of each polarity.
-    proposed = Click.from_dict(logic.episode.proposal["click"])
+    proposed = logic.workedSlice.pending.click
     markups.proposals.SetNthControlPointPosition(0, *[float(v) for v in geometry.pixel_to_ras(proposed.x + 2, proposed.y)])
     markups.flip(0)
     markups.add_user_point(1, 1, True)
     markups.add_user_point(3, 2, False)
     step = logic.acceptProposal()
     expected = [Click(proposed.x + 2, proposed.y, False, USER_MOVED), Click(1, 1, True, USER), Click(3, 2, False, USER)]
-    assert logic.episode.session.clicks == expected
-    assert step["decision"] == "edited"
+    assert logic.workedSlice.clicks == expected
+    assert step.decision == "edited"
     # Accepted points are now locked and shown; the proposal list is empty.
     assert markups.proposals.GetNumberOfControlPoints() == 0
     assert markups.accepted.GetNumberOfControlPoints() == 3 and markups.accepted.GetLocked()
@@ -110,14 +111,14 @@ def test_markups_edits_reach_the_agent_exactly(scene):
     markups.proposals.RemoveNthControlPoint(0)
     markups.add_user_point(4, 4, True)
     logic.acceptProposal()
-    assert logic.episode.session.clicks[-1] == Click(4, 4, True, USER)
-    logic.episode.session.episode.policy.texts.append(point(0.1, 0.1))
+    assert logic.workedSlice.clicks[-1] == Click(4, 4, True, USER)
+    logic.workedSlice.session.policy.texts.append(point(0.1, 0.1))
     proposal = logic.proposeNext()
     logic.acceptProposal()
-    assert logic.episode.session.clicks[-1] == Click(proposal["click"]["x"], proposal["click"]["y"], True, AGENT)
+    assert logic.workedSlice.clicks[-1] == Click(proposal.click.x, proposal.click.y, True, AGENT)
     # The history on the segment holds every click with its origin.
     history = proposal_markups.read_history(segmentation, ids[0])
-    assert [Click.from_dict(c) for h in history for c in h["clicks"]] == logic.episode.session.clicks
+    assert [Click.from_dict(c) for h in history for c in h["clicks"]] == logic.workedSlice.clicks
     logic.finish()
 
 
@@ -136,8 +137,8 @@ def test_undo_is_bit_exact(scene):
         now = snapshot(segmentation, ids, volume)
         assert all(np.array_equal(a, b) for a, b in zip(now, masks))
         assert proposal_markups.read_history(segmentation, ids[0]) == history
-        assert np.array_equal(logic.episode.session.mask, logic.episode.geometry.extract(masks[0]).astype(bool))
-    assert not logic.undo()
+        assert np.array_equal(logic.workedSlice.mask, logic.workedSlice.geometry.extract(masks[0]).astype(bool))
+    assert not logic.undo() and not logic.state()["can_undo"]
     logic.finish()
 
 
@@ -181,7 +182,7 @@ def test_failure_leaves_segment_untouched(scene):
         logic2.continueMask(volume, segmentation, ids[0], view="Red", maxSteps=5)
     assert all(np.array_equal(a, b) for a, b in zip(snapshot(segmentation, ids, volume), before))
     assert proposal_markups.read_history(segmentation, ids[0]) == history_before
-    assert logic2.episode is None
+    assert logic2.workedSlice is None
     # Invalid model output: step-wise it raises, in one go it ends the run keeping good steps.
     logic3 = local_logic(ScriptedPolicy(["no grammar at all"]))
     logic3.startEpisode(volume, segmentation, ids[0], view="Red")
@@ -194,7 +195,7 @@ def test_failure_leaves_segment_untouched(scene):
     assert result["stop_reason"] == "unparseable" and len(result["steps"]) == 1
     # Server down: a typed error, nothing changed.
     logic5 = IBISAgentLogic()
-    logic5.connect("http://127.0.0.1:9", "token", timeout=2)
+    logic5.connect(f"http://127.0.0.1:{free_port()}", "token", timeout=2)
     current = snapshot(segmentation, ids, volume)
     with pytest.raises(AgentStepError) as down:
         logic5.continueMask(volume, segmentation, ids[0], view="Red")
@@ -220,12 +221,13 @@ def test_hand_edits_between_steps_are_continued_from(scene):
     logic.startEpisode(volume, segmentation, ids[0], view="Red")
     logic.proposeNext()
     logic.acceptProposal()
-    geometry = logic.episode.geometry
-    edited = segment_masks.read_slice_mask(segmentation, ids[0], volume, geometry)
+    geometry = logic.workedSlice.geometry
+    hand = SliceLabelmap(segmentation, ids[0], volume, geometry)  # what the Segment Editor would do
+    edited = hand.read()
     edited[0:3, 0:3] = True
-    segment_masks.write_slice_mask(segmentation, ids[0], volume, geometry, edited)
+    hand.write(edited)
     logic.proposeNext()
-    assert np.array_equal(logic.episode.session.mask, edited)
+    assert np.array_equal(logic.workedSlice.mask, edited)
     logic.finish()
 
 

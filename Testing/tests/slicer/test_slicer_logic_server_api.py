@@ -15,7 +15,8 @@ pytest.importorskip("uvicorn", reason="the agent server needs the 'server' extra
 
 from slicer_agents import DiskSegmenter, ScriptedPolicy, point  # noqa: E402
 from test_slicer_logic import make_case, snapshot  # noqa: E402
-from slicer_server import TOKEN, Server, _free_port, remote_logic  # noqa: E402
+from slicer_scene import free_port  # noqa: E402
+from slicer_server import TOKEN, Server, remote_logic  # noqa: E402
 
 from IBISAgentLib import AgentStepError  # noqa: E402
 from IBISAgentLib.logic import IBISAgentLogic  # noqa: E402
@@ -26,12 +27,18 @@ from ibisagent.clicks import USER, USER_MOVED, Click  # noqa: E402
 def test_ping_is_true_for_a_running_server_and_never_raises(server):
     assert remote_logic(server).pingServer() is True
     down = IBISAgentLogic()
-    down.connect(f"http://127.0.0.1:{_free_port()}", TOKEN, timeout=5)
+    down.connect(f"http://127.0.0.1:{free_port()}", TOKEN, timeout=5)
     assert down.pingServer(timeout=1.0) is False
-    nonsense = IBISAgentLogic()
-    nonsense.connect("not a url at all", None)
-    assert nonsense.pingServer(timeout=1.0) is False
     assert IBISAgentLogic().pingServer() is True  # the in-process engine is always there
+
+
+@pytest.mark.parametrize("url", ["", "   ", "not a url at all", "127.0.0.1:8765"])
+def test_a_missing_or_malformed_server_url_is_refused_not_run_locally(url):
+    logic = IBISAgentLogic()
+    logic.connect("http://127.0.0.1:8765")
+    with pytest.raises(ValueError, match="must look like http://127.0.0.1:8765"):
+        logic.connect(url)
+    assert logic.serverUrl == "http://127.0.0.1:8765"  # still the server it had, never the local engine
 
 
 def test_server_info_says_what_the_server_runs(server):
@@ -52,7 +59,7 @@ def test_server_info_failures_are_typed(server):
         wrong.serverInfo()
     assert error.value.kind == "authentication"
     down = IBISAgentLogic()
-    down.connect(f"http://127.0.0.1:{_free_port()}", TOKEN, timeout=5)
+    down.connect(f"http://127.0.0.1:{free_port()}", TOKEN, timeout=5)
     with pytest.raises(AgentStepError) as error:
         down.serverInfo()
     assert error.value.kind == "unavailable"
@@ -76,8 +83,8 @@ def test_flip_proposal_reaches_the_server(scene, server):
         logic.flipProposal()
     logic.startEpisode(volume, segmentation, ids[0], view="Red")
     proposal = logic.proposeNext()
-    col, row = proposal["click"]["x"], proposal["click"]["y"]
-    markups = logic.episode.markups
+    col, row = proposal.click.x, proposal.click.y
+    markups = logic.workedSlice.markups
     markups.add_user_point(2, 3, True)
     assert logic.flipProposal() == 1  # default: the newest point
     assert logic.flipProposal(0) == 0
@@ -89,7 +96,7 @@ def test_flip_proposal_reaches_the_server(scene, server):
     assert logic.flipProposal() == 1
     markups.proposals.GetDisplayNode().SetActiveControlPoint(-1)
     logic.acceptProposal()
-    clicks = [Click.from_dict(c) for c in logic.episode.session.state()["clicks"]]
+    clicks = [Click.from_dict(c) for c in logic.workedSlice.session.state()["clicks"]]
     assert clicks == [Click(col, row, False, USER_MOVED), Click(2, 3, True, USER)]
     logic.proposeNext()
     logic.skipProposal()
@@ -125,7 +132,7 @@ def test_agent_calls_run_on_one_worker_and_mrml_stays_on_the_caller(scene):
         assert all(np.array_equal(a, b) for a, b in zip(snapshot(segmentation, ids, volume), before))
         logic.proposeNext()
         step = logic.acceptProposal()
-        assert step["mask_pixels"] > 0
+        assert step.mask_pixels > 0
         logic.finish()
         assert threads and threading.get_ident() not in threads
     finally:

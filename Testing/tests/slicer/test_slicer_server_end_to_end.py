@@ -42,21 +42,21 @@ def test_remote_click_lands_on_expected_voxel_and_edits_reach_server(scene, serv
     server.policy.inner = ScriptedPolicy([point(0.6875, 0.25), point(0.5, 0.5)])
     logic = remote_logic(server)
     logic.startEpisode(volume, segmentation, ids[0], view="Green")
-    geometry = logic.episode.geometry
+    geometry = logic.workedSlice.geometry
     rows, cols = geometry.shape
     proposal = logic.proposeNext()
     col, row = int(0.6875 * cols), int(0.25 * rows)
-    assert (proposal["click"]["x"], proposal["click"]["y"]) == (col, row)
-    shown = np.array(logic.episode.markups.proposals.GetNthControlPointPosition(0))
+    assert (proposal.click.x, proposal.click.y) == (col, row)
+    shown = np.array(logic.workedSlice.markups.proposals.GetNthControlPointPosition(0))
     assert np.allclose(shown, geometry.ijk_to_ras_point(geometry.pixel_to_ijk(col, row)))
     # Drag, flip, add: exactly these reach the server.
-    markups = logic.episode.markups
+    markups = logic.workedSlice.markups
     markups.proposals.SetNthControlPointPosition(0, *[float(v) for v in geometry.pixel_to_ras(col - 1, row + 1)])
     markups.flip(0)
     markups.add_user_point(2, 2, True)
     logic.acceptProposal()
     expected = [Click(col - 1, row + 1, False, USER_MOVED), Click(2, 2, True, USER)]
-    state = logic.episode.session.state()
+    state = logic.workedSlice.session.state()
     assert [Click.from_dict(c) for c in state["clicks"]] == expected
     # Undo over the wire is bit-exact.
     masks_before = snapshot(segmentation, ids, volume)
@@ -64,7 +64,7 @@ def test_remote_click_lands_on_expected_voxel_and_edits_reach_server(scene, serv
     logic.acceptProposal()
     assert logic.undo()
     assert all(np.array_equal(a, b) for a, b in zip(snapshot(segmentation, ids, volume), masks_before))
-    assert [Click.from_dict(c) for c in logic.episode.session.state()["clicks"]] == expected
+    assert [Click.from_dict(c) for c in logic.workedSlice.session.state()["clicks"]] == expected
     assert len(proposal_markups.read_history(segmentation, ids[0])) == 1
     logic.finish()
 
@@ -95,4 +95,4 @@ def test_wrong_token_is_reported(scene, server):
     with pytest.raises(AgentStepError) as error:
         logic.startEpisode(volume, segmentation, ids[0], view="Red")
     assert error.value.kind == "authentication"
-    assert logic.episode is None
+    assert logic.workedSlice is None

@@ -1,0 +1,116 @@
+"""What the in-process engine and a local agent server need, read from the one place it is
+written: the project's ``pyproject.toml``.
+
+The engine in this process needs the package's own dependencies (``[project] dependencies``); a
+server started inside Slicer's Python needs those plus the ``server`` extra. The file sits one
+folder above the module in a source checkout and next to ``IBISAgent.py`` in a built extension
+(the module's CMakeLists.txt installs it there). It is read with ``tomllib`` where Python has it
+(3.11+) and otherwise with `_read_arrays`, which understands the plain string arrays this file
+uses (Slicer 5.6 and 5.8 ship Python 3.9).
+
+Nothing is imported or installed here; the widget asks once with the full list and installs
+with ``slicer.util.pip_install``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from typing import Dict, List, Optional, Sequence
+
+MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYPROJECT_PLACES = (os.path.join(MODULE_DIR, "pyproject.toml"), os.path.join(os.path.dirname(MODULE_DIR), "pyproject.toml"))
+
+#: Distributions whose import name is not their own name (the others import as themselves).
+IMPORT_NAMES = {"pillow": "PIL", "pynrrd": "nrrd"}
+
+
+class RequirementsError(RuntimeError):
+    """The project file with the requirements cannot be found or read."""
+
+
+def find_pyproject() -> str:
+    for path in PYPROJECT_PLACES:
+        if os.path.isfile(path):
+            return path
+    raise RequirementsError(
+        "Cannot find pyproject.toml next to the IBISAgent module (looked in " + ", ".join(PYPROJECT_PLACES)
+        + "); reinstall the extension or use a full checkout."
+    )
+
+
+def _read_arrays(text: str) -> Dict[str, Dict[str, List[str]]]:
+    """``{table: {key: [strings]}}`` for the string-array keys of a TOML text (comments and
+    blank lines allowed, one level of tables)."""
+    tables: Dict[str, Dict[str, List[str]]] = {}
+    table = ""
+    lines = iter(text.splitlines())
+    for line in lines:
+        line = _uncomment(line).strip()
+        header = re.fullmatch(r"\[([^\[\]]+)\]", line)
+        if header:
+            table = header.group(1).strip()
+            continue
+        item = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*=\s*\[(.*)", line)
+        if not item:
+            continue
+        body = item.group(2)
+        while "]" not in body:
+            body += " " + _uncomment(next(lines))
+        tables.setdefault(table, {})[item.group(1)] = re.findall(r'"([^"]*)"', body.split("]")[0])
+    return tables
+
+
+def _uncomment(line: str) -> str:
+    quoted = False
+    for index, char in enumerate(line):
+        if char == '"':
+            quoted = not quoted
+        elif char == "#" and not quoted:
+            return line[:index]
+    return line
+
+
+def read_requirements(extras: Sequence[str] = (), path: Optional[str] = None) -> List[str]:
+    """The project's dependencies plus those of ``extras``, as pip requirement strings."""
+    path = path or find_pyproject()
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    try:
+        import tomllib
+    except ImportError:
+        tables = _read_arrays(text)
+        project = tables.get("project", {})
+        optional = tables.get("project.optional-dependencies", {})
+    else:
+        data = tomllib.loads(text).get("project", {})
+        project, optional = data, data.get("optional-dependencies", {})
+    requirements = list(project.get("dependencies", []))
+    for extra in extras:
+        if extra not in optional:
+            raise RequirementsError(f"{path} has no '{extra}' extra.")
+        requirements += [r for r in optional[extra] if r not in requirements]
+    return requirements
+
+
+def engine_requirements() -> List[str]:
+    """What the in-process engine (heuristic policy, sitk tool) needs."""
+    return read_requirements()
+
+
+def server_requirements() -> List[str]:
+    """What `ibisagent serve` needs in the same Python."""
+    return read_requirements(("server",))
+
+
+def import_name(requirement: str) -> str:
+    """The module a requirement such as "pillow>=9.0" is imported as ("PIL")."""
+    name = re.split(r"[<>=!~;\[\s]", requirement.strip(), maxsplit=1)[0]
+    return IMPORT_NAMES.get(name.lower(), name.replace("-", "_"))
+
+
+def missing(requirements: Sequence[str]) -> List[str]:
+    """The requirements this Python cannot import (a copy Slicer ships counts as present);
+    imports nothing."""
+    return [r for r in requirements if importlib.util.find_spec(import_name(r)) is None]

@@ -1,0 +1,125 @@
+"""The Qt-free support the widget relies on: the agent worker and its GIL-releasing wait, the
+requirements read from pyproject.toml, and the local server child process (started, read,
+stopped as a whole process group, even behind a launcher that ignores SIGTERM)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+from IBISAgentLib import requirements
+from IBISAgentLib.agent_worker import AgentWorker, WaitCancelled, wait_for
+from IBISAgentLib.local_server import LocalServer, LocalServerError, port_in_use
+from slicer_scene import PACKAGE_DIR, ROOT, free_port
+
+
+# -- worker --------------------------------------------------------------------------------------
+def test_calls_run_in_order_on_one_daemon_thread_and_errors_come_back():
+    worker = AgentWorker()
+    seen = []
+    futures = [worker.submit(lambda n=n: seen.append((n, threading.current_thread().name)) or n) for n in range(5)]
+    assert [wait_for(f) for f in futures] == list(range(5))
+    assert [n for n, _ in seen] == list(range(5)) and len({name for _, name in seen}) == 1
+    assert worker._thread.daemon  # a hung call can never keep the application from quitting
+    failing = worker.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        wait_for(failing)
+    worker.shutdown()
+
+
+def test_the_wait_ticks_the_event_loop_and_cancel_leaves_the_call_running():
+    worker = AgentWorker()
+    release = threading.Event()
+    future = worker.submit(lambda: release.wait(30) and "done")
+    ticks, slow = [], []
+    with pytest.raises(WaitCancelled):
+        wait_for(future, tick=lambda: ticks.append(1), should_cancel=lambda: len(ticks) >= 3,
+                 on_slow=lambda: slow.append(1), slow_after=0.0)
+    assert len(ticks) == 3 and slow == [1] and worker.busy and not future.done()
+    release.set()
+    assert wait_for(future) == "done"
+    worker.shutdown()
+
+
+# -- requirements ----------------------------------------------------------------------------------
+def test_requirements_come_from_pyproject_with_or_without_tomllib(monkeypatch):
+    tomllib = pytest.importorskip("tomllib")
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
+        project = tomllib.load(handle)["project"]
+    assert requirements.engine_requirements() == project["dependencies"]
+    assert requirements.server_requirements() == project["dependencies"] + project["optional-dependencies"]["server"]
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # Python 3.9, as in Slicer 5.6 and 5.8
+    assert requirements.server_requirements() == project["dependencies"] + project["optional-dependencies"]["server"]
+    with pytest.raises(requirements.RequirementsError, match="no 'nonsense' extra"):
+        requirements.read_requirements(("nonsense",))
+
+
+def test_missing_requirements_are_found_by_import_name():
+    assert requirements.import_name("pillow>=9.0") == "PIL" and requirements.import_name("SimpleITK>=2.2") == "SimpleITK"
+    assert requirements.missing(["numpy>=1.22", "pillow>=9.0", "surely-not-installed-ibis>=1"]) == [
+        "surely-not-installed-ibis>=1"]
+
+
+# -- local server --------------------------------------------------------------------------------
+posix_only = pytest.mark.skipif(os.name == "nt", reason="process groups are POSIX; Windows uses taskkill /T")
+
+
+def _launcher(tmp_path):
+    """A stand-in for PythonSlicer: a launcher that ignores SIGTERM (passes nothing on) and runs
+    the real interpreter as its child."""
+    path = tmp_path / "PythonSlicer"
+    path.write_text(
+        f"#!{sys.executable}\n"
+        "import signal, subprocess, sys\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"sys.exit(subprocess.call([{sys.executable!r}] + sys.argv[1:],\n"
+        "                          preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)))\n"
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
+@posix_only
+def test_local_server_behind_a_launcher_starts_logs_and_stops_freeing_its_port(tmp_path):
+    pytest.importorskip("uvicorn", reason="the agent server needs the 'server' extra (fastapi, uvicorn)")
+    port = free_port()
+    server = LocalServer(_launcher(tmp_path), port, module_dir=PACKAGE_DIR, token="local-test-token",
+                         environment=dict(os.environ, XDG_CONFIG_HOME=str(tmp_path)),
+                         log_path=str(tmp_path / "server.log"))
+    server.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not server.ready():
+            assert server.running, "\n".join(server.read_output())
+            assert time.monotonic() < deadline, "the local server did not become ready"
+            time.sleep(0.2)
+        group = os.getpgid(server.pid)
+        assert group != os.getpgid(0)  # its own process group, not Slicer's
+        lines = server.read_output()
+        assert any(str(port) in line for line in lines), lines
+        assert server.read_output() == []  # nothing is read twice
+        with pytest.raises(LocalServerError, match="already running"):
+            server.start()
+    finally:
+        server.stop()
+    assert not port_in_use("127.0.0.1", port)
+    with pytest.raises(ProcessLookupError):  # the launcher and the real server are both gone
+        os.killpg(group, 0)
+    server.stop()  # twice is fine
+
+
+def test_a_port_held_by_someone_else_is_reported(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        server = LocalServer(sys.executable, port, log_path=str(tmp_path / "server.log"))
+        with pytest.raises(LocalServerError, match="already in use"):
+            server.start()
+        with pytest.raises(LocalServerError, match="still answers"):
+            server.stop(timeout=0.3)
