@@ -112,8 +112,8 @@ def slicer_parts(size: int, repeats: int, depth: int = 32) -> List[dict]:
     if scene is None:
         return []
     with scene as mrml:
-        from IBISAgentLib.segment_masks import read_slice_mask, write_slice_mask
         from IBISAgentLib.slice_geometry import slice_array, slice_geometry
+        from IBISAgentLib.slice_labelmap import SliceLabelmap
         from slicer_scene import add_segmentation, add_volume, make_ijk_to_ras, place_view_on_voxel
 
         volume_array = np.random.default_rng(0).integers(0, 1000, (depth, size, size)).astype(np.int16)
@@ -121,18 +121,18 @@ def slicer_parts(size: int, repeats: int, depth: int = 32) -> List[dict]:
         segmentation, ids = add_segmentation(mrml, volume)
         place_view_on_voxel(mrml, "Red", volume, (size // 2, size // 2, depth // 2))
         geometry = slice_geometry(volume, "Red", mrml)
+        labelmap = SliceLabelmap(segmentation, ids[0], volume, geometry)
         masks = [np.zeros(geometry.shape, bool), np.zeros(geometry.shape, bool)]
         masks[1][size // 4: size // 2, size // 4: size // 2] = True
         flip = [0]
 
         def write():
             flip[0] ^= 1
-            write_slice_mask(segmentation, ids[0], volume, geometry, masks[flip[0]])
+            labelmap.write(masks[flip[0]])
 
         return [
             dict(part="slicer slice", **stats(time_calls(lambda: slice_array(volume, geometry), repeats))),
-            dict(part="slicer mask read", **stats(time_calls(
-                lambda: read_slice_mask(segmentation, ids[0], volume, geometry), repeats))),
+            dict(part="slicer mask read", **stats(time_calls(labelmap.read, repeats))),
             dict(part="slicer mask write", **stats(time_calls(write, max(3, repeats // 2)))),
         ]
 

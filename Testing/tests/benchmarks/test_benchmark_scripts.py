@@ -80,6 +80,20 @@ def test_goals_and_plots(cpu_results, tmp_path):
         assert any(check["goal"] in line and check["result"] in line for line in table.splitlines()), check["goal"]
 
 
+def test_slicer_step_benchmark_measures_steps_and_writes_against_the_old_round_trip():
+    pytest.importorskip("slicer", reason="the Slicer-side benchmark runs on slicer-core's MRML scene")
+    import bench_slicer_step
+
+    result = bench_slicer_step.run(step_side=32, depths=(4, 12), write_sides=(64,), write_depth=4, steps=4, repeats=3)
+    steps = [r for r in result["rows"] if r["part"].startswith("step")]
+    writes = [r for r in result["rows"] if r["part"] == "slice write"]
+    assert [r["volume"] for r in steps] == ["32x32x4", "32x32x12"] and [r["volume"] for r in writes] == ["64x64x4"]
+    for row in result["rows"]:
+        assert row["p95_ms"] >= row["median_ms"] > 0 and row["old_write_ms"] > 0, row
+    (goal,) = result["goals"]  # the 512 px goal needs a 512 px row; the step ratio is judged on any two depths
+    assert goal["result"] == ("PASS" if goal["ok"] else "FAIL") and "32x32x12 / 32x32x4" in goal["goal"]
+
+
 def test_memory_child_reports_peak_rss():
     row = bench_memory.measure("sitk", steps=1)
     assert "error" not in row, row
