@@ -348,12 +348,19 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The segmentation combo box changed: show its segments, and set segmentation and
         segment together. (This slot runs before the wrapper's own; setting only the segment
         here used to make the wrapper write the old segmentation back.)"""
+        p = self._parameterNode
+        # The same segmentation again (e.g. the wrapper writing the GUI from a loaded scene): keep
+        # the chosen segment rather than the selector's first one.
+        keep = ""
+        if p and node is not None and node is p.segmentation and p.segmentId:
+            keep = p.segmentId if node.GetSegmentation().GetSegment(p.segmentId) is not None else ""
         wasBlocked = self.ui.segmentSelector.blockSignals(True)
         self.ui.segmentSelector.setCurrentNode(node)
-        segmentId = self.ui.segmentSelector.currentSegmentID() or ""
+        if keep:
+            self.ui.segmentSelector.setCurrentSegmentID(keep)
+        segmentId = keep or self.ui.segmentSelector.currentSegmentID() or ""
         self.ui.segmentSelector.blockSignals(wasBlocked)
-        p = self._parameterNode
-        if p:
+        if p and (p.segmentation is not node or p.segmentId != segmentId):
             with slicer.util.NodeModify(p):
                 p.segmentation = node
                 p.segmentId = segmentId
@@ -417,7 +424,11 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         noProposal = "" if pending else "No proposal on screen: press Next step."
         pointsShown = worked is not None and worked.markups.proposals.GetNumberOfControlPoints() > 0
         noPoints = "" if pointsShown else "No proposed point on screen."
-        noUndo = "" if (worked is not None and not self._busy and worked.can_undo) else "Nothing to undo in this episode."
+        try:
+            canUndo = worked is not None and not self._busy and worked.can_undo
+        except Exception:  # noqa: BLE001 - e.g. the segment's geometry changed; the next action says so
+            canUndo = False
+        noUndo = "" if canUndo else "Nothing to undo in this episode."
         rules = {
             self.ui.continueButton: (busy or missing, "Start from the current segment on this slice."),
             self.ui.nextButton: (busy or missing or noEpisode, "Ask the agent for its next click."),

@@ -16,7 +16,9 @@ from IBISAgentLib import AgentStepError, proposal_markups  # noqa: E402
 from IBISAgentLib.logic import IBISAgentLogic  # noqa: E402
 from IBISAgentLib.slice_geometry import slice_geometry  # noqa: E402
 from ibisagent.clicks import USER, USER_MOVED, Click  # noqa: E402
-from slicer_server import Server, remote_logic  # noqa: E402
+from slicer_server import TOKEN, Server, remote_logic  # noqa: E402
+
+from ibisagent.client import AgentClient  # noqa: E402
 
 
 @pytest.mark.parametrize("view,orientation", [("Red", "flipped-permuted"), ("Yellow", "lps"), ("Green", "permuted")])
@@ -96,3 +98,26 @@ def test_wrong_token_is_reported(scene, server):
         logic.startEpisode(volume, segmentation, ids[0], view="Red")
     assert error.value.kind == "authentication"
     assert logic.workedSlice is None
+
+
+def test_undo_after_the_server_forgot_the_session_is_exact(scene, server):
+    volume, segmentation, ids, _ = make_case(scene, "lps", "Red")
+    server.policy.inner = ScriptedPolicy([point(0.5, 0.5), point(0.3, 0.3), point(0.7, 0.6)])
+    logic = remote_logic(server)
+    logic.startEpisode(volume, segmentation, ids[0], view="Red")
+    states = [snapshot(segmentation, ids, volume)]
+    for _ in range(2):
+        logic.proposeNext()
+        logic.acceptProposal()
+        states.append(snapshot(segmentation, ids, volume))
+    session = logic.workedSlice.session
+    with AgentClient(server.url, TOKEN) as other:  # the server forgets the session (as after a restart)
+        other.call("DELETE", f"/v1/sessions/{session.id}")
+    logic.proposeNext()  # rebuilt on the way, from the local mask
+    logic.acceptProposal()
+    assert session.rebuilds == 1 and len(logic.state()["steps"]) == 3
+    for expected in reversed(states):
+        assert logic.undo()
+        assert all(np.array_equal(a, b) for a, b in zip(snapshot(segmentation, ids, volume), expected))
+    assert not logic.state()["can_undo"] and proposal_markups.read_history(segmentation, ids[0]) == []
+    logic.finish()

@@ -46,6 +46,22 @@ def test_the_wait_ticks_the_event_loop_and_cancel_leaves_the_call_running():
     worker.shutdown()
 
 
+# -- error kinds ---------------------------------------------------------------------------------
+def test_error_kinds_come_from_the_clients_types_not_their_names():
+    from ibisagent import client
+
+    from IBISAgentLib.agent_sessions import classify
+
+    class ServerBusyError(RuntimeError):  # same name as the client's, another type
+        pass
+
+    assert classify(client.ServerBusyError("full")) == "busy"
+    assert classify(client.SessionExpiredError("gone")) == "expired"
+    assert classify(client.BadRequestError("no")) == "bad-request"
+    assert classify(ServerBusyError("not the client's")) == "engine"
+    assert classify(TimeoutError()) == "timeout" and classify(ConnectionRefusedError()) == "unavailable"
+
+
 # -- requirements ----------------------------------------------------------------------------------
 def test_requirements_come_from_pyproject_with_or_without_tomllib(monkeypatch):
     tomllib = pytest.importorskip("tomllib")
