@@ -7,6 +7,11 @@ recomputing its embedding), a mask
 mask returns a `MaskUpdate`: the delta from the published mask to the new one, so per-step
 responses carry only the changed box.
 
+With ``ibisagent serve --record DIR`` each session is also recorded for training: the episode is
+wrapped in a `ibisagent.training.recorder.RecordingSession`, which writes every applied step at
+once and removes undone ones, and `finish_record` writes the final mask and the IoUs when the
+session ends (closed, expired, or the server stopping).
+
 Locking: ``lock`` serialises everything done to this session. Model calls (open, propose, apply,
 run) run on the thread of the session's own worker (never another, so the image state is only
 ever used by the engine that made it) and take ``lock`` there; calls that need no model (state,
@@ -26,15 +31,20 @@ import numpy as np
 from .. import mask_codec
 from ..clicks import Click
 from ..episode import Episode
+from ..training.recorder import RecordingSession, TrainingRecorder
 from .worker import Engine, ModelWorker
 
 
 class AgentSession:
     def __init__(self, session_id: str, episode: Episode, image_state: object, image_meta: Dict[str, Any],
-                 worker: ModelWorker) -> None:
+                 worker: ModelWorker, recording: Optional[RecordingSession] = None) -> None:
         self.id = session_id
         self.worker = worker
+        #: The engine's episode (the worker's tool and policy are set on it); read for the state.
         self.episode = episode
+        #: What every call goes through: the episode, or the `RecordingSession` around it while
+        #: the session is recorded for training.
+        self._session = episode if recording is None else recording
         self.image_state = image_state
         self.image_meta = image_meta
         self.lock = threading.Lock()
@@ -47,24 +57,29 @@ class AgentSession:
     # -- model calls: run on the worker thread ---------------------------------------------------
     @classmethod
     def open(cls, engine: Engine, worker: ModelWorker, session_id: str, image: np.ndarray, request: str,
-             mask: Optional[np.ndarray], max_steps: int, image_meta: Dict[str, Any]) -> "AgentSession":
+             mask: Optional[np.ndarray], max_steps: int, image_meta: Dict[str, Any],
+             record_dir: Optional[str] = None) -> "AgentSession":
         """Compute the image's embedding once, on ``worker`` (whose engine is ``engine``), and
-        start the episode from ``mask`` (or nothing)."""
+        start the episode from ``mask`` (or nothing); with ``record_dir``, record it there.
+
+        Each session has a recorder of its own, so a long-running server keeps nothing of the
+        sessions that ended."""
         engine.segmenter.set_image(image)
         state = engine.segmenter.image_state()
         episode = Episode(image, engine.segmenter, engine.policy, request, mask, max_steps, image_is_set=True)
-        return cls(session_id, episode, state, image_meta, worker)
+        recording = None if record_dir is None else TrainingRecorder(record_dir).wrap(episode, source="server")
+        return cls(session_id, episode, state, image_meta, worker, recording)
 
     def propose(self, engine: Engine) -> Dict[str, Any]:
         with self.lock:
             self._activate(engine)
-            proposal = self.episode.propose()
+            proposal = self._session.propose()
             return dict(_proposal(proposal.to_dict()), stop_reason=self.episode.stop_reason)
 
     def apply(self, engine: Engine, clicks: List[Click]) -> Dict[str, Any]:
         with self.lock:
             self._activate(engine)
-            step = self.episode.apply(clicks)
+            step = self._session.apply(clicks)
             return {
                 "step": _step(step.to_dict()),
                 "mask": self._publish(),
@@ -76,7 +91,7 @@ class AgentSession:
         with self.lock:
             self._activate(engine)
             before = len(self.episode.steps)
-            result = self.episode.run(max_steps)
+            result = self._session.run(max_steps)
             return {
                 "steps": [_step(s.to_dict()) for s in result.steps[before:]],
                 "stop_reason": result.stop_reason,
@@ -93,19 +108,42 @@ class AgentSession:
     # -- no model needed: run on a pool thread ---------------------------------------------------
     def skip(self) -> None:
         with self.lock:
-            self.episode.skip()
+            self._session.skip()
 
     def undo(self) -> Dict[str, Any]:
         with self.lock:
-            undone = self.episode.undo()
+            undone = self._session.undo()
             return {"undone": undone, "mask": self._publish(), "can_undo": self.episode.can_undo}
 
     def replace_mask(self, data: bytes) -> Dict[str, Any]:
         """``data``: a full mask, or a delta against the current mask (mask_codec)."""
         with self.lock:
             mask = mask_codec.decode_mask(data, base=self.episode.mask)
-            self.episode.replace_mask(mask)
+            self._session.replace_mask(mask)
             return {"mask": self._publish(), "can_undo": self.episode.can_undo}
+
+    # -- the training record ---------------------------------------------------------------------
+    @property
+    def recorded(self) -> bool:
+        """The session is being recorded for training (until `finish_record` or `discard_record`)."""
+        return self._session is not self.episode
+
+    def finish_record(self) -> Optional[str]:
+        """Write the record's final mask and every step's IoU against it, and stop recording;
+        returns the record folder. Called once, when the session ends; later calls (and any step
+        still applied afterwards) record nothing and return None."""
+        with self.lock:
+            recording, self._session = self._session, self.episode
+            if recording is self.episode:
+                return None
+            return recording.finish()
+
+    def discard_record(self) -> None:
+        """Delete the record (the session never reached a client) and stop recording."""
+        with self.lock:
+            recording, self._session = self._session, self.episode
+            if recording is not self.episode:
+                recording.recording.discard()
 
     def full_mask(self) -> Dict[str, Any]:
         with self.lock:

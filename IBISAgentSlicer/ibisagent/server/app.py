@@ -25,6 +25,10 @@ Concurrency model (see also `worker.py` and `agent_session.py`):
   plain read of a flag) answers at once with ``ready: false``; model calls get 503 until every
   worker has its engine.
 - A reaper task ends sessions idle longer than ``session_ttl_s``.
+- With ``settings.record_dir`` (``ibisagent serve --record DIR``) every session is recorded for
+  training: its steps are written as they are applied (on the threads that apply them), and its
+  record is finished exactly once when the store ends the session (closed, expired, or at
+  shutdown, which waits for those records to be written).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Callable, Optional
 from fastapi import FastAPI
 
 from .. import __version__, protocol
+from ..training.recorder import TrainingRecorder
 from .body_limit import BodyLimit
 from .deps import ServerState
 from .errors import install_handlers
@@ -54,13 +59,16 @@ ROUTERS = (health.router, sessions.router, steps.router)
 def make_app(settings: Settings, engine_factory: Optional[EngineFactory] = None,
              clock: Callable[[], float] = time.monotonic) -> FastAPI:
     """Build the server. ``engine_factory`` defaults to the policy and tool named in ``settings``;
-    ``clock`` (seconds) times the session leases (tests pass one they can advance)."""
+    ``clock`` (seconds) times the session leases (tests pass one they can advance). A
+    ``settings.record_dir`` that is a file raises ValueError."""
+    if settings.record_dir is not None:
+        TrainingRecorder(settings.record_dir)  # refuses a file, creates the folder: before any session
     factory = engine_factory or engine_factory_from_settings(settings)
     workers = WorkerPool(factory, settings.workers, settings.max_queue)
     state = ServerState(
         settings=settings,
         store=SessionStore(settings.session_ttl_s, settings.max_sessions, clock=clock,
-                           on_end=lambda session: workers.release(session.worker)),
+                           on_end=lambda session: state.session_ended(session)),
         workers=workers,
     )
 
@@ -74,6 +82,7 @@ def make_app(settings: Settings, engine_factory: Optional[EngineFactory] = None,
             for task in (reaper, loading):
                 task.cancel()
             state.store.clear()
+            await state.finish_records()
             workers.shutdown()
 
     app = FastAPI(

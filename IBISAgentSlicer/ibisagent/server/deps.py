@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Iterator, Optional, TypeVar
 
 from fastapi import Depends, Path, Request
@@ -28,11 +29,14 @@ T = TypeVar("T")
 
 @dataclass
 class ServerState:
-    """What the routes share; one per app, built by `make_app`."""
+    """What the routes share; one per app, built by `make_app`. ``record_writer``: the thread
+    that finishes training records (see `session_ended`); it starts on first use."""
 
     settings: Settings
     store: SessionStore
     workers: WorkerPool
+    record_writer: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="ibisagent-records"))
 
     def busy(self, why: str) -> ApiError:
         return ApiError(
@@ -50,11 +54,26 @@ class ServerState:
             self.store.add(session)
         except TooManySessions as error:
             self.workers.release(worker)
+            session.discard_record()  # no client ever saw this session
             raise self.busy(str(error)) from None
         except BaseException:
             self.workers.release(worker)
             raise
         return session
+
+    def session_ended(self, session: AgentSession) -> None:
+        """The store ended ``session`` (closed, expired, or the server stopping; called once per
+        session, from whichever thread looked it up): free its worker slot, and finish its
+        training record on the record writer, since that reads and writes files and waits for
+        the session lock, which a model call may hold."""
+        self.workers.release(session.worker)
+        if session.recorded:
+            self.record_writer.submit(_finish_record, session)
+
+    async def finish_records(self) -> None:
+        """Wait until every training record handed to the record writer is written (at shutdown,
+        after the store ended the last sessions)."""
+        await asyncio.to_thread(self.record_writer.shutdown, True)
 
     async def session_call(self, session: AgentSession, job: Callable[..., T], *args: Any) -> T:
         """A model call for ``session`` on its own worker: while it runs the session counts as
@@ -97,6 +116,16 @@ class ServerState:
             self.store.check_room()
         except TooManySessions as error:
             raise self.busy(str(error)) from None
+
+
+def _finish_record(session: AgentSession) -> None:
+    try:
+        folder = session.finish_record()
+    except Exception:  # noqa: BLE001 - a record that cannot be written must not stop the server
+        log.exception("finishing the training record of session %s failed", session.id)
+    else:
+        if folder:
+            log.info("session %s recorded for training in %s", session.id, folder)
 
 
 def get_state(request: Request) -> ServerState:

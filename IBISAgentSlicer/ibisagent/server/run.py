@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 
 from .. import __version__, protocol
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="model worker threads, each with its own copy of the policy and tool (default: 1 for "
                      "GPU models, min(2, CPU cores) for the CPU-only heuristic/openai policy with sitk/growcut)")
     net.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    net.add_argument("--record", metavar="DIR",
+                     help="record every session for training into this local folder: one trajectory record per "
+                     "session, each applied step written at once, undone steps removed (off unless given)")
     add_engine_arguments(parser, policies=SERVABLE_POLICIES)
 
 
@@ -63,13 +67,14 @@ def run(args: argparse.Namespace) -> int:
             session_ttl_s=args.session_ttl, reaper_interval_s=min(30.0, args.session_ttl / 4),
             max_sessions=args.max_sessions,
             workers=default_workers(args.policy, args.segmenter) if args.workers is None else args.workers,
+            record_dir=args.record,
         )
+        app = make_app(settings)
     except (ValueError, TokenFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(startup_message(settings, source), flush=True)
-    uvicorn.run(make_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-                timeout_keep_alive=KEEP_ALIVE_S)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_keep_alive=KEEP_ALIVE_S)
     return 0
 
 
@@ -86,6 +91,9 @@ def startup_message(settings, token_source: str) -> str:
     if token_source != FROM_ARGUMENT:
         lines.append(f"  clients on this machine find it by themselves: AgentClient({url!r}) or "
                      f"set {protocol.TOKEN_ENV}=<token> elsewhere.")
+    if settings.record_dir is not None:
+        lines.append(f"  recording every session for training into {os.path.abspath(settings.record_dir)}"
+                     " (this disk only).")
     if not _is_loopback(settings.host):
         lines.append("  warning: listening beyond this machine; anyone who can reach the port and holds the token"
                      " can send images. Prefer an SSH tunnel to 127.0.0.1.")

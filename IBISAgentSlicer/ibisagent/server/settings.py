@@ -7,7 +7,7 @@ small caps and short lifetimes. Nothing is read at import time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from .. import protocol
 
@@ -18,7 +18,9 @@ class Settings:
     seconds after which a session is reaped. ``max_queue``: model jobs waiting for one worker
     before new ones for it get 503. ``max_sessions``: live sessions before new ones get 503.
     ``workers``: model worker threads, each with its own engine (`ibisagent serve` picks the
-    default with `worker.default_workers`; tests and direct callers get exactly what they ask)."""
+    default with `worker.default_workers`; tests and direct callers get exactly what they ask).
+    ``record_dir``: a local folder where every session is recorded for training (one trajectory
+    record per session, see `ibisagent.training.records`); None (the default) records nothing."""
 
     token: str
     host: str = protocol.DEFAULT_HOST
@@ -35,6 +37,7 @@ class Settings:
     workers: int = 1
     max_run_steps: int = 100
     retry_after_s: int = 2
+    record_dir: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -45,3 +48,5 @@ class Settings:
             raise ValueError("session_ttl_s and reaper_interval_s must be positive.")
         if self.max_sessions < 1 or self.max_queue < 1 or self.workers < 1:
             raise ValueError("max_sessions, max_queue and workers must be at least 1.")
+        if self.record_dir is not None and not str(self.record_dir).strip():
+            raise ValueError("The record folder is empty; give --record the folder to record sessions into.")

@@ -8,12 +8,16 @@ bookkeeping, and every mask is predictable from (image, clicks) alone.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
+import httpx
 import numpy as np
 import uvicorn
+from ibisagent import protocol
 from ibisagent.actions import NEGATIVE, POSITIVE, TERMINATE, Action, format_response
 from ibisagent.annotator import next_click
 from ibisagent.policies.base import Observation, Policy
@@ -166,3 +170,23 @@ def start_fake_server(delay_s: float = 0.0, clock=time.monotonic, **settings) ->
     options = dict(token=TOKEN, reaper_interval_s=0.2)
     options.update(settings)
     return ServerThread(make_app(Settings(**options), lambda: fake_engine(delay_s), clock=clock))
+
+
+def start_serve_process(port: int, env: dict, options: Sequence[str] = ()) -> subprocess.Popen:
+    """The real `ibisagent serve` (its default heuristic policy and sitk tool, plus ``options``)
+    in a child process whose output is piped; returns once it says it is ready."""
+    command = [sys.executable, "-m", "ibisagent.cli", "serve", "--port", str(port), "--token", TOKEN,
+               "--log-level", "warning", *options]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{protocol.HEALTH}", timeout=1).json()["ready"]:
+                return process
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError("server exited: " + process.stdout.read())
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not become ready")

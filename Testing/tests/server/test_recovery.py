@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 import types
 
-import httpx
 import numpy as np
 import pytest
-from ibisagent import protocol
 from ibisagent.clicks import Click
 from ibisagent.client import AgentClient, ServerUnavailableError
 from ibisagent.server.sessions import SessionGone, SessionStore
-from server_fakes import TOKEN, FakeClock, blob_image, free_port, start_fake_server
+from server_fakes import TOKEN, FakeClock, blob_image, free_port, start_fake_server, start_serve_process
 
 TTL = 60.0
 
@@ -113,29 +108,11 @@ def test_the_store_expires_only_idle_sessions():
         store.get("busy")
 
 
-def _start(port: int, env: dict) -> subprocess.Popen:
-    command = [sys.executable, "-m", "ibisagent.cli", "serve", "--port", str(port), "--token", TOKEN,
-               "--log-level", "warning"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}{protocol.HEALTH}", timeout=1).json()["ready"]:
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError("server exited: " + process.stdout.read())
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not become ready")
-
-
 def test_server_killed_and_restarted_mid_episode(tmp_path):
     """Runs the real `ibisagent serve` (heuristic policy, sitk tool) in a child process."""
     port = free_port()
     env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path))
-    first = _start(port, env)
+    first = start_serve_process(port, env)
     try:
         with AgentClient(f"http://127.0.0.1:{port}", token=TOKEN, timeout=60) as client:
             image = blob_image(96, 96, centre=(48, 48), radius=20)
@@ -151,7 +128,7 @@ def test_server_killed_and_restarted_mid_episode(tmp_path):
             with pytest.raises(ServerUnavailableError, match="ibisagent serve"):
                 session.propose()
             assert np.array_equal(session.mask, before)
-            second = _start(port, env)
+            second = start_serve_process(port, env)
             try:
                 session.propose()  # the new server never heard of the session: rebuilt
                 assert session.rebuilds == 1 and np.array_equal(session.mask, before)

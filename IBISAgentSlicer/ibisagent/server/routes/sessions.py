@@ -58,7 +58,8 @@ async def open_session(body: CreateSessionRequest, state: State) -> SessionState
     state.room_for_session()
     image, mask = await state.quick_call(_decode_upload, body)
     session = await state.open_session(
-        AgentSession.open, state.store.new_id(), image, body.request, mask, body.max_steps, body.image_meta
+        AgentSession.open, state.store.new_id(), image, body.request, mask, body.max_steps, body.image_meta,
+        state.settings.record_dir,
     )
     return await state.quick_call(_state, state, session)
 
