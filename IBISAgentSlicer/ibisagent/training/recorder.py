@@ -32,6 +32,11 @@ from ..session import ACCEPTED, EDITED, USER_ONLY, run_until_stop
 from . import records
 
 
+class RecordWriteError(RuntimeError):
+    """A step could not be written to its record (disk full, folder removed...). The step was
+    taken back, so the session and its record still agree."""
+
+
 class TrainingRecorder:
     """Records episodes into ``folder`` (created if needed; one sub-folder per episode).
 
@@ -206,8 +211,10 @@ class EpisodeRecording:
         return self.folder
 
     def discard(self) -> None:
-        """Delete this record entirely (the person chose not to keep it)."""
+        """Delete this record entirely (the person chose not to keep it); its steps no longer
+        count in `TrainingRecorder.recorded_steps`."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        del self.steps[:]
 
 
 class RecordingSession:
@@ -244,11 +251,21 @@ class RecordingSession:
         return self._session.propose()
 
     def apply(self, clicks: Sequence[Click]):
+        """Apply ``clicks`` and record the step. When the record cannot be written the step is
+        undone and `RecordWriteError` raised: a session never holds a step its record lacks
+        (`undo` keeps the two aligned by counting steps)."""
         before = np.array(self._session.mask, dtype=bool)
         chain_start = not self._session.clicks
         step = self._session.apply(clicks)
-        self.recording.add_step(before, step.clicks, self._session.mask, step.proposal, chain_start, step.seconds,
-                                step.decision)
+        try:
+            self.recording.add_step(before, step.clicks, self._session.mask, step.proposal, chain_start,
+                                    step.seconds, step.decision)
+        except OSError as error:
+            self._session.undo()
+            raise RecordWriteError(
+                f"The step could not be recorded for training in {self.recording.folder} ({error}), so it was "
+                "taken back; turn recording off or choose another record folder."
+            ) from error
         return step
 
     def skip(self) -> None:

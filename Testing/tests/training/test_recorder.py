@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -20,7 +21,7 @@ from ibisagent.metrics import iou
 from ibisagent.policies.base import Policy
 from ibisagent.segmenters import build_segmenter
 from ibisagent.training import records
-from ibisagent.training.recorder import TrainingRecorder
+from ibisagent.training.recorder import RecordWriteError, TrainingRecorder
 
 SOURCE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "IBISAgentSlicer")
 
@@ -113,6 +114,20 @@ def test_run_through_the_wrapper_records_every_step_and_a_terminate_answer(tmp_p
     record = records.read_record(session.finish())
     assert record.meta["done"] and record.meta["final_proposal"]["action"] == "Terminate"
     assert len(record.steps) == 2 and record.meta["policy"] == "fixed" and record.meta["segmenter"] == "sitk"
+
+
+def test_a_step_that_cannot_be_recorded_is_taken_back(tmp_path):
+    recorder = TrainingRecorder(str(tmp_path / "rec"))
+    inner, _ = episode([(30.5 / 112, 30.5 / 80, True), (80.5 / 112, 50.5 / 80, True)])
+    session = recorder.wrap(inner, source="console")
+    session.apply([session.propose().click])
+    kept = inner.mask.copy()
+    shutil.rmtree(os.path.join(session.recording.folder, records.STEPS_DIR))  # e.g. the folder was removed
+    with pytest.raises(RecordWriteError, match="taken back; turn recording off"):
+        session.apply([session.propose().click])
+    assert len(inner.steps) == len(session.recording.steps) == 1 and np.array_equal(inner.mask, kept)
+    session.recording.discard()
+    assert recorder.recorded_steps == 0 and not os.path.exists(session.recording.folder)
 
 
 def test_bad_input_is_refused_clearly(tmp_path):
