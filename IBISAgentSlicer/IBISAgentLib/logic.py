@@ -11,6 +11,11 @@ markup point), the user edits points, `acceptProposal` (applies exactly the poin
 `skipProposal`; `undo`; `finish`. `runSteps` accepts what is on screen for several steps.
 `flipProposal` flips a proposed point; `pingServer` and `serverInfo` check the agent.
 
+Recording for training (off by default): `setTrainingRecord(folder)` records every step the user
+applies (accepted or edited) into a local folder, one trajectory record per episode, finished
+when the episode ends; skipped proposals leave no trace and undone steps are removed
+(`training_record`). ``recordedSteps`` counts them.
+
 State: the running episode is ``logic.workedSlice`` (`worked_slice.WorkedSlice`), whose agent
 session owns mask, clicks, steps and undo; `state` reports it. It ends by itself when its
 volume, segmentation or segment is removed or the scene closes, and `startEpisode` always
@@ -42,6 +47,7 @@ from . import export, segment_masks
 from .agent_sessions import AgentStepError, classify, close_quietly, open_local_episode, open_remote_session
 from .slice_geometry import slice_geometry, slice_rgb
 from .slice_labelmap import SliceLabelmap
+from .training_record import TrainingRecord, end_recording
 from .worked_slice import WorkedSlice, step_record
 
 try:  # Inside Slicer: behave like any scripted module logic.
@@ -69,6 +75,8 @@ class IBISAgentLogic(_LogicBase):
         self.policyOptions: dict = {}
         self.segmenterOptions: dict = {}
         self.workedSlice: Optional[WorkedSlice] = None
+        #: While recording for training is on: where and how (see `setTrainingRecord`).
+        self.trainingRecord: Optional[TrainingRecord] = None
         #: Called with a one-line reason when the episode ends by itself (its nodes went away).
         self.episodeEndedCallback: Optional[Callable[[str], None]] = None
 
@@ -179,6 +187,13 @@ class IBISAgentLogic(_LogicBase):
         self.workedSlice = WorkedSlice(volumeNode, segmentationNode, segmentId, geometry, labelmap, session, client,
                                        self._agent, self.log)
         self.workedSlice.watch(self._onWorkedSliceGone)
+        if self.trainingRecord is not None:
+            try:
+                self.trainingRecord.start_recording(self.workedSlice, client)
+            except Exception as error:  # noqa: BLE001 - never an unrecorded episode behind the user's back
+                self._endWorkedSlice()
+                raise ValueError(f"The training record could not be started in {self.trainingRecord.folder} ({error}); "
+                                 "turn off Record for training or choose another folder.") from error
         return self.state()
 
     def _onWorkedSliceGone(self) -> None:
@@ -196,6 +211,7 @@ class IBISAgentLogic(_LogicBase):
         if worked is None:
             return
         worked.close()
+        end_recording(worked, log=self.log)
         try:
             self.startAgentCall(lambda: close_quietly(worked.session, worked.client))
         except Exception:  # noqa: BLE001 - ending must never fail
@@ -312,11 +328,52 @@ class IBISAgentLogic(_LogicBase):
         worked = self.workedSlice
         if worked is None:
             return
+        end_recording(worked, keep=False, log=self.log)  # none of its steps is kept in the segment
         try:
             if worked.alive():
                 worked.restore_initial()
         finally:
             self._endWorkedSlice()
+
+    # -- recording for training ------------------------------------------------------------------
+    def setTrainingRecord(self, folder: Optional[str], source: str = "console") -> None:
+        """Record for training into ``folder`` (a folder on this computer, created if needed), or
+        stop recording (None or ""). Every step the user applies is written at once (accepted
+        or edited proposals, the user's own clicks), with the exact image and mask the model was
+        shown; a skipped proposal leaves no trace and an undone step is removed. Each episode's
+        record is finished against the mask kept when the episode ends. ``source``: "panel" or
+        "console", kept in each record. Nothing is ever sent anywhere.
+
+        A running episode follows at once: its record so far is finished, and recording into
+        the new folder (if any) starts from its current mask. Setting the same folder again
+        changes nothing. Raises ValueError (one sentence) for a folder that cannot be used."""
+        folder = str(folder or "").strip()
+        current = self.trainingRecord
+        if folder and current is not None and current.source == source and (
+                os.path.abspath(os.path.expanduser(folder)) == current.folder):
+            return
+        record = TrainingRecord(folder, source) if folder else None
+        worked = self.workedSlice
+        if worked is not None:
+            end_recording(worked, log=self.log)
+        self.trainingRecord = record
+        if record is None:
+            self.log("Recording for training is off.")
+            return
+        self.log(f"Recording every applied step for training in {record.folder} "
+                 f"({record.folder_steps} step(s) there so far).")
+        if worked is not None:
+            record.start_recording(worked, worked.client)
+
+    @property
+    def recordedSteps(self) -> int:
+        """Steps recorded for training since recording was turned on (undone ones removed)."""
+        return self.trainingRecord.recorded_steps if self.trainingRecord is not None else 0
+
+    @property
+    def recordFolderSteps(self) -> int:
+        """Steps in the whole record folder (0 while recording is off)."""
+        return self.trainingRecord.folder_steps if self.trainingRecord is not None else 0
 
     # -- in one go ----------------------------------------------------------------------------
     def continueMask(self, volumeNode, segmentationNode, segmentId, request: str = "", view="Red",

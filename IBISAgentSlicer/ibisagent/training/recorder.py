@@ -225,6 +225,11 @@ class RecordingSession:
         self._session = session
         self.recording = recording
 
+    @property
+    def wrapped(self) -> Any:
+        """The session being recorded (to go on without recording, use it instead)."""
+        return self._session
+
     # The Session interface's state, read from (and, for stop_reason, written to) the wrapped one.
     mask = property(lambda self: self._session.mask)
     initial_mask = property(lambda self: self._session.initial_mask)
