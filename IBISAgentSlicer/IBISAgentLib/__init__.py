@@ -14,6 +14,7 @@ One module per concern:
 - `requirements`: what the in-process engine and a local server need (from pyproject.toml).
 - `export`: .seg.nrrd and NIfTI labelmap files.
 - `batch_io`: image/mask files loaded as batch cases.
+- `training_record`: "Record for training": the worked slice's session recorded into a local folder.
 - `logic`: `IBISAgentLogic`, used by the module widget, the Python console and batch runs.
 
 Modules import ``slicer`` lazily where they can, so importing this package is cheap.
