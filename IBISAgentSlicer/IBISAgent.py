@@ -49,7 +49,8 @@ logger = logging.getLogger("IBISAgent")
 DEFAULT_SERVER_URL = f"http://{protocol.DEFAULT_HOST}:{protocol.DEFAULT_PORT}"
 SETTINGS_GROUP = "IBISAgent"
 #: The application settings the panel remembers (Edit > Application Settings keeps them).
-SETTINGS_KEYS = ("AgentMode", "ServerURL", "Token", "ServerPython", "ServerArguments")
+SETTINGS_KEYS = ("AgentMode", "ServerURL", "Token", "ServerPython", "ServerArguments", "RecordForTraining",
+                 "TrainingRecordFolder")
 #: Seconds of waiting before a cancellable progress dialog appears (the wait cursor is immediate).
 PROGRESS_DIALOG_DELAY_S = 2.0
 #: Seconds a freshly started local server gets to answer its first ping.
@@ -107,6 +108,9 @@ the chosen segment changes, and every step can be undone.</p>
 <p>The agent runs in a local server on this machine (images never leave it): use <b>Start local
 server</b>, or point the URL at a server you started yourself. <b>Local (no server)</b> runs the
 weight-free policy and the classical tool inside Slicer instead.</p>
+<p><b>Record for training</b> (Training section) writes every step you accept or edit, with the
+image the agent saw, into a folder on this computer (skipped proposals are not written, undone
+steps are removed); <code>ibisagent export-training</code> turns the folder into fine-tuning data.</p>
 <p>Keyboard shortcuts (while this module is shown; the single letters not while you type in a
 text field, list or combo box):</p><ul>{help_rows()}</ul>
 <p>See the <a href="https://github.com/ibisagent/IBISAgentSlicer">project page</a>.</p>
@@ -236,10 +240,14 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.finishButton.connect("clicked()", self.onFinish)
         self.ui.saveButton.connect("clicked()", self.onSave)
         self.ui.historyListWidget.connect("currentRowChanged(int)", self.onHistoryRowChanged)
+        # Recording follows the controls; "clicked" and "directorySelected" are the user's own edits.
+        self.ui.recordCheckBox.connect("clicked(bool)", self.onRecordClicked)
+        self.ui.recordFolderButton.connect("directorySelected(QString)", self.onRecordFolderSelected)
 
         self._createShortcuts()
         slicer.app.connect("focusChanged(QWidget*,QWidget*)", self._onFocusChanged)
         self._loadSettings()
+        self._loadTrainingSettings()
         slicer.app.connect("aboutToQuit()", self.stopLocalServer)
         self.initializeParameterNode()
 
@@ -247,6 +255,8 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Called when the application closes and the module widget is destroyed."""
         self.removeObservers()
         self.setParameterNode(None)
+        if self.logic is not None:
+            self.logic.setTrainingRecord(None)  # finishes the running episode's record
         slicer.app.disconnect("focusChanged(QWidget*,QWidget*)", self._onFocusChanged)
         self.stopLocalServer()
         for shortcut in self._shortcuts.values():
@@ -453,6 +463,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         noServer = "Not needed: the agent runs inside Slicer (Local mode)." if self._localMode() else ""
         self.ui.startServerButton.enabled = not self._busy and not (noServer and not running)
         self.ui.startServerButton.toolTip = noServer or "Run the agent server on this computer; it stops with Slicer."
+        self._showTrainingRecord()
 
     # -- settings --------------------------------------------------------------------------
 
@@ -488,6 +499,61 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with contextlib.suppress(ValueError):  # an unusable URL is reported by the buttons and the next action
             self._connectLogic()
         self._updateButtonStates()
+
+    # -- recording for training ------------------------------------------------------------
+
+    def _loadTrainingSettings(self) -> None:
+        """Restore "Record for training" and its folder, and record again if it was on (the
+        Training section then opens, so recording is never out of sight)."""
+        wasBlocked = self.ui.recordCheckBox.blockSignals(True)
+        self.ui.recordCheckBox.checked = self._setting("RecordForTraining") == "on"
+        self.ui.recordCheckBox.blockSignals(wasBlocked)
+        folder = self._setting("TrainingRecordFolder")
+        if folder:
+            wasBlocked = self.ui.recordFolderButton.blockSignals(True)
+            self.ui.recordFolderButton.directory = folder
+            self.ui.recordFolderButton.blockSignals(wasBlocked)
+        self.ui.trainingCollapsibleButton.collapsed = not self.ui.recordCheckBox.checked
+        self._applyTrainingRecord(showErrors=False)
+
+    def onRecordClicked(self, checked) -> None:
+        """The user turned "Record for training" on or off."""
+        qt.QSettings().setValue(f"{SETTINGS_GROUP}/RecordForTraining", "on" if checked else "off")
+        self._applyTrainingRecord()
+
+    def onRecordFolderSelected(self, folder) -> None:
+        """The user chose the record folder."""
+        qt.QSettings().setValue(f"{SETTINGS_GROUP}/TrainingRecordFolder", folder)
+        self._applyTrainingRecord()
+
+    def _applyTrainingRecord(self, showErrors=True) -> None:
+        """Record into the chosen folder while the box is checked, else not (the logic does it)."""
+        folder = self._setting("TrainingRecordFolder")
+        try:
+            self.logic.setTrainingRecord(folder if folder and self.ui.recordCheckBox.checked else None, source="panel")
+        except Exception as error:  # noqa: BLE001 - shown to the user; the box says recording is off
+            self.ui.recordCheckBox.checked = False
+            self._setStatus(f"Not recording for training: {error}")
+            if showErrors:
+                slicer.util.errorDisplay(f"Cannot record for training.\n\n{error}")
+        self._updateButtonStates()
+
+    def _showTrainingRecord(self) -> None:
+        """The Training section: the folder, whether the box can change now, the recorded steps."""
+        folder = self._setting("TrainingRecordFolder")
+        reason = ("Wait for the agent to answer (or press Stop)." if self._busy
+                  else "" if folder else "Choose the record folder first.")
+        self.ui.recordCheckBox.enabled = not reason
+        self.ui.recordCheckBox.toolTip = reason or (
+            "Write every step you accept or edit (the image the agent saw, its proposal, your clicks) into the "
+            "record folder; skipped proposals are not written, undone steps are removed. Nothing leaves this computer.")
+        self.ui.recordFolderButton.enabled = not self._busy
+        self.ui.recordFolderButton.text = folder or "Choose a folder..."
+        if self.logic is None or self.logic.trainingRecord is None:
+            self.ui.recordedStepsLabel.text = "Not recording."
+        else:
+            self.ui.recordedStepsLabel.text = (f"Recording: {self.logic.recordedSteps} step(s) recorded, "
+                                               f"{self.logic.recordFolderSteps} in the folder.")
 
     # -- running work off the main thread --------------------------------------------------
 

@@ -387,6 +387,16 @@ def test_every_widget_the_code_looks_up_exists(ui_tree, source):
     assert not missing, f"{os.path.basename(source)} looks up widgets missing from the .ui: {sorted(missing)}"
 
 
+def test_training_section_has_its_controls(ui_tree):
+    """Record for training: a toggle, a folder picker (a directory button, not a typed path, so
+    no half-typed folder is ever created) and the count of recorded steps, all used by the code."""
+    widgets = _ui_widgets(ui_tree)
+    controls = {"recordCheckBox": "QCheckBox", "recordFolderButton": "ctkDirectoryButton",
+                "recordedStepsLabel": "QLabel"}
+    assert {name: widgets.get(name) for name in controls} == controls
+    assert set(controls) <= _names_looked_up(MODULE_FILE)
+
+
 def _parameter_annotations():
     tree = ast.parse(_read(MODULE_FILE))
     for node in tree.body:

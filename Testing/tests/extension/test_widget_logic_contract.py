@@ -113,3 +113,10 @@ def test_the_check_catches_a_missing_method():
     assert sorted(entry.split(": ")[1] for entry in missing) == [
         "logic.setServer", "logic.startPlacingPoint", "logic.workedSlice.markups.flipAll",
     ]
+
+
+def test_the_training_controls_go_through_the_logic():
+    """Record for training: the panel turns recording on and off and shows the counts through
+    the same logic API the Python console uses."""
+    used = {path[0] for path, _line in logic_uses(_read(MODULE_FILE))}
+    assert {"setTrainingRecord", "trainingRecord", "recordedSteps", "recordFolderSteps"} <= used
