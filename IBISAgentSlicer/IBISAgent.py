@@ -663,7 +663,8 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             info = self.logic.serverInfo()
             where = "In Slicer (no server)" if info.get("local") else "Connected"
             policy, tool, api = (info.get(key, "?") for key in ("policy", "segmenter", "api_version"))
-            self.ui.connectionStatusLabel.text = f"{where}: policy {policy}, tool {tool}, API {api}"
+            recording = "; the server records every session for training" if info.get("records_sessions") else ""
+            self.ui.connectionStatusLabel.text = f"{where}: policy {policy}, tool {tool}, API {api}{recording}"
             self._setStatus("Agent ready.")
 
     def onContinue(self) -> None:

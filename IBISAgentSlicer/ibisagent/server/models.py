@@ -183,3 +183,5 @@ class InfoResponse(BaseModel):
     device: str
     capabilities: Dict[str, bool]
     limits: Dict[str, float]
+    records_sessions: bool = Field(
+        False, description="The server writes every session to a local folder for training (serve --record).")

@@ -58,6 +58,7 @@ def test_every_session_is_recorded_and_finished_once_however_it_ends(tmp_path, f
     with start_fake_server(clock=clock, session_ttl_s=TTL, record_dir=str(folder)) as server:
         store = server.app.state.ibis.store
         with AgentClient(server.url, token=TOKEN) as client:
+            assert client.info()["records_sessions"]  # a client can tell its user
             # Closed by the client: accepted, edited, skipped and undone steps.
             closed = client.open_session(image, "closed")
             first = closed.propose()
@@ -113,6 +114,7 @@ def test_without_record_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with start_fake_server() as server:
         with AgentClient(server.url, token=TOKEN) as client:
+            assert not client.info()["records_sessions"]
             session = client.open_session(blob_image(), "not recorded")
             session.apply([session.propose().click])
             assert not server.app.state.ibis.store.get(session.id).recorded

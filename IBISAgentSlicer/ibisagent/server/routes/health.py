@@ -52,4 +52,5 @@ async def info(state: State) -> InfoResponse:
             "max_run_steps": settings.max_run_steps,
             "workers": len(state.workers.workers),
         },
+        records_sessions=settings.record_dir is not None,
     )
