@@ -27,6 +27,7 @@ ADVICE = {
     "incompatible": "The server's version does not match this module; update one of them.",
     "timeout": "The agent took too long to answer; try again, or raise the timeout.",
     "invalid-output": "The model's answer could not be read; ask again, place a click yourself, or finish.",
+    "record": "Turn off Record for training (Training section) or choose another record folder.",
     "engine": "The agent failed; see the log for details and try again.",
 }
 
@@ -49,8 +50,10 @@ class AgentStepError(RuntimeError):
 def classify(error: BaseException) -> str:
     """The `ADVICE` kind for an exception raised by a session or the client."""
     from ibisagent import client
+    from ibisagent.training.recorder import RecordWriteError
 
     typed = (
+        (RecordWriteError, "record"),
         (client.ServerUnavailableError, "unavailable"),
         (client.AuthenticationError, "authentication"),
         (client.SessionExpiredError, "expired"),

@@ -267,10 +267,8 @@ class RecordingSession:
                                     step.seconds, step.decision)
         except OSError as error:
             self._session.undo()
-            raise RecordWriteError(
-                f"The step could not be recorded for training in {self.recording.folder} ({error}), so it was "
-                "taken back; turn recording off or choose another record folder."
-            ) from error
+            raise RecordWriteError(f"The step could not be recorded for training in {self.recording.folder} "
+                                   f"({error}), so it was taken back; stop recording or record elsewhere.") from error
         return step
 
     def skip(self) -> None:

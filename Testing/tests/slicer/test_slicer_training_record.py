@@ -5,6 +5,7 @@ skipped proposals are not, undo removes, the count follows, and recording off wr
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -174,3 +175,19 @@ def test_remote_episode_records_what_the_servers_model_saw(scene, server, tmp_pa
     assert record.steps[1]["clicks"][0]["origin"] == USER
     assert np.array_equal(record.final_mask(), kept)
     assert_model_saw(record, policy.seen[:2])
+
+
+def test_a_step_that_cannot_be_recorded_leaves_the_segment_as_it_was(scene, tmp_path):
+    volume, segmentation, ids, _ = make_case(scene, "lps", "Red")
+    logic = local_logic(ScriptedPolicy([point(0.5, 0.5), point(0.3, 0.3)]))
+    logic.setTrainingRecord(str(tmp_path))
+    logic.startEpisode(volume, segmentation, ids[0], view="Red")
+    logic.proposeNext()
+    logic.acceptProposal()
+    before = logic.workedSlice.labelmap.read()
+    shutil.rmtree(records.find_records(str(tmp_path))[0])  # e.g. the folder was deleted meanwhile
+    logic.proposeNext()
+    with pytest.raises(AgentStepError, match="Turn off Record for training") as failure:
+        logic.acceptProposal()
+    assert failure.value.kind == "record"
+    assert np.array_equal(logic.workedSlice.labelmap.read(), before) and len(logic.workedSlice.steps) == 1

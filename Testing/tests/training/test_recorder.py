@@ -123,7 +123,7 @@ def test_a_step_that_cannot_be_recorded_is_taken_back(tmp_path):
     session.apply([session.propose().click])
     kept = inner.mask.copy()
     shutil.rmtree(os.path.join(session.recording.folder, records.STEPS_DIR))  # e.g. the folder was removed
-    with pytest.raises(RecordWriteError, match="taken back; turn recording off"):
+    with pytest.raises(RecordWriteError, match="taken back; stop recording or record elsewhere"):
         session.apply([session.propose().click])
     assert len(inner.steps) == len(session.recording.steps) == 1 and np.array_equal(inner.mask, kept)
     session.recording.discard()
