@@ -6,7 +6,9 @@ several servers with fakes side by side. Nothing heavy happens until the app sta
 Concurrency model (see also `worker.py` and `agent_session.py`):
 
 - The asyncio event loop does I/O, auth, session lookup and lease renewal only. The session
-  table and the per-worker session counts are touched only from it, so they have no lock.
+  table and the per-worker session counts are touched only from it, so they have no lock:
+  whatever touches them (the session-lookup dependency included) is ``async def``, because
+  FastAPI runs a plain ``def`` dependency on a pool thread.
 - ``settings.workers`` model worker threads each own an engine of their own (policy + tool,
   built by ``engine_factory`` on that thread). A session is pinned at creation to the worker
   with the fewest sessions, and all its model calls run on that worker, in arrival order, so

@@ -1,6 +1,10 @@
 """Request dependencies, so each route is a few lines: auth is one parameter, the session
 lookup (with lease renewal and the 410 for a gone session) another, and engine calls go through
-one helper that turns engine errors into protocol errors."""
+one helper that turns engine errors into protocol errors.
+
+The session table and the worker session counts belong to the event loop thread (see
+`sessions.py`): whatever touches them here is ``async def`` or runs inside a coroutine, never in
+a plain ``def`` dependency (FastAPI runs those on its thread pool) or in a `quick_call` job."""
 
 from __future__ import annotations
 
@@ -63,7 +67,7 @@ class ServerState:
 
     def session_ended(self, session: AgentSession) -> None:
         """The store ended ``session`` (closed, expired, or the server stopping; called once per
-        session, from whichever thread looked it up): free its worker slot, and finish its
+        session, on the event loop like every store call): free its worker slot, and finish its
         training record on the record writer, since that reads and writes files and waits for
         the session lock, which a model call may hold."""
         self.workers.release(session.worker)
@@ -167,7 +171,10 @@ Authorized = Depends(require_token)
 SessionId = Annotated[str, Path(pattern=protocol.SESSION_ID_PATTERN, description="32 lowercase hex characters.")]
 
 
-def lookup_session(session_id: SessionId, state: State) -> AgentSession:
+async def lookup_session(session_id: SessionId, state: State) -> AgentSession:
+    """The live session (renewing its lease), or 410. ``async`` on purpose: FastAPI runs a plain
+    ``def`` dependency on a pool thread, and the session table (which this may change, ending an
+    expired session) belongs to the event loop."""
     try:
         return state.store.get(session_id)
     except SessionGone as error:

@@ -1,6 +1,9 @@
 """The table of live sessions, their leases, and the reaper that ends idle ones.
 
-Touched only from the asyncio event loop (one thread), so it needs no lock. Every successful
+Touched only from the asyncio event loop thread, so it needs no lock: its callers are the
+reaper task, the ``async`` session-lookup dependency and route coroutines, never a pool thread
+(a plain ``def`` FastAPI dependency or a `ServerState.quick_call` job would be one; a lookup
+there could end a session while the reaper goes through the table). Every successful
 lookup renews the session's lease, and so does the end of each model call. A session idle for
 ``ttl_s`` seconds is expired: by the reaper, or at once by the next lookup, so a lease past its
 time never serves one more call. A session with a model call in flight (``in_flight`` > 0) is

@@ -14,7 +14,7 @@ from ... import protocol
 from ...image_codec import decode_image
 from ...mask_codec import decode_mask
 from ..agent_session import AgentSession
-from ..deps import Authorized, LiveSession, ServerState, State
+from ..deps import Authorized, LiveSession, State
 from ..errors import ApiError
 from ..models import (
     CreateSessionRequest,
@@ -47,8 +47,10 @@ def _decode_upload(body: CreateSessionRequest) -> Tuple[np.ndarray, Optional[np.
     return image, mask
 
 
-def _state(state: ServerState, session: AgentSession) -> SessionState:
-    return SessionState(**session.state(state.store.expires_in(session.id)))
+def _state(session: AgentSession, expires_in_s: float) -> SessionState:
+    """Runs on a pool thread (it waits for the session lock), so the lease countdown is read
+    from the store by the caller, on the event loop."""
+    return SessionState(**session.state(expires_in_s))
 
 
 @router.post(protocol.SESSIONS, status_code=201, response_model=SessionState,
@@ -61,13 +63,13 @@ async def open_session(body: CreateSessionRequest, state: State) -> SessionState
         AgentSession.open, state.store.new_id(), image, body.request, mask, body.max_steps, body.image_meta,
         state.settings.record_dir,
     )
-    return await state.quick_call(_state, state, session)
+    return await state.quick_call(_state, session, state.store.expires_in(session.id))
 
 
 @router.get(protocol.SESSION, response_model=SessionState, responses=errors_for(*IN_SESSION))
 async def read_state(session: LiveSession, state: State) -> SessionState:
     """Everything about the episode except pixels; renews the lease."""
-    return await state.quick_call(_state, state, session)
+    return await state.quick_call(_state, session, state.store.expires_in(session.id))
 
 
 @router.delete(protocol.SESSION, response_model=OkResponse, responses=errors_for(*IN_SESSION))
