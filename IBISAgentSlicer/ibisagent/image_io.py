@@ -222,3 +222,68 @@ def _display_slice(lps_array: np.ndarray, plane: str, index: int) -> np.ndarray:
     if plane == "coronal":  # rows superior -> inferior (k down), cols right -> left
         return lps_array[::-1, index, :]
     return lps_array[::-1, :, index]  # sagittal: rows superior -> inferior, cols anterior -> posterior
+
+
+#: The axis of an LPS-ordered [k=S, j=P, i=L] array that each plane's slices are taken along.
+_PLANE_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
+
+
+def _display_stack(lps_array: np.ndarray, plane: str) -> np.ndarray:
+    """A view (not a copy) of every slice of ``plane`` at once, [index, row, col(, channel)];
+    ``stack[n]`` is ``_display_slice(lps_array, plane, n)``."""
+    if plane == "axial":
+        return lps_array
+    return np.moveaxis(lps_array[::-1], _PLANE_AXIS[plane], 0)
+
+
+@dataclass
+class VolumeStack:
+    """Every slice of a volume along one plane, in display orientation (as `VolumeSlice`, but
+    all at once, for propagating a mask from slice to slice).
+
+    ``slices``: [index, row, col] (or [index, row, col, channel]); ``slices[n]`` is what
+    ``volume_slice(image, plane, n).pixels`` gives. `take` slices another array on the file's grid
+    the same way; `put` writes 2D masks back into chosen slices of a volume mask.
+    """
+
+    slices: np.ndarray
+    plane: str
+    _orientation: str
+    _reference: sitk.Image
+
+    def take(self, volume_array: np.ndarray) -> np.ndarray:
+        """Another array on the file's grid ([k, j, i], e.g. a mask) as [index, row, col]."""
+        array = np.asarray(volume_array)
+        if array.dtype == bool:
+            array = array.astype(np.uint8)
+        oriented = sitk.GetArrayFromImage(_to_lps(_array_like(array, self._reference)))
+        return np.ascontiguousarray(_display_stack(oriented, self.plane))
+
+    def put(self, volume_mask: np.ndarray, slice_masks: dict) -> np.ndarray:
+        """A copy of ``volume_mask`` (bool [k, j, i], the file's order) with the slices named in
+        ``slice_masks`` ({index: bool (rows, cols)}) replaced; every other voxel is unchanged."""
+        image = _array_like(np.asarray(volume_mask).astype(np.uint8), self._reference)
+        lps = _to_lps(image)
+        oriented = sitk.GetArrayFromImage(lps)
+        stack = _display_stack(oriented, self.plane)
+        for index, mask in slice_masks.items():
+            if not 0 <= int(index) < stack.shape[0]:
+                raise ValueError(f"Slice index {index} is outside 0..{stack.shape[0] - 1} for the {self.plane} plane.")
+            if stack[int(index)].shape != np.shape(mask):
+                raise ValueError(f"The mask for slice {index} has shape {np.shape(mask)}; the slice has "
+                                 f"{stack[int(index)].shape}.")
+            stack[int(index)] = np.asarray(mask, dtype=np.uint8)
+        back = sitk.GetImageFromArray(oriented)
+        back.CopyInformation(lps)
+        return sitk.GetArrayFromImage(sitk.DICOMOrient(back, self._orientation)) != 0
+
+
+def volume_stack(image: sitk.Image, plane: str) -> VolumeStack:
+    """All slices of the 3D ``image`` along ``plane``, indexed as `volume_slice` counts them."""
+    if plane not in PLANES:
+        raise ValueError(f"Unknown plane {plane!r}; choose one of: {', '.join(PLANES)}.")
+    if spatial_dimension(image) != 3:
+        raise ValueError("Only 3D volumes have slices to propagate through; this image is 2D.")
+    orientation = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+    oriented = sitk.GetArrayFromImage(_to_lps(image))
+    return VolumeStack(np.ascontiguousarray(_display_stack(oriented, plane)), plane, orientation, image)

@@ -106,3 +106,29 @@ def iou_curve_plot(path: str, curves: dict, title: str = "Mean IoU versus clicks
     figure.tight_layout()
     figure.savefig(path)
     pyplot.close(figure)
+
+
+def dice_vs_clicks_plot(path: str, cases: List[tuple], title: str = "") -> None:
+    """Save a PNG of each case's 3D Dice against its clicks (``cases``: (name, clicks, dice)),
+    with the mean as a cross."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(6, 4), dpi=120)
+    for name, clicks, value in cases:
+        axes.scatter([clicks], [value], s=24)
+        axes.annotate(name, (clicks, value), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    if cases:
+        axes.scatter([sum(c[1] for c in cases) / len(cases)], [sum(c[2] for c in cases) / len(cases)],
+                     marker="x", s=80, color="black", label="mean")
+        axes.legend(loc="lower right")
+    axes.set_xlabel("clicks per volume")
+    axes.set_ylabel("3D Dice")
+    axes.set_ylim(0.0, 1.0)
+    axes.set_title(("3D Dice versus clicks" + (f" ({title})" if title else "")))
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    pyplot.close(figure)

@@ -54,6 +54,15 @@ class Segmenter(abc.ABC):
     name = "base"
     #: One line shown to users: what the tool is and what it needs.
     description = ""
+    #: True for a tool that carries a mask from one slice to the next by itself (SAM2's video
+    #: memory) and so implements `open_stack`. Other tools are 2D only and leave both alone: a
+    #: volume episode carries their masks for them (`ibisagent.slice_stack`).
+    can_propagate = False
+
+    def open_stack(self, slices):
+        """The tool's own `ibisagent.slice_stack.SliceStack` over ``slices`` (RGB uint8 (H, W, 3)
+        each, one plane of a volume in display orientation). Only for ``can_propagate`` tools."""
+        raise NotImplementedError(f"The {self.name!r} tool cannot propagate a mask through slices by itself.")
 
     def __init__(self) -> None:
         self._shape: Optional[tuple] = None

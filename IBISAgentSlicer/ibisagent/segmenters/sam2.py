@@ -35,10 +35,18 @@ class SAM2Segmenter(Segmenter):
 
     name = "sam2"
     description = "SAM2 / SAM2.1 / MedSAM2 (sam2 package); needs a local checkpoint, a GPU is advised."
+    #: Volumes: sam2's video predictor carries the mask through the slices (`sam2_video`).
+    can_propagate = True
 
     def __init__(self, predictor) -> None:
         super().__init__()
         self.predictor = predictor
+
+    def open_stack(self, slices):
+        """A `sam2_video.SAM2VideoStack` over ``slices`` (the same model, its video memory)."""
+        from .sam2_video import SAM2VideoStack
+
+        return SAM2VideoStack(self, slices)
 
     @property
     def low_res_size(self) -> int:
@@ -86,7 +94,10 @@ def build(config: str = DEFAULT_CONFIG, checkpoint=None, device: str = "auto", i
         overrides.append(f"++model.image_size={int(image_size)}")
     device = _torch.choose_device(device)
     try:
-        model = build_module.build_sam2(config, ckpt_path=None, device="cpu", hydra_overrides_extra=overrides)
+        # sam2's video predictor is the image model plus the video memory logic, with the same
+        # weights: one model serves 2D steps (image predictor) and volumes (`sam2_video`).
+        model = build_module.build_sam2_video_predictor(config, ckpt_path=None, device="cpu",
+                                                        hydra_overrides_extra=overrides)
     except Exception as error:  # hydra raises its own types for a missing or bad config
         raise ValueError(f"Could not build SAM2 from config {config!r}: {error}") from error
     _torch.load_weights(model, checkpoint, "SAM2 checkpoint")
