@@ -1,4 +1,4 @@
-"""The `ibisagent` command: continue, eval, serve, demo, and the training commands
+"""The `ibisagent` command: continue, eval, propagate, eval3d, serve, demo, and the training commands
 (`ibisagent.training.commands`: trajectories, export-training, train-sft, train-grpo, merge-lora).
 
 Each subcommand parses its options and calls library functions; errors a user can fix (missing
@@ -22,6 +22,10 @@ from .training.commands import add_record_argument, add_training_commands, make_
 MASK_OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png")
 #: Files an earlier `eval` run leaves in its output folder.
 EVAL_OUTPUTS = ("summary.json", "per_case.csv", "iou_vs_clicks.png", "skipped.txt")
+#: Files an earlier `eval3d` run leaves in its output folder.
+EVAL3D_OUTPUTS = ("summary.json", "per_case.csv", "dice3d_vs_clicks.png", "skipped.txt")
+#: Lossless volume formats `propagate` can write.
+VOLUME_OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 
 
 def _window(text: Optional[str]):
@@ -83,6 +87,65 @@ def _eval_parser(sub) -> None:
     parser.set_defaults(policy="simulated")
 
 
+def _add_propagation_arguments(parser: argparse.ArgumentParser) -> None:
+    from .slice_stack import PROPAGATIONS
+
+    parser.add_argument("--plane", choices=["axial", "coronal", "sagittal"], default="axial",
+                        help="the plane whose slices the mask is carried through (default: axial)")
+    parser.add_argument("--propagation", choices=list(PROPAGATIONS), default="auto",
+                        help="how the next slice's start is made: the tool's own (sam2's video memory), the "
+                        "watershed carrier, or the 2D tool's prior (default auto: own if the tool has one, "
+                        "else watershed)")
+    parser.add_argument("--min-fraction", type=float, default=0.2,
+                        help="the target ends where a slice keeps fewer than this fraction of its neighbour's "
+                        "pixels (default 0.2)")
+
+
+def _propagate_parser(sub) -> None:
+    parser = sub.add_parser("propagate", help="propagate a mask through the slices of a volume, the agent "
+                            "checking every slice", description="Carry the mask of slice K through the volume, "
+                            "up, down or both; on every slice the agent refines the carried mask (every "
+                            "proposal accepted) within a step limit. Writes the 3D mask and a JSON log per slice.")
+    parser.add_argument("--image", required=True, help="the volume (NIfTI, NRRD, MHA)")
+    parser.add_argument("--mask", required=True, help="mask volume on the same grid; its slice K is the start")
+    parser.add_argument("--index", type=int, action="append", required=True, metavar="K",
+                        help="start slice along --plane (repeat for several worked slices)")
+    parser.add_argument("--range", metavar="A:B", help="only slices A..B (inclusive) may change (default: all)")
+    parser.add_argument("--direction", choices=["up", "down", "both"], default="both",
+                        help="up: increasing slice index (axial: superior, coronal: posterior, sagittal: patient "
+                        "left); default both")
+    parser.add_argument("--max-slices", type=int, help="at most this many slices each way (default: no limit)")
+    parser.add_argument("--max-steps-per-slice", type=int, default=3,
+                        help="agent steps on each propagated slice (0: propagation alone; default 3)")
+    parser.add_argument("--out", required=True, help="the 3D mask to write (.nii.gz, .nii, .nrrd, .mha)")
+    parser.add_argument("--log", help="JSON log per slice (default: next to --out, ending .propagation.json)")
+    parser.add_argument("--request", default="", help='what to segment, e.g. "Segment the tumour."')
+    parser.add_argument("--truth", help="reference mask volume (needed by --policy simulated)")
+    _add_propagation_arguments(parser)
+    _add_overwrite_argument(parser, "existing output files (--out, --log)")
+    _add_image_arguments(parser)
+    add_engine_arguments(parser)
+
+
+def _eval3d_parser(sub) -> None:
+    parser = sub.add_parser("eval3d", help="3D evaluation: propagate from the largest slice, the simulated "
+                            "annotator checking every slice", description="For each volume and mask matched by "
+                            "name: start from the true mask on the slice with the largest cross-section, propagate "
+                            "both ways, and let the annotator click up to N times on every other slice.")
+    parser.add_argument("--images", required=True, help="folder of volumes (NIfTI, NRRD)")
+    parser.add_argument("--masks", required=True, help="folder of ground-truth mask volumes with the same names")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--clicks-per-slice", type=int, default=0, metavar="N",
+                        help="clicks the annotator may add on each propagated slice (0: propagation alone)")
+    parser.add_argument("--request", default="", help="request text for non-simulated policies")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_propagation_arguments(parser)
+    _add_overwrite_argument(parser, "the results of an earlier evaluation in --out")
+    _add_image_arguments(parser)
+    add_engine_arguments(parser)
+    parser.set_defaults(policy="simulated")
+
+
 def _demo_parser(sub) -> None:
     parser = sub.add_parser("demo", help="continue a rough brain mask on a real MRI slice (bundled data)")
     parser.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
@@ -100,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _continue_parser(sub)
     _eval_parser(sub)
+    _propagate_parser(sub)
+    _eval3d_parser(sub)
     _demo_parser(sub)
     serve = sub.add_parser("serve", help="run the local agent server for 3D Slicer and scripts")
     from .server import run as server_run
@@ -117,6 +182,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _run_continue(args)
         if args.command == "eval":
             return _run_eval(args)
+        if args.command == "propagate":
+            return _run_propagate(args)
+        if args.command == "eval3d":
+            return _run_eval3d(args)
         if args.command in TRAINING_COMMANDS:
             return run_training_command(args)
         if args.command == "demo":
@@ -241,6 +310,99 @@ def _run_eval(args) -> int:
     for key, value in summary.items():
         print(f"{key:<{width}}  {value}")
     print(f"Wrote per_case.csv, iou_vs_clicks.png, summary.json and skipped.txt to {args.out}")
+    return 0
+
+
+def _volume_engine(args, truth_slices=None):
+    """(segmenter, policy) for `propagate`: one policy for every slice, or for ``--policy
+    simulated`` the annotator of each slice of the reference (a function of the slice index)."""
+    from .evaluate3d import slice_annotator
+
+    segmenter, make_policy = _build_engine(args)
+    if args.policy == "simulated":
+        return segmenter, lambda index: slice_annotator(truth_slices[index])
+    return segmenter, make_policy(None)
+
+
+def _eval3d_engine(args):
+    """(segmenter, make_policy(index, truth slice)) for `eval3d`."""
+    from .evaluate3d import slice_annotator
+
+    segmenter, make_policy = _build_engine(args)
+    if args.policy == "simulated":
+        return segmenter, lambda index, truth: slice_annotator(truth)
+    policy = make_policy(None)
+    return segmenter, lambda index, truth: policy
+
+
+def _run_propagate(args) -> int:
+    from . import propagate_files as files
+    from .evaluate3d import slice_annotator
+    from .image_io import suffix_of
+    from .policies.base import Policy
+    from .volume_episode import VolumeEpisode
+
+    log_path = args.log or _sibling(args.out, ".propagation.json")
+    if suffix_of(args.out) not in VOLUME_OUTPUT_SUFFIXES:
+        raise ValueError(f"--out {args.out}: write the 3D mask as one of {', '.join(VOLUME_OUTPUT_SUFFIXES)}.")
+    inputs_given = {os.path.abspath(p) for p in (args.image, args.mask, args.truth) if p}
+    for option, path in (("--out", args.out), ("--log", log_path)):
+        if os.path.abspath(path) in inputs_given:
+            raise ValueError(f"{option} must not overwrite an input ({path}); choose a new file name.")
+        if os.path.isdir(path):
+            raise ValueError(f"{option} {path} is a folder; give a file name.")
+        if os.path.exists(path) and not args.overwrite:
+            raise ValueError(f"{option} {path} already exists; choose a new name or add --overwrite.")
+    if args.max_steps_per_slice < 0:
+        raise ValueError(f"--max-steps-per-slice must be 0 or more; got {args.max_steps_per_slice}.")
+    inputs = files.read_inputs(args.image, args.mask, args.plane, _window(args.window))
+    first, last = files.parse_range(args.range, len(inputs.slices))
+    starts = files.start_masks(inputs, args.index, args.plane)
+    truth = None
+    if args.truth:
+        truth = files.read_inputs(args.image, args.truth, args.plane).mask_slices
+    if args.policy == "simulated" and truth is None:
+        raise ValueError("The simulated policy needs the reference mask: give --truth.")
+    segmenter, policy = _volume_engine(args, truth)
+    episode = VolumeEpisode(inputs.slices, segmenter, policy, starts, request=args.request, direction=args.direction,
+                            first=first, last=last, max_slices=args.max_slices,
+                            steps_per_slice=args.max_steps_per_slice, min_fraction=args.min_fraction,
+                            propagation=args.propagation)
+    print(f"Propagating from {args.plane} slice(s) {', '.join(map(str, sorted(starts)))} {args.direction}, "
+          f"slices {first}:{last}, up to {args.max_steps_per_slice} agent steps per slice "
+          f"({segmenter.name}, {args.policy}).")
+    try:
+        result = files.run_propagation(episode)
+    finally:
+        episode.close()
+    details = {"image": args.image, "mask": args.mask, "plane": args.plane, "range": [first, last],
+               "direction": args.direction, "max_slices": args.max_slices,
+               "max_steps_per_slice": args.max_steps_per_slice, "min_fraction": args.min_fraction,
+               "propagation": args.propagation, "request": args.request}
+    described = policy if isinstance(policy, Policy) else slice_annotator(starts[min(starts)])
+    files.write_outputs(args.out, log_path, inputs, result, files.engine_details(described, segmenter, details))
+    print(files.describe(result))
+    print(f"Wrote {args.out} and {log_path}")
+    return 0
+
+
+def _run_eval3d(args) -> int:
+    from .evaluate3d import evaluate_volumes
+
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is a file; give a folder for the results.")
+    earlier = [n for n in EVAL3D_OUTPUTS if os.path.exists(os.path.join(args.out, n))]
+    if earlier and not args.overwrite:
+        raise ValueError(f"--out {args.out} already holds the results of an evaluation ({', '.join(earlier)}); "
+                         "choose a new folder or add --overwrite.")
+    segmenter, make_policy = _eval3d_engine(args)
+    summary = evaluate_volumes(args.images, args.masks, args.out, segmenter, make_policy, args.clicks_per_slice,
+                               args.plane, args.request, _window(args.window), args.propagation,
+                               progress=not args.no_progress, min_fraction=args.min_fraction)
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        print(f"{key:<{width}}  {value}")
+    print(f"Wrote per_case.csv, dice3d_vs_clicks.png, summary.json and skipped.txt to {args.out}")
     return 0
 
 

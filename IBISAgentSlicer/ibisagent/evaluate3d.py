@@ -206,6 +206,7 @@ def evaluate_volumes(
     propagation: str = "auto",
     progress: bool = True,
     log: Callable[[str], None] = print,
+    min_fraction: float = 0.2,
 ) -> Dict[str, float]:
     """Evaluate every volume/mask pair; write ``per_case.csv``, ``dice3d_vs_clicks.png``,
     ``summary.json`` and ``skipped.txt`` to ``out_dir``; return the summary."""
@@ -223,7 +224,7 @@ def evaluate_volumes(
         try:
             slices, truth = load_case(image_path, mask_path, plane, window)
             cases.append(run_volume_case(name, slices, truth, segmenter, make_policy, clicks_per_slice, request,
-                                         propagation))
+                                         propagation, min_fraction))
         except (ValueError, FileNotFoundError) as error:
             problems.append(f"{os.path.basename(image_path)}: {error}")
     os.makedirs(out_dir, exist_ok=True)

@@ -59,7 +59,7 @@ _NO_TARGET = re.compile(r"\bno\s+target\b|\bno\s+\w+\s+(on|in)\s+this\s+slice\b|
                         r"\babsent\b", re.IGNORECASE)
 
 #: A policy for every slice, or a function giving the policy for one slice index.
-PolicyForSlice = Union[Policy, Callable[[int], Policy]]
+PolicyForSlice = Union[None, Policy, Callable[[int], Policy]]
 
 
 def says_no_target(answer: Optional[str]) -> bool:
@@ -169,7 +169,8 @@ class VolumeEpisode:
     ``slices``: the plane's slices, RGB uint8 (H, W, 3) each (any sequence: a lazy one is
     fine). ``starts``: {index: bool (H, W) mask} of the start slices. ``first``/``last``: the
     range (inclusive, default the whole stack); ``max_slices``: per front (default no limit).
-    ``policy``: one policy, or a function of the slice index. ``propagation``: see
+    ``policy``: one policy, a function of the slice index, or None (slices driven by hand: the
+    slice episodes then give no proposals). ``propagation``: see
     `ibisagent.slice_stack.open_stack`; or give a ready ``stack``.
     """
 
@@ -259,7 +260,7 @@ class VolumeEpisode:
         started = time.perf_counter()
         start = np.asarray(self.stack.carry(index, front.last), dtype=bool)
         carried = time.perf_counter() - started
-        policy = self.policy if isinstance(self.policy, Policy) else self.policy(index)
+        policy = self.policy if self.policy is None or isinstance(self.policy, Policy) else self.policy(index)
         episode = Episode(self.slices[index], self.stack.tool(index), policy, request=self.request,
                           initial_mask=start, max_steps=max(1, self.steps_per_slice), image_is_set=True)
         self._open = _Open(index, front, episode, int(start.sum()), started, carried)
