@@ -7,29 +7,32 @@ agent then refines that start with the 2D tool ("continue my mask"). Two carrier
   no click, which is exactly what "continue my mask" sends on its first call. SAM-family tools
   re-segment from it (box, deepest point and mask prompt); a tool that keeps its prior where no
   click reaches returns it unchanged, which is copying.
-- `WatershedCarrier` ("watershed", the CPU default): marker-controlled watershed (SimpleITK) on
-  the new slice's gradient. Markers come from the neighbour's mask: its core is target (each
-  connected part keeps the pixels at least `CORE_DEPTH` of its own deepest interior depth, so
-  every part survives), and everything farther outside it than `BAND` times its half-thickness
-  (its deepest interior depth) is background. The target boundary settles on the strongest edge in the band between, so the
-  mask follows a target that grows, shrinks or drifts. Measured on the dev volumes it beats
-  copying (see benchmarks/README.md); the 2D tools tried as carriers did not.
+- `WatershedCarrier` ("watershed", the CPU default): marker-controlled watershed (SimpleITK's
+  morphological watershed from markers) on the new slice's Gaussian gradient magnitude. Markers
+  come from the neighbour's mask: its core is target (each connected part keeps the pixels at
+  least `CORE_DEPTH` of its own deepest interior depth, so every part survives), and everything
+  farther outside it than `BAND` times its half-thickness (its deepest interior depth) is
+  background. The boundary settles on the strongest edge in the band between, so the mask
+  follows a target that grows, shrinks or drifts. All of it is computed in a window around the
+  neighbour's mask. Measured on the dev volumes it beats copying (benchmarks/README.md); the 2D
+  tools tried as carriers did not.
 
 When the target ends the watershed still returns a region around the core markers. So the
 carrier also checks that the region stands out from its surroundings as the target did on the
 start slices: its *contrast* (median inside minus median of a ring outside, over their pooled
-robust spread, in grey levels of the shown image) must keep `KEEP_CONTRAST` of the start slices' contrast, in the same
-direction; otherwise it returns an empty mask and the volume episode's "vanished" rule ends the
-target there. Targets whose start contrast is below `MIN_CONTRAST` (they do not stand out in
-grey level) skip that check and end by the other rules. The constants were chosen on the dev
-volumes (BraTS FLAIR tumour, DeepLesion CT lesions, MNI152 brain).
+robust spread, in grey levels of the shown image) must keep `KEEP_CONTRAST` of the start
+slices' contrast, in the same direction; otherwise it returns an empty mask and the volume
+episode's "vanished" rule ends the target there. Targets whose start contrast is below
+`MIN_CONTRAST` (they do not stand out in grey level) skip that check and end by the other
+rules. The constants were chosen on the dev volumes (BraTS FLAIR tumour, DeepLesion CT
+lesions, MNI152 brain).
 
 Images are RGB uint8 (H, W, 3), masks bool (H, W), both in display orientation.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -56,32 +59,37 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def thickness(mask: np.ndarray) -> float:
-    """Half the mask's thickness in pixels: its deepest interior depth (a disc's radius; at
-    least 1)."""
-    return max(1.0, float(interior_depth(mask).max())) if np.any(mask) else 1.0
+def _window(mask: np.ndarray, margin: float) -> Tuple[slice, slice]:
+    """The mask's bounding box grown by ``margin`` pixels, clipped to the image: everything the
+    carrier computes lies inside it (the work is proportional to the target, not the slice)."""
+    rows, cols = np.nonzero(mask)
+    grow = int(np.ceil(margin)) + 2
+    return (slice(max(0, rows.min() - grow), rows.max() + grow + 1),
+            slice(max(0, cols.min() - grow), cols.max() + grow + 1))
 
 
-def core(mask: np.ndarray) -> np.ndarray:
+def core(mask: np.ndarray, depth: Optional[np.ndarray] = None) -> np.ndarray:
     """The pixels of each connected part of ``mask`` at least `CORE_DEPTH` of that part's
-    deepest interior depth (never empty for a non-empty mask)."""
-    depth = interior_depth(mask)
+    deepest interior depth (never empty for a non-empty mask). ``depth``: its
+    `interior_depth`, when already computed."""
+    depth = interior_depth(mask) if depth is None else depth
     labels, count = ndimage.label(mask)
-    if count == 0:
-        return np.zeros_like(mask, dtype=bool)
-    deepest = ndimage.maximum(depth, labels, index=np.arange(1, count + 1))
-    threshold = np.concatenate([[np.inf], CORE_DEPTH * np.asarray(deepest)])[labels]
-    return mask & (depth >= threshold)
+    threshold = np.full(count + 1, np.inf)
+    for number, box in enumerate(ndimage.find_objects(labels), start=1):
+        threshold[number] = CORE_DEPTH * depth[box][labels[box] == number].max()
+    return mask & (depth >= threshold[labels])
 
 
-def contrast(image: np.ndarray, mask: np.ndarray) -> float:
-    """(median inside - median of a ring outside) / (pooled robust standard deviation + 1 grey
-    level), on the grey image; 0 when either side is empty."""
+def contrast(image: np.ndarray, mask: np.ndarray, ring: Optional[np.ndarray] = None) -> float:
+    """(median inside ``mask`` - median of a ring outside it) / (pooled robust standard
+    deviation + 1 grey level), on the grey image; 0 when either side is empty. The ring is the
+    pixels outside the mask within `RING` half-thicknesses of it, unless ``ring`` is given."""
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return 0.0
-    width = max(2.0, RING * thickness(mask))
-    ring = ~mask & (ndimage.distance_transform_edt(~mask) <= width)
+    if ring is None:
+        width = max(2.0, RING * float(interior_depth(mask).max()))
+        ring = ~mask & (ndimage.distance_transform_edt(~mask) <= width)
     if not ring.any():
         return 0.0
     grey = _grey(image)
@@ -95,6 +103,24 @@ def _robust_var(values: np.ndarray, centre: float) -> float:
     """Variance estimated from the median absolute deviation (a few stray pixels at the edge of
     a carried region must not hide its contrast)."""
     return float((1.4826 * np.median(np.abs(values - centre))) ** 2)
+
+
+def watershed_carry(image: np.ndarray, neighbour: np.ndarray) -> Tuple[np.ndarray, Tuple[slice, slice], float]:
+    """(the watershed region grown from ``neighbour``'s markers, the window it lies in, the
+    neighbour's half-thickness) on ``image``; see the module docstring. The region is a bool
+    array of the window's shape. ``neighbour`` must not be empty."""
+    depth = interior_depth(neighbour)
+    half = max(1.0, float(depth.max()))
+    band = max(2.0, BAND * half)
+    box = _window(neighbour, band + max(2.0, RING * half) + 3.0 * GRADIENT_SIGMA)
+    near = neighbour[box]
+    markers = np.zeros(near.shape, dtype=np.uint8)
+    markers[ndimage.distance_transform_edt(~near) > band] = 2
+    markers[core(near, depth[box])] = 1
+    gradient = ndimage.gaussian_gradient_magnitude(_grey(image[box]), GRADIENT_SIGMA)
+    labels = sitk.MorphologicalWatershedFromMarkers(sitk.GetImageFromArray(gradient), sitk.GetImageFromArray(markers),
+                                                    markWatershedLine=False, fullyConnected=False)
+    return sitk.GetArrayFromImage(labels) == 1, box, half
 
 
 class Carrier:
@@ -143,23 +169,21 @@ class WatershedCarrier(Carrier):
         neighbour = np.asarray(neighbour, dtype=bool)
         if not neighbour.any():
             return np.zeros_like(neighbour)
-        markers = np.zeros(neighbour.shape, dtype=np.uint8)
-        band = max(2.0, BAND * thickness(neighbour))
-        markers[ndimage.distance_transform_edt(~neighbour) > band] = 2
-        markers[core(neighbour)] = 1
-        gradient = sitk.GradientMagnitudeRecursiveGaussian(sitk.GetImageFromArray(_grey(image)), GRADIENT_SIGMA)
-        labels = sitk.MorphologicalWatershedFromMarkers(gradient, sitk.GetImageFromArray(markers),
-                                                        markWatershedLine=False, fullyConnected=False)
-        mask = sitk.GetArrayFromImage(labels) == 1
-        if self._ended(image, mask):
-            return np.zeros_like(mask)
+        region, box, half = watershed_carry(image, neighbour)
+        mask = np.zeros_like(neighbour)
+        if not self._ended(image[box], region, half):
+            mask[box] = region
         return mask
 
-    def _ended(self, image: np.ndarray, mask: np.ndarray) -> bool:
+    def _ended(self, image: np.ndarray, region: np.ndarray, half: float) -> bool:
+        """Whether ``region`` (in the window ``image`` shows) no longer stands out like the target
+        on the start slices. The ring is measured with the neighbour's ``half`` thickness."""
         reference = self.reference_contrast
         if reference is None or abs(reference) < MIN_CONTRAST:
             return False
-        return contrast(image, mask) * np.sign(reference) < KEEP_CONTRAST * abs(reference)
+        width = max(2.0, RING * half)
+        ring = ~region & (ndimage.distance_transform_edt(~region) <= width)
+        return contrast(image, region, ring) * np.sign(reference) < KEEP_CONTRAST * abs(reference)
 
 
 CARRIERS = {"watershed": WatershedCarrier, "prior": PriorCarrier}

@@ -46,11 +46,17 @@ class SliceStack(Protocol):
         """Release what the stack holds; safe to call twice."""
 
 
-def open_stack(segmenter: Segmenter, slices: Sequence[np.ndarray], propagation: str = "auto") -> SliceStack:
+def open_stack(segmenter: Optional[Segmenter], slices: Sequence[np.ndarray], propagation: str = "auto") -> SliceStack:
     """The stack for ``segmenter`` over ``slices``. ``propagation``: one of `PROPAGATIONS`
-    ("own" needs a tool that can propagate)."""
+    ("own" needs a tool that can propagate). ``segmenter`` None: the tool is not in this process
+    (an agent server refines the slices), so only the watershed carrier can move the masks."""
     if propagation not in PROPAGATIONS:
         raise ValueError(f"Unknown propagation {propagation!r}; choose one of: {', '.join(PROPAGATIONS)}.")
+    if segmenter is None:
+        if propagation not in ("auto", "watershed"):
+            raise ValueError(f"The {propagation!r} propagation needs the segmentation tool in this process; "
+                             "with an agent server, propagation uses the watershed carrier.")
+        return NeighbourStack(None, slices, CARRIERS["watershed"]())
     if propagation == "own" or (propagation == "auto" and segmenter.can_propagate):
         if not segmenter.can_propagate:
             raise ValueError(f"The {segmenter.name!r} tool cannot propagate by itself; choose "
@@ -64,7 +70,7 @@ class NeighbourStack:
     """A 2D tool's stack: ``carrier`` moves the neighbour's final mask onto the next slice, the
     tool refines it. The tool embeds a slice only when something on that slice asks it to."""
 
-    def __init__(self, segmenter: Segmenter, slices: Sequence[np.ndarray], carrier: Carrier) -> None:
+    def __init__(self, segmenter: Optional[Segmenter], slices: Sequence[np.ndarray], carrier: Carrier) -> None:
         self.segmenter = segmenter
         self.slices = slices
         self.carrier = carrier
@@ -82,9 +88,12 @@ class NeighbourStack:
         if neighbour not in self._masks:
             raise ValueError(f"Slice {neighbour} has no final mask to carry onto slice {index}.")
         self._carried.add(index)
-        return self.carrier.carry(self.slices[index], self._masks[neighbour], self.tool(index))
+        tool = self.tool(index) if self.segmenter is not None else None
+        return self.carrier.carry(self.slices[index], self._masks[neighbour], tool)
 
     def tool(self, index: int) -> Segmenter:
+        if self.segmenter is None:
+            raise RuntimeError("This stack has no segmentation tool in this process.")
         return _OnSlice(self, index)
 
     def _embed(self, index: int) -> None:

@@ -40,7 +40,7 @@ from .episode import Episode
 from .imaging import check_mask
 from .policies.base import Policy
 from .segmenters.base import Segmenter
-from .session import STOP_TERMINATED, Decide, Proposal, Step, run_until_stop
+from .session import STOP_TERMINATED, Decide, Proposal, Session, Step, run_until_stop
 from .slice_stack import SliceStack, open_stack
 
 END_NO_TARGET = "no-target"
@@ -60,6 +60,8 @@ _NO_TARGET = re.compile(r"\bno\s+target\b|\bno\s+\w+\s+(on|in)\s+this\s+slice\b|
 
 #: A policy for every slice, or a function giving the policy for one slice index.
 PolicyForSlice = Union[None, Policy, Callable[[int], Policy]]
+#: (slice index, RGB slice, starting mask, step limit) -> the session for that slice.
+OpenSession = Callable[[int, np.ndarray, np.ndarray, int], Session]
 
 
 def says_no_target(answer: Optional[str]) -> bool:
@@ -157,7 +159,7 @@ class _Front:
 class _Open:
     index: int
     front: _Front
-    episode: Episode
+    episode: Session
     start_pixels: int
     started: float
     carry_seconds: float
@@ -172,6 +174,12 @@ class VolumeEpisode:
     ``policy``: one policy, a function of the slice index, or None (slices driven by hand: the
     slice episodes then give no proposals). ``propagation``: see
     `ibisagent.slice_stack.open_stack`; or give a ready ``stack``.
+
+    ``open_session(index, image, start_mask, max_steps)``: where each slice's session comes from
+    when the agent is not in this process (e.g. an `ibisagent.client.RemoteSession` on an agent
+    server; ``segmenter`` and ``policy`` are then None and the carrier must need no tool). By
+    default every slice is an in-process `Episode` on the stack's tool. Sessions are closed when
+    their slice is finished.
     """
 
     def __init__(
@@ -189,6 +197,7 @@ class VolumeEpisode:
         min_fraction: float = 0.2,
         propagation: str = "auto",
         stack: Optional[SliceStack] = None,
+        open_session: Optional[OpenSession] = None,
     ) -> None:
         count = len(slices)
         if direction not in DIRECTIONS:
@@ -222,6 +231,7 @@ class VolumeEpisode:
         self.max_slices = max_slices
         self.steps_per_slice = int(steps_per_slice)
         self.min_fraction = float(min_fraction)
+        self.open_session = open_session
         self.stack = stack if stack is not None else open_stack(segmenter, slices, propagation)
         self.masks: Dict[int, np.ndarray] = {}
         for index, mask in self.starts.items():
@@ -236,8 +246,8 @@ class VolumeEpisode:
 
     # -- slice by slice --------------------------------------------------------------------------
     @property
-    def current(self) -> Optional[Episode]:
-        """The open slice's episode (between `next_slice` and `finish_slice`), else None."""
+    def current(self) -> Optional[Session]:
+        """The open slice's session (between `next_slice` and `finish_slice`), else None."""
         return self._open.episode if self._open else None
 
     @property
@@ -248,9 +258,10 @@ class VolumeEpisode:
     def done(self) -> bool:
         return self._open is None and all(front.ended for front in self._fronts)
 
-    def next_slice(self) -> Optional[Episode]:
-        """Carry into the next slice and open its episode (also `current`); None when every
-        front has ended. Changes nothing final: `finish_slice` decides whether the slice is kept."""
+    def next_slice(self) -> Optional[Session]:
+        """Carry into the next slice and open its session (also `current`; an `Episode` unless
+        ``open_session`` was given); None when every front has ended. Changes nothing final:
+        `finish_slice` decides whether the slice is kept."""
         if self._open is not None:
             raise RuntimeError(f"Slice {self._open.index} is still open; finish it first (finish_slice).")
         front = self._next_front()
@@ -260,9 +271,13 @@ class VolumeEpisode:
         started = time.perf_counter()
         start = np.asarray(self.stack.carry(index, front.last), dtype=bool)
         carried = time.perf_counter() - started
-        policy = self.policy if self.policy is None or isinstance(self.policy, Policy) else self.policy(index)
-        episode = Episode(self.slices[index], self.stack.tool(index), policy, request=self.request,
-                          initial_mask=start, max_steps=max(1, self.steps_per_slice), image_is_set=True)
+        limit = max(1, self.steps_per_slice)
+        if self.open_session is not None:
+            episode = self.open_session(index, self.slices[index], start, limit)
+        else:
+            policy = self.policy if self.policy is None or isinstance(self.policy, Policy) else self.policy(index)
+            episode = Episode(self.slices[index], self.stack.tool(index), policy, request=self.request,
+                              initial_mask=start, max_steps=limit, image_is_set=True)
         self._open = _Open(index, front, episode, int(start.sum()), started, carried)
         return episode
 
@@ -320,7 +335,7 @@ class VolumeEpisode:
             raise RuntimeError("No slice is open; call next_slice() first.")
         return self._open
 
-    def _end_rule(self, episode: Episode, final: np.ndarray, neighbour: np.ndarray) -> Optional[str]:
+    def _end_rule(self, episode: Session, final: np.ndarray, neighbour: np.ndarray) -> Optional[str]:
         if episode.stop_reason == STOP_TERMINATED and says_no_target(episode.answer):
             return END_NO_TARGET
         pixels = int(final.sum())
@@ -340,6 +355,7 @@ class VolumeEpisode:
         )
         self.outcomes.append(outcome)
         self._open = None
+        episode.close()
         if kept:
             final = np.asarray(final, dtype=bool).copy()
             self.stack.remember(opened.index, final)

@@ -186,3 +186,31 @@ def test_bad_requests_are_clear_errors(blob):
 ])
 def test_says_no_target(answer, expected):
     assert says_no_target(answer) is expected
+
+
+def test_sessions_can_come_from_elsewhere_and_are_closed_when_their_slice_is_done(blob):
+    """The hook a remote agent uses: the volume episode carries the masks, someone else's
+    session refines each slice (here an in-process Episode standing in for a RemoteSession)."""
+    slices, truth = blob
+    start = start_slice(truth)
+    opened, closed = [], []
+
+    class Closing(Episode):
+        def close(self):
+            closed.append(self)
+
+    def open_session(index, image, start_mask, max_steps):
+        tool = DiskTool()
+        session = Closing(image, tool, ScriptedPolicy([point(0.5, 0.5), terminate()]), initial_mask=start_mask,
+                          max_steps=max_steps)
+        opened.append((index, start_mask.copy(), max_steps))
+        return session
+
+    result = VolumeEpisode(slices, None, None, {start: truth[start]}, direction="down", max_slices=3,
+                           steps_per_slice=1, open_session=open_session).run()
+    assert [index for index, _, _ in opened] == [start - 1, start - 2, start - 3]
+    assert all(limit == 1 for _, _, limit in opened) and len(closed) == 3
+    assert all(len(o.steps) == 1 for o in result.outcomes)
+    assert dice(opened[0][1], truth[start - 1]) > 0.9  # the carried start reached the session
+    with pytest.raises(ValueError, match="needs the segmentation tool"):
+        VolumeEpisode(slices, None, None, {start: truth[start]}, propagation="prior", open_session=open_session)
