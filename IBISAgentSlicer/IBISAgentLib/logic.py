@@ -11,6 +11,11 @@ markup point), the user edits points, `acceptProposal` (applies exactly the poin
 `skipProposal`; `undo`; `finish`. `runSteps` accepts what is on screen for several steps.
 `flipProposal` flips a proposed point; `pingServer` and `serverInfo` check the agent.
 
+Volumes (`propagation.PropagationLogic`): `propagate` carries the mask of the view's slice
+through the volume, the agent checking every slice; `startPropagation` / `nextPropagatedSlice` /
+`stopPropagationHere` / `finishPropagation` review it slice by slice; `undoPropagation` takes a
+whole propagation back.
+
 Recording for training (off by default): `setTrainingRecord(folder)` records every step the user
 applies (accepted or edited) into a local folder, one trajectory record per episode, finished
 when the episode ends; skipped proposals leave no trace and undone steps are removed
@@ -45,6 +50,7 @@ from ibisagent.session import Decide, Proposal, Step, run_until_stop
 
 from . import export, segment_masks
 from .agent_sessions import AgentStepError, classify, close_quietly, open_local_episode, open_remote_session
+from .propagation import PropagationLogic
 from .slice_geometry import slice_geometry, slice_rgb
 from .slice_labelmap import SliceLabelmap
 from .training_record import TrainingRecord, end_recording
@@ -58,8 +64,9 @@ except ImportError:  # PyPI slicer-core, plain Python
 logger = logging.getLogger("IBISAgent")
 
 
-class IBISAgentLogic(_LogicBase):
-    """All computation of the IBISAgent module. MRML only; no Qt; no dialogs."""
+class IBISAgentLogic(PropagationLogic, _LogicBase):
+    """All computation of the IBISAgent module. MRML only; no Qt; no dialogs. Propagation through
+    the slices (`propagate`, the review methods, `undoPropagation`) is in `propagation`."""
 
     def __init__(self, log: Optional[Callable[[str], None]] = None) -> None:
         if _LogicBase is not object:
