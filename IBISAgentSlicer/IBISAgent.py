@@ -108,6 +108,12 @@ the chosen segment changes, and every step can be undone.</p>
 <p>The agent runs in a local server on this machine (images never leave it): use <b>Start local
 server</b>, or point the URL at a server you started yourself. <b>Local (no server)</b> runs the
 weight-free policy and the classical tool inside Slicer instead.</p>
+<p><b>Propagate</b> carries your mask from the view's slice through the volume (up, down or
+both, within a slice range and a maximum number of slices), the agent refining every slice, until
+the target ends (the mask vanishes or shrinks, or the agent says there is no target). <b>Review</b>
+stops on every slice with the proposal shown (<b>Next slice</b>, <b>Stop here</b>); <b>Run
+through</b> does every slice (Cancel keeps the slices done) and you fix any slice afterwards.
+<b>Undo propagation</b> takes the whole propagation back.</p>
 <p><b>Record for training</b> (Training section) writes every step you accept or edit, with the
 image the agent saw, into a folder on this computer (skipped proposals are not written, undone
 steps are removed); <code>ibisagent export-training</code> turns the folder into fine-tuning data.</p>
@@ -137,6 +143,8 @@ class IBISAgentParameterNode:
     serverUrl - the agent server (the token stays in application settings, not in the scene).
     maxSteps - the agent's step limit for one episode.
     autoSteps - how many steps "Auto-run" takes without asking.
+    propagateDirection, propagateMode, propagateFirst, propagateLast (-1: the volume's end),
+    propagateMaxSlices (0: no limit), propagateSteps - the Propagate section's choices.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -147,6 +155,12 @@ class IBISAgentParameterNode:
     serverUrl: str = DEFAULT_SERVER_URL
     maxSteps: Annotated[int, WithinRange(1, 100)] = 20
     autoSteps: Annotated[int, WithinRange(1, 100)] = 5
+    propagateDirection: Annotated[str, Choice(["up", "down", "both"])] = "both"
+    propagateMode: Annotated[str, Choice(["review", "run-through"])] = "review"
+    propagateFirst: Annotated[int, WithinRange(-1, 9999)] = -1
+    propagateLast: Annotated[int, WithinRange(-1, 9999)] = -1
+    propagateMaxSlices: Annotated[int, WithinRange(0, 9999)] = 0
+    propagateSteps: Annotated[int, WithinRange(0, 100)] = 3
 
 
 class _ParameterNodeSource(ScriptedLoadableModuleLogic):
@@ -189,6 +203,8 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._cancelRequested = False
         self._stopRequested = False
         self._placing = None  # (proposal point list, positive, PlacementTarget) while placing a point
+        self._propagating = False  # a run-through propagation is in progress (Cancel applies to it)
+        self._propagatedSlices = 0  # slices written by the propagation in progress
         self.lastError = None  # message of the last failure, for tests and the status line
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -240,6 +256,12 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.finishButton.connect("clicked()", self.onFinish)
         self.ui.saveButton.connect("clicked()", self.onSave)
         self.ui.historyListWidget.connect("currentRowChanged(int)", self.onHistoryRowChanged)
+        self.ui.propagateButton.connect("clicked()", self.onPropagate)
+        self.ui.cancelPropagationButton.connect("clicked()", self.onCancelWait)
+        self.ui.undoPropagationButton.connect("clicked()", self.onUndoPropagation)
+        self.ui.nextSliceButton.connect("clicked()", self.onNextSlice)
+        self.ui.stopHereButton.connect("clicked()", self.onStopHere)
+        self.ui.finishPropagationButton.connect("clicked()", self.onFinishPropagation)
         # Recording follows the controls; "clicked" and "directorySelected" are the user's own edits.
         self.ui.recordCheckBox.connect("clicked(bool)", self.onRecordClicked)
         self.ui.recordFolderButton.connect("directorySelected(QString)", self.onRecordFolderSelected)
@@ -453,9 +475,13 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.saveButton: (busy or missing, "Save the segment as .seg.nrrd or a NIfTI labelmap."),
             self.ui.testConnectionButton: (busy, "Check that the agent answers and show what it runs."),
         }
+        rules.update(self._propagationRules(busy, missing))
         for button, (reason, tip) in rules.items():
             button.enabled = not reason
             button.toolTip = reason or tip
+        self.ui.cancelPropagationButton.enabled = self._busy and self._propagating
+        self.ui.cancelPropagationButton.toolTip = ("Stop now; the slices done so far stay (Undo propagation takes them "
+                                                   "back)." if self._propagating else "No propagation is running.")
         self.ui.stopButton.enabled = self._busy
         self.ui.stopButton.toolTip = "Stop after the current step." if self._busy else "Nothing is running."
         running = self._serverRunning()
@@ -735,7 +761,11 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._setStatus("Stopping after the current step...")
 
     def onFinish(self) -> None:
-        """Keep the mask in the segment and end the episode."""
+        """Keep the mask in the segment and end the episode (while reviewing a propagation: end
+        the propagation)."""
+        if self.logic.propagation is not None:
+            self.onFinishPropagation()
+            return
         with self._action("Could not finish; the segment is unchanged."):
             result = self.logic.finish()
             if result.get("answer"):
@@ -786,6 +816,124 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _showStep(self, step) -> None:
         self._setStatus(f"Step {step.index} applied: {step.mask_pixels} pixels in the mask.")
         slicer.app.processEvents()
+
+    # -- propagation through the slices ------------------------------------------------------
+
+    def _propagationRules(self, busy, missing) -> dict:
+        """Button -> (reason it is disabled or "", tooltip) for the Propagate section."""
+        reviewing = self.logic is not None and self.logic.propagation is not None
+        noReview = "" if reviewing else "No propagation is under review (Mode: review, then Propagate)."
+        last = self.logic.propagation or self.logic.lastPropagation if self.logic else None
+        noUndo = "" if last is not None and last.touched else "No propagation to undo."
+        return {
+            self.ui.propagateButton: (busy or missing, "Carry the mask of the view's slice through the volume, the "
+                                      "agent checking every slice."),
+            self.ui.nextSliceButton: (busy or noReview, "Keep this slice as it is and go to the next one."),
+            self.ui.stopHereButton: (busy or noReview, "The target ends here: this slice goes back as it was."),
+            self.ui.finishPropagationButton: (busy or noReview, "Keep this slice and end the propagation."),
+            self.ui.undoPropagationButton: (busy or noUndo, "Put every slice of the last propagation back as it was."),
+        }
+
+    def _propagationArguments(self) -> dict:
+        p = self._parameterNode
+        return {
+            "view": p.view, "direction": p.propagateDirection, "request": p.request,
+            "first": None if p.propagateFirst < 0 else p.propagateFirst,
+            "last": None if p.propagateLast < 0 else p.propagateLast,
+            "maxSlices": p.propagateMaxSlices or None, "stepsPerSlice": p.propagateSteps,
+        }
+
+    def onPropagate(self) -> None:
+        """Propagate: review each slice (stop on every slice with the proposal shown) or run
+        through (progress, Cancel keeps the slices done)."""
+        with self._action("The propagation stopped; the segment is as it was before it."):
+            self._ensureLocalEngine()
+            p = self._parameterNode
+            self.ui.historyListWidget.clear()
+            self._propagatedSlices = 0
+            self.ui.propagateProgressBar.maximum = 0  # busy until the target ends
+            self.ui.propagateProgressBar.value = 0
+            if p.propagateMode == "run-through":
+                self._propagating = True
+                try:
+                    result = self.logic.propagate(p.inputVolume, p.segmentation, p.segmentId,
+                                                  onSlice=self._onPropagatedSlice,
+                                                  shouldCancel=lambda: self._cancelRequested,
+                                                  **self._propagationArguments())
+                finally:
+                    self._propagating = False
+                self._showPropagationEnd(result)
+                return
+            opened = self.logic.startPropagation(p.inputVolume, p.segmentation, p.segmentId,
+                                                 **self._propagationArguments())
+            self._showOpenedSlice(opened)
+
+    def _onPropagatedSlice(self, record) -> None:
+        """One slice done in a run-through: the count (the bar runs until the target ends),
+        the history, the status."""
+        self._propagatedSlices += int(record["written"])
+        self._addHistory(f"Slice {record['index']}", self._sliceText(record))
+        self._setStatus(f"Propagating: {self._propagatedSlices} slice(s) written, slice {record['index']} done. "
+                        "Cancel keeps them.")
+        slicer.app.processEvents()
+
+    def onNextSlice(self) -> None:
+        """Review: keep this slice as it stands and open the next one."""
+        with self._action("Could not go to the next slice; this slice is kept as it is."):
+            self._showOpenedSlice(self.logic.nextPropagatedSlice())
+
+    def onStopHere(self) -> None:
+        """Review: the target ends on this slice (it goes back as it was)."""
+        with self._action("Could not stop here."):
+            state = self.logic.propagationState()
+            if state is not None and state["open"] is not None:
+                self._addHistory(f"Slice {state['open']}", "The target ends here; the slice is back as it was.")
+            self._showOpenedSlice(self.logic.stopPropagationHere())
+
+    def onFinishPropagation(self) -> None:
+        """Review: keep this slice and end the propagation."""
+        with self._action("Could not finish the propagation."):
+            self._showPropagationEnd(self.logic.finishPropagation())
+
+    def onUndoPropagation(self) -> None:
+        """Put every slice of the last propagation back as it was (one undo step)."""
+        with self._action("Could not undo the propagation."):
+            if self.logic.undoPropagation():
+                self._addHistory("Undo", "The propagation was undone; every slice is back as it was.")
+                self._setStatus("Propagation undone.")
+
+    def _showOpenedSlice(self, opened) -> None:
+        """Review: show the newly opened slice and ask the agent (or say the propagation ended)."""
+        if opened is None:
+            summary = self.logic.lastPropagation.summary() if self.logic.lastPropagation else None
+            if summary is not None:
+                self._showPropagationEnd(summary)
+            return
+        finished = opened.get("finished")
+        if finished:
+            self._propagatedSlices += int(finished["written"])
+            self._addHistory(f"Slice {finished['index']}", self._sliceText(finished))
+        self._addHistory(f"Slice {opened['slice']}", self._startText(opened["state"]))
+        if self._parameterNode.propagateSteps > 0:
+            self._proposeOnce()
+        else:
+            self._setStatus("Carried mask on screen: edit it if needed, then Next slice.")
+
+    def _showPropagationEnd(self, summary) -> None:
+        written = len(summary["written"])
+        self.ui.propagateProgressBar.maximum = max(written, 1)
+        self.ui.propagateProgressBar.value = written
+        ends = "; ".join(f"{e['direction']}: {e['reason']} at slice {e['at']}" for e in summary["ends"])
+        what = "cancelled" if summary.get("cancelled") else "finished"
+        text = f"{written} slice(s) written, {summary['clicks']} click(s); {ends}."
+        self._addHistory(f"Propagation {what}", text, bold=True)
+        self._setStatus(f"Propagation {what}: {text} Undo propagation takes it back.")
+
+    @staticmethod
+    def _sliceText(record) -> str:
+        if record["written"]:
+            return f"{record['mask_pixels']} pixels ({record['start_pixels']} carried), {len(record['steps'])} step(s)."
+        return f"Not changed: {record['end']}."
 
     # -- display helpers -------------------------------------------------------------------
 
