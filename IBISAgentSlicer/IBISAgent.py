@@ -855,6 +855,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.propagateProgressBar.value = 0
             if p.propagateMode == "run-through":
                 self._propagating = True
+                self._updateButtonStates()  # Cancel is live from now on
                 try:
                     result = self.logic.propagate(p.inputVolume, p.segmentation, p.segmentId,
                                                   onSlice=self._onPropagatedSlice,
