@@ -8,6 +8,8 @@ One module per concern:
 - `segment_masks`: segment checks, whole-segment reads for comparison, statistics.
 - `proposal_markups`: proposed/accepted clicks as markups points; click history segment tags.
 - `worked_slice`: an agent session bound to one slice of one segment (MRML follows the session).
+- `propagation`: a segment carried through the slices of a volume, the agent checking every slice
+  (run through or slice by slice), one undo for the whole propagation.
 - `agent_sessions`: opening in-process or remote agent sessions; the agent error type.
 - `agent_worker`: the worker thread for agent calls and the GIL-friendly wait for them.
 - `local_server`: ``ibisagent serve`` as a child process (start, readiness, log, stop).
