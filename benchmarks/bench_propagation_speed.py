@@ -5,7 +5,8 @@ Volume: the MNI152 T1 template (nilearn) with its brain mask, every axial slice 
 defaults (`DEFAULT_POLICY`, `DEFAULT_SEGMENTER`, propagation "auto").
 
 - one 2D step: ``propose`` + ``apply`` of the proposed click on an Episode whose image is already
-  embedded (what the user waits for after each click), over many slices;
+  embedded (what the user waits for after each click), from rough starting masks so that the
+  policy does propose clicks, over many slices;
 - one propagated slice, the agent checking it: `VolumeEpisode.step_slice` carries the
   neighbour's mask and the agent looks at the result once (one proposal, not applied: a click it
   proposes is a 2D step of its own), from the largest slice up and down to the ends of the brain;
@@ -58,17 +59,23 @@ def volume(size: int = SIZE, slices: int = 40):
 
 
 def two_d_steps(slices, truth, policy, segmenter, count: int) -> List[float]:
-    """Seconds of ``count`` propose + apply steps on already embedded slices."""
+    """Seconds of ``count`` propose + apply steps on already embedded slices, each starting
+    from a rough mask (a band missing, a blob outside) so that the policy proposes clicks; a
+    proposal that is not a click is not a step and is not counted."""
+    from ibisagent.sample_data import rough_mask
+
     seconds: List[float] = []
     for index in range(len(slices)):
         if not truth[index].any():
             continue
-        episode = Episode(slices[index], segmenter, policy, initial_mask=truth[index], max_steps=3)
-        for _ in range(2):
+        episode = Episode(slices[index], segmenter, policy, initial_mask=rough_mask(truth[index], "mixed"),
+                          max_steps=3)
+        for _ in range(3):
             started = time.perf_counter()
             proposal = episode.propose()
-            if proposal.click is not None:
-                episode.apply([proposal.click])
+            if proposal.click is None:
+                break
+            episode.apply([proposal.click])
             seconds.append(time.perf_counter() - started)
             if len(seconds) >= count:
                 return seconds
