@@ -851,9 +851,9 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             self.ui.historyListWidget.clear()
             self._propagatedSlices = 0
-            self.ui.propagateProgressBar.maximum = 0  # busy until the target ends
             self.ui.propagateProgressBar.value = 0
             if p.propagateMode == "run-through":
+                self.ui.propagateProgressBar.maximum = 0  # busy until the target ends
                 self._propagating = True
                 self._updateButtonStates()  # Cancel is live from now on
                 try:
