@@ -80,6 +80,9 @@ def _eval_parser(sub) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--request", default="", help="request text for non-simulated policies")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="cases evaluated at once, one process and one core each (default: every usable "
+                        "core for CPU-only tools and policies, 1 for torch models and with --record)")
     add_record_argument(parser)
     _add_overwrite_argument(parser, "the results of an earlier evaluation in --out")
     _add_image_arguments(parser)
@@ -293,8 +296,22 @@ def _sibling(path: str, suffix: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(path)), case_name(path) + suffix)
 
 
+def _eval_workers(args) -> int:
+    """``--workers``, or its default: every usable core when the tool and the policy run on the
+    CPU alone (each worker holds its own copy), else one, as for ``--record`` (it writes from
+    this process)."""
+    from .parallel import usable_cores
+    from .server.worker import CPU_ONLY_POLICIES, CPU_ONLY_TOOLS
+
+    if args.workers is not None:
+        return args.workers
+    if args.record or args.segmenter not in CPU_ONLY_TOOLS or args.policy not in CPU_ONLY_POLICIES:
+        return 1
+    return usable_cores()
+
+
 def _run_eval(args) -> int:
-    from .evaluate import evaluate_folder
+    from .evaluate import EngineSpec, evaluate_folder, format_table
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out} is a file; give a folder for the results.")
@@ -302,13 +319,12 @@ def _run_eval(args) -> int:
     if earlier and not args.overwrite:
         raise ValueError(f"--out {args.out} already holds the results of an evaluation ({', '.join(earlier)}); "
                          "choose a new folder or add --overwrite.")
-    segmenter, make_policy = _build_engine(args)
-    summary = evaluate_folder(args.images, args.masks, args.out, segmenter, make_policy, args.clicks, args.initial,
+    policy_options, tool_options = engine_options(args)
+    engine = EngineSpec(args.segmenter, tool_options, args.policy, policy_options)
+    summary = evaluate_folder(args.images, args.masks, args.out, engine, args.clicks, args.initial,
                               args.request, _window(args.window), progress=not args.no_progress,
-                              recorder=make_recorder(args.record))
-    width = max(len(k) for k in summary)
-    for key, value in summary.items():
-        print(f"{key:<{width}}  {value}")
+                              recorder=make_recorder(args.record), workers=_eval_workers(args))
+    print(format_table(summary))
     print(f"Wrote per_case.csv, iou_vs_clicks.png, summary.json and skipped.txt to {args.out}")
     return 0
 

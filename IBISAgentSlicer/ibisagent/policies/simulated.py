@@ -1,6 +1,10 @@
 """The simulated annotator as a policy: it knows the ground truth and clicks in the middle of
 the largest error (see `ibisagent.annotator`). Used for evaluation, never for real work.
 
+It stops only when it has nothing to click: the mask equals the ground truth (or, with
+``stop_iou``, the IoU reaches it). When every wrong pixel left has been clicked already (a tool
+that does not honour a click), it clicks the largest error again rather than stop early.
+
 It answers in the model's grammar. Its normalised coordinates are pixel centres, (col + 0.5) / W,
 written with four decimals, so they map back to the intended pixel for images up to 10,000
 pixels wide.
@@ -36,6 +40,10 @@ class SimulatedPolicy(Policy):
             return format_response(f"IoU {score:.3f} reaches {self.stop_iou:.2f}.", Action(TERMINATE), "done")
         clicked = [(c.x, c.y) for c in observation.clicks]
         click = next_click(truth, observation.mask, clicked)
+        if click is None and score < 1.0:
+            # Every wrong pixel left was clicked before and the tool did not fix it; the standard
+            # protocol keeps clicking its budget, so the largest error is clicked again.
+            click = next_click(truth, observation.mask)
         if click is None:
             return format_response("The mask equals the ground truth.", Action(TERMINATE), "done")
         x, y, positive = click

@@ -103,7 +103,7 @@ def test_eval_writes_summary_csv_plot_and_lists_skipped_pairs(eval_folders, tmp_
     ])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert tuple(summary) == SUMMARY_KEYS and summary["cases"] == 3
+    assert tuple(summary) == SUMMARY_KEYS + ("start_iou", "groups") and summary["cases"] == 3
     assert 0 < summary["miou@1"] <= summary["miou@5"] <= 1
     assert 1 <= summary["noc@90"] <= 5
     rows = (out / "per_case.csv").read_text().strip().splitlines()
