@@ -9,14 +9,14 @@ from .base import ImageState, Prediction, Segmenter
 #: name -> "module:builder". Builders take keyword options (checkpoint paths, device) and return
 #: a Segmenter.
 SEGMENTERS = {
-    "sitk": "ibisagent.segmenters.sitk:build",
+    "graphcut": "ibisagent.segmenters.graphcut:build",
     "growcut": "ibisagent.segmenters.growcut:build",
     "litemedsam": "ibisagent.segmenters.litemedsam:build",
     "sam": "ibisagent.segmenters.sam:build",
     "sam2": "ibisagent.segmenters.sam2:build",
 }
 
-DEFAULT_SEGMENTER = "sitk"
+DEFAULT_SEGMENTER = "graphcut"
 
 
 def build_segmenter(name: str = DEFAULT_SEGMENTER, **options) -> Segmenter:

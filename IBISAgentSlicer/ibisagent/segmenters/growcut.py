@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from ..clicks import Click
 from .base import Prediction, Segmenter
-from .sitk import disk_offsets, seed_radius
+from .click_reach import disk_offsets, seed_radius
 
 TARGET, BACKGROUND = 1, 2
 #: Prior-mask seeds closer than this fraction of the image's larger side to a negative click are
