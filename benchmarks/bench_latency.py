@@ -17,7 +17,7 @@ Parts timed separately (median and p95 over repeated calls, milliseconds):
 
 Every part is also given as a ratio to the in-run baseline ``np.copy`` of the mask.
 
-    python benchmarks/bench_latency.py [--quick] [--sizes 256 512 1024] [--tools sitk growcut]
+    python benchmarks/bench_latency.py [--quick] [--sizes 256 512 1024] [--tools graphcut growcut]
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def open_scene() -> Optional[_Scene]:
     return _Scene(slicer_conftest.scene.__wrapped__)
 
 
-def run(sizes: Sequence[int] = common.SIZES, tools: Sequence[str] = ("sitk",), quick: bool = False) -> Dict:
+def run(sizes: Sequence[int] = common.SIZES, tools: Sequence[str] = ("graphcut",), quick: bool = False) -> Dict:
     repeats = 10 if quick else 50
     clicks = 10 if quick else 20
     rows: List[dict] = []
@@ -205,7 +205,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(common.SIZES))
-    parser.add_argument("--tools", nargs="+", default=["sitk"])
+    parser.add_argument("--tools", nargs="+", default=["graphcut"])
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     result = run(args.sizes, args.tools, args.quick)

@@ -10,7 +10,7 @@ is what the tool and its use add.
 ``sam`` and ``sam2`` have no bundled weights: the full run builds them untrained (SAM ViT-B, SAM2.1
 Hiera-T at 1024) from a temporary checkpoint, which has the memory of the real thing.
 
-    python benchmarks/bench_memory.py [--quick] [--tools sitk growcut litemedsam]
+    python benchmarks/bench_memory.py [--quick] [--tools graphcut growcut litemedsam]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence
 import bench_common as common
 from bench_common import format_table
 
-QUICK_TOOLS = ("sitk", "growcut", "litemedsam")
+QUICK_TOOLS = ("graphcut", "growcut", "litemedsam")
 FULL_TOOLS = QUICK_TOOLS + ("sam", "sam2")
 
 
@@ -63,7 +63,7 @@ def child(tool: str, steps: int) -> Dict:
         options = _random_checkpoint(tool, folder)
     image, _ = common.square_case(512)
     engine = (lambda: Engine(build_policy("heuristic"), build_segmenter(tool, **options))) if tool != "none" else (
-        lambda: Engine(build_policy("heuristic"), build_segmenter("sitk")))
+        lambda: Engine(build_policy("heuristic"), build_segmenter("graphcut")))
     started = time.perf_counter()
     context, token = common.serve(engine)
     with context as server, AgentClient(server.url, token=token, timeout=600, upload_timeout=600) as client:

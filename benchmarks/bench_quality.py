@@ -10,7 +10,7 @@ mIoU@1/3/5, the median seconds per click, and the IoU-vs-clicks curves.
 Slices: those of benchmarks/compare_classical_tools.py (tissues x planes, centre +- 12 voxels;
 ``--quick``: the centre axial slices of brain and white matter, starts scratch and cut).
 
-    python benchmarks/bench_quality.py [--quick] [--tools sitk growcut litemedsam]
+    python benchmarks/bench_quality.py [--quick] [--tools graphcut growcut litemedsam]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ibisagent.sample_data import ROUGHNESS, rough_mask
 from ibisagent.segmenters import build_segmenter
 
 CLICKS = 20
-TOOLS = ("sitk", "growcut", "litemedsam")
+TOOLS = ("graphcut", "growcut", "litemedsam")
 STARTS = ("scratch",) + ROUGHNESS
 COLUMNS = ("tool", "start", "cases", "noc@85", "noc@90", "miou@1", "miou@3", "miou@5", "start_iou", "s_per_click")
 

@@ -6,7 +6,7 @@ size of the volume a slice is taken from.
   from benchmarks/bench_server.py). ``growth`` = median of steps 16-20 / median of steps 1-5
   (1.0 = no growth with history).
 - ``clients``: 1..8 clients, each with its own session on one server running the CPU defaults
-  (heuristic policy, `sitk` tool, 512 px MNI152 slice), with 2 model workers (the default of
+  (heuristic policy, `graphcut` tool, 512 px MNI152 slice), with 2 model workers (the default of
   `ibisagent serve` for these engines on 2+ cores) and with 1. Two steps: ``apply`` (the
   simulated annotator's click: the tool step alone) and ``propose+apply`` (the policy's click,
   then the tool). Two loads: back-to-back clicks (saturation: every client always waiting, the
@@ -45,7 +45,7 @@ def _growth(per_step: Sequence[float]) -> float:
     return round(float(late / early), 3) if early > 0 else float("nan")
 
 
-def history(tool: str = "sitk", size: int = 512, episodes: int = 2) -> Dict:
+def history(tool: str = "graphcut", size: int = 512, episodes: int = 2) -> Dict:
     """Per-step tool and server time by step index."""
     import bench_server
 
@@ -151,7 +151,7 @@ def _load(url: str, token: str, image, truth, count: int, clicks: int, step: str
     return {"clicks_per_s": round(len(latencies) / wall, 2), **stats(latencies), "errors": len(errors)}
 
 
-def clients(counts: Sequence[int] = (1, 2, 4, 8), tool: str = "sitk", size: int = 512, clicks: int = 5,
+def clients(counts: Sequence[int] = (1, 2, 4, 8), tool: str = "graphcut", size: int = 512, clicks: int = 5,
             workers: Sequence[int] = (1,), steps: Sequence[str] = ("apply",),
             thinks: Sequence[float] = (0.0, HUMAN_PERIOD_S)) -> Dict:
     """Rows per (workers, step, load, clients); `run` asks for every step with 2 workers and 1.

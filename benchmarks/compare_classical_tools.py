@@ -1,4 +1,4 @@
-"""Compare the classical click tools (`sitk`, `growcut`) under the standard evaluation protocol.
+"""Compare the classical click tools (`graphcut`, `growcut`, `watershed`) under the standard evaluation protocol.
 
 Protocol: the simulated annotator (`SimulatedPolicy`, no stop IoU) clicks 20 times on each
 MNI152 slice and every proposal is accepted; the IoU after each click is recorded. Starts: from
@@ -9,7 +9,7 @@ seconds per click (predict only).
 Slices: tissues brain, grey, white x planes axial, coronal, sagittal x slice indices at the
 brain's centre and +-``OFFSET`` voxels (``--quick``: the centre only).
 
-    python benchmarks/compare_classical_tools.py [--quick] [--tools sitk growcut]
+    python benchmarks/compare_classical_tools.py [--quick] [--tools graphcut growcut]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def slice_set(quick: bool) -> List[tuple]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="centre slices only")
-    parser.add_argument("--tools", nargs="+", default=["sitk", "growcut"])
+    parser.add_argument("--tools", nargs="+", default=["graphcut", "growcut"])
     parser.add_argument("--starts", nargs="+", default=list(STARTS), choices=STARTS)
     args = parser.parse_args(argv)
 

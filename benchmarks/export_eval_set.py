@@ -6,7 +6,7 @@ brain, grey and white matter x axial, coronal, sagittal x the centre slice and +
 
     python benchmarks/export_eval_set.py --out /tmp/mni152-eval
     ibisagent eval --images /tmp/mni152-eval/images --masks /tmp/mni152-eval/masks \\
-        --policy simulated --segmenter sitk --clicks 20 --out /tmp/eval-sitk
+        --policy simulated --segmenter graphcut --clicks 20 --out /tmp/eval-graphcut
 """
 
 from __future__ import annotations

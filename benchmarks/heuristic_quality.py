@@ -6,9 +6,9 @@ and from the ground truth itself ("truth": a good mask the policy should leave a
 proposal is accepted unchanged, up to --steps steps. The policy never sees the ground truth; the
 IoU against it is measured before and after.
 
-The clicks go to the classical `sitk` tool by default (any registered tool can be named).
+The clicks go to the classical `graphcut` tool by default (any registered tool can be named).
 
-Run:  python benchmarks/heuristic_quality.py [--steps 8] [--segmenter sitk]
+Run:  python benchmarks/heuristic_quality.py [--steps 8] [--segmenter graphcut]
 Prints one row per case (start IoU, end IoU, steps, stop reason) and a summary: mean IoU gain
 and the share of rough starts improved, and how often a good mask was damaged.
 """
@@ -47,7 +47,7 @@ def run_case(image_rgb, truth, start_mask, segmenter, policy, steps) -> tuple:
     return iou(result.mask, truth), len(result.steps), result.stop_reason
 
 
-def run(steps: int = 8, segmenter_name: str = "sitk", out=sys.stdout) -> list[Row]:
+def run(steps: int = 8, segmenter_name: str = "graphcut", out=sys.stdout) -> list[Row]:
     segmenter = build_segmenter(segmenter_name)
     policy = build_policy("heuristic")
     print(f"policy: {policy.description}\ntool: {segmenter.name} ({segmenter.description})\n", file=out)
@@ -94,7 +94,7 @@ def summarise(rows: list[Row], out=sys.stdout) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=8, help="most clicks per case (default 8)")
-    parser.add_argument("--segmenter", default="sitk", help="segmentation tool name (default sitk)")
+    parser.add_argument("--segmenter", default="graphcut", help="segmentation tool name (default graphcut)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     run(args.steps, args.segmenter)

@@ -22,7 +22,7 @@ copy limited to the slices that hold the target (an oracle for where the target 
 Goals (issue 11): with N = 0, better than copying; with N = 2, mean 3D Dice at least 0.85 of
 the same tool's N = 5.
 
-    python benchmarks/propagation_quality.py [--segmenter sitk] [--propagation auto] [--quick]
+    python benchmarks/propagation_quality.py [--segmenter graphcut] [--propagation auto] [--quick]
 
 Re-run after any change of the default tool or policy: the figures depend on both.
 """

@@ -48,12 +48,12 @@ def goals(results: Dict) -> List[Dict]:
     if latency and 512 in latency["sizes"]:
         step = _find(latency["rows"], size=512, part="server step")
         empty = _find(latency["rows"], size=512, part="http empty")
-        click = _find(latency["rows"], size=512, part="sitk click")
+        click = _find(latency["rows"], size=512, part="graphcut click")
         checks.append({"goal": "server overhead per step, median at 512 px <= 15 ms",
                        "value": f"{step['median_ms']:.2f} ms (= {step['median_ms'] / empty['median_ms']:.1f} empty round trips)",
                        "ok": step["median_ms"] <= 15})
         if click:
-            checks.append({"goal": "default CPU tool (sitk) per click at 512 px <= 150 ms",
+            checks.append({"goal": "default CPU tool (graphcut) per click at 512 px <= 150 ms",
                            "value": f"{click['median_ms']:.1f} ms median, p95 {click['p95_ms']:.1f}",
                            "ok": click["median_ms"] <= 150})
             checks.append({"goal": "no recomputed embeddings (set_image work per episode == 1)",
@@ -87,7 +87,7 @@ def run(quick: bool, only: List[str], out_dir: str) -> Dict:
         started = time.perf_counter()
         print(f"\n== {part} ==", flush=True)
         if part == "latency":
-            results[part] = bench_latency.run(common.SIZES, ("sitk",) if quick else ("sitk", "growcut"), quick)
+            results[part] = bench_latency.run(common.SIZES, ("graphcut",) if quick else ("graphcut", "growcut"), quick)
             print(format_table(results[part]["rows"], bench_latency.COLUMNS + ("embeddings",), "per-step latency"))
             plots += bench_latency.plot(results[part], out_dir)
         elif part == "scaling":

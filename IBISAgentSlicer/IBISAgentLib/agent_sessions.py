@@ -4,7 +4,7 @@ Both kinds of session implement ``ibisagent.session.Session`` (mask, clicks, ste
 propose/apply/skip/replace_mask/undo/close), so the logic drives them the same way:
 
 - `open_local_episode`: an ``ibisagent.episode.Episode`` in this process (no server; the
-  weight-free "heuristic" policy and the classical "sitk" tool by default);
+  weight-free "heuristic" policy and the classical "graphcut" tool by default);
 - `open_remote_session`: an ``ibisagent.client.RemoteSession`` on an agent server.
 
 `AgentStepError` wraps anything that goes wrong while talking to the agent. Its ``kind`` names
@@ -72,7 +72,7 @@ def classify(error: BaseException) -> str:
 
 
 def open_local_episode(image_rgb: np.ndarray, request: str = "", mask: Optional[np.ndarray] = None,
-                       max_steps: int = 20, policy="heuristic", segmenter="sitk",
+                       max_steps: int = 20, policy="heuristic", segmenter="graphcut",
                        policy_options: Optional[dict] = None, segmenter_options: Optional[dict] = None):
     """An in-process ``Episode`` on ``image_rgb``. ``policy``/``segmenter``: registry names or
     ready objects (reusing one segmenter object across episodes is fine: each sets its image)."""

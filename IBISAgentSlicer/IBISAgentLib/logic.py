@@ -78,7 +78,7 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         self.token: Optional[str] = None
         self.timeout = 60.0
         self.policy = "heuristic"
-        self.segmenter = "sitk"
+        self.segmenter = "graphcut"
         self.policyOptions: dict = {}
         self.segmenterOptions: dict = {}
         self.workedSlice: Optional[WorkedSlice] = None
@@ -106,7 +106,7 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
             )
         self.serverUrl, self.token, self.timeout = url, token or None, float(timeout)
 
-    def useLocalEngine(self, policy="heuristic", segmenter="sitk", policyOptions=None, segmenterOptions=None) -> None:
+    def useLocalEngine(self, policy="heuristic", segmenter="graphcut", policyOptions=None, segmenterOptions=None) -> None:
         """Run the agent in this process (no server). ``policy``/``segmenter``: registry names
         or ready objects (e.g. a simulated policy for tests)."""
         self.serverUrl = None

@@ -109,7 +109,7 @@ class IBISAgentSelfTest(unittest.TestCase):
         volume, segmentation, segmentId, _truth = IBISAgent.IBISAgentTest()._makeVolumeAndSegment()
         before = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume).copy()
         logic = IBISAgentLogic()
-        logic.useLocalEngine("heuristic", "sitk")
+        logic.useLocalEngine("heuristic", "graphcut")
         self.assertTrue(logic.pingServer())
         self.assertTrue(logic.serverInfo()["local"])
 

@@ -27,7 +27,7 @@ class Settings:
     port: int = protocol.DEFAULT_PORT
     policy: str = "heuristic"
     policy_options: Dict[str, Any] = field(default_factory=dict)
-    segmenter: str = "sitk"
+    segmenter: str = "graphcut"
     segmenter_options: Dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int = 64 * 1024 * 1024
     session_ttl_s: float = 1800.0

@@ -57,7 +57,7 @@ EngineFactory = Callable[[], Engine]
 
 #: Policies and tools that never touch a GPU (a remote model server counts as no GPU here).
 CPU_ONLY_POLICIES = frozenset({"heuristic", "openai", "simulated"})
-CPU_ONLY_TOOLS = frozenset({"sitk", "growcut"})
+CPU_ONLY_TOOLS = frozenset({"graphcut", "growcut", "watershed"})
 
 
 def default_workers(policy: str, segmenter: str) -> int:

@@ -30,21 +30,21 @@ import run_benchmarks  # noqa: E402
 def cpu_results(tmp_path_factory):
     """One tiny run of every CPU part, as run_benchmarks would assemble it."""
     return {
-        "latency": bench_latency.run(sizes=(512,), tools=("sitk",), quick=True),
+        "latency": bench_latency.run(sizes=(512,), tools=("graphcut",), quick=True),
         "scaling": {
             "history": bench_scaling.history(size=96, episodes=1),
             "clients": bench_scaling.clients(counts=(1, 2), size=96, clicks=1, thinks=(0.0,)),
             "volumes": bench_scaling.volumes(sides=(32,), depth=8, repeats=1),
         },
-        "quality": bench_quality.run(tools=("sitk",), starts=("scratch",), quick=True),
+        "quality": bench_quality.run(tools=("graphcut",), starts=("scratch",), quick=True),
     }
 
 
 def test_latency_parts_are_all_measured(cpu_results):
     parts = {row["part"] for row in cpu_results["latency"]["rows"]}
-    assert {"baseline np.copy", "policy heuristic", "sitk embed", "sitk click", "overlay", "mask delta",
+    assert {"baseline np.copy", "policy heuristic", "graphcut embed", "graphcut click", "overlay", "mask delta",
             "http empty", "server step"} <= parts
-    click = next(r for r in cpu_results["latency"]["rows"] if r["part"] == "sitk click")
+    click = next(r for r in cpu_results["latency"]["rows"] if r["part"] == "graphcut click")
     assert click["embeddings"] == 1  # the per-click calls reuse the image's embedding
     for row in cpu_results["latency"]["rows"]:  # every part was really timed, at least once
         assert row["n"] >= 1 and row["p95_ms"] >= row["median_ms"] > 0, row
@@ -63,7 +63,7 @@ def test_quality_follows_the_eval_protocol(cpu_results):
     row = cpu_results["quality"]["rows"][0]
     assert row["cases"] == len(cpu_results["quality"]["cases"]) > 0
     assert 1 <= row["noc@90"] <= bench_quality.CLICKS
-    assert len(cpu_results["quality"]["curves"]["sitk/scratch"]) == bench_quality.CLICKS
+    assert len(cpu_results["quality"]["curves"]["graphcut/scratch"]) == bench_quality.CLICKS
 
 
 def test_goals_and_plots(cpu_results, tmp_path):
@@ -95,7 +95,7 @@ def test_slicer_step_benchmark_measures_steps_and_writes_against_the_old_round_t
 
 
 def test_memory_child_reports_peak_rss():
-    row = bench_memory.measure("sitk", steps=1)
+    row = bench_memory.measure("graphcut", steps=1)
     assert "error" not in row, row
     assert row["peak_mb"] > 10
 

@@ -98,7 +98,7 @@ def test_eval_writes_summary_csv_plot_and_lists_skipped_pairs(eval_folders, tmp_
     out = tmp_path / "eval"
     code = main([
         "eval", "--images", str(eval_folders / "images"), "--masks", str(eval_folders / "masks"),
-        "--initial", str(eval_folders / "initial"), "--policy", "simulated", "--segmenter", "sitk",
+        "--initial", str(eval_folders / "initial"), "--policy", "simulated", "--segmenter", "graphcut",
         "--clicks", "5", "--out", str(out), "--no-progress",
     ])
     assert code == 0

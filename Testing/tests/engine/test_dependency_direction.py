@@ -51,7 +51,7 @@ def test_light_modules_load_no_heavy_package():
     code = (
         "import sys\n"
         "import ibisagent.client, ibisagent.protocol, ibisagent.mask_codec, ibisagent.cli, ibisagent.episode\n"
-        "import ibisagent.policies.heuristic, ibisagent.segmenters.sitk, ibisagent.segmenters.sam\n"
+        "import ibisagent.policies.heuristic, ibisagent.segmenters.graphcut, ibisagent.segmenters.sam\n"
         "import ibisagent.segmenters.sam2, ibisagent.segmenters.litemedsam, ibisagent.policies.qwen\n"
         f"print(sorted(m for m in {sorted(HEAVY)!r} if m in sys.modules))\n"
     )

@@ -149,9 +149,9 @@ def test_registries_name_the_choices_for_unknown_names_and_options():
     from ibisagent.policies import build_policy
     from ibisagent.segmenters import build_segmenter
 
-    with pytest.raises(ValueError, match="choose one of: sitk"):
-        build_segmenter("watershed")
+    with pytest.raises(ValueError, match="choose one of: graphcut"):
+        build_segmenter("snake")
     with pytest.raises(ValueError, match="has no option colour; its options are: checkpoint"):
         build_policy("qwen", colour="red")
     with pytest.raises(ValueError, match="does not take that option"):
-        build_segmenter("sitk", nonsense=1)
+        build_segmenter("graphcut", nonsense=1)

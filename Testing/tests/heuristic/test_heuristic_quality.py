@@ -36,13 +36,13 @@ def test_rough_mni152_masks_improve(tissue, plane, start, min_gain):
     image, truth = mni152_slice(tissue, plane)
     rgb = to_rgb(image)
     start_mask = rough_mask(truth, start)
-    end, steps, stop = bench.run_case(rgb, truth, start_mask, build_segmenter("sitk"), build_policy(), 8)
+    end, steps, stop = bench.run_case(rgb, truth, start_mask, build_segmenter("graphcut"), build_policy(), 8)
     assert end - iou(start_mask, truth) >= min_gain, (end, steps, stop)
 
 
 def test_a_correct_mni152_mask_is_left_alone():
     image, truth = mni152_slice("grey", "sagittal")
-    end, steps, stop = bench.run_case(to_rgb(image), truth, truth, build_segmenter("sitk"), build_policy(), 8)
+    end, steps, stop = bench.run_case(to_rgb(image), truth, truth, build_segmenter("graphcut"), build_policy(), 8)
     assert steps == 0 and stop == "terminated" and end == 1.0
 
 

@@ -188,7 +188,7 @@ def test_model_name_comes_from_the_server_once_and_settings_from_the_environment
 def test_episode_turns_the_servers_answer_into_clicks_and_stops_on_terminate(server):
     policy = build_policy("openai", url=server.url, model="ibisagent")
     observation = grey_observation()
-    episode = Episode(observation.image, build_segmenter("sitk"), policy, observation.request, max_steps=5)
+    episode = Episode(observation.image, build_segmenter("graphcut"), policy, observation.request, max_steps=5)
     proposal = episode.propose()
     assert proposal.click.x == 25 and proposal.click.y == 40 and proposal.click.positive
     step = episode.apply([proposal.click])

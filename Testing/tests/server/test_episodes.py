@@ -30,7 +30,7 @@ def test_default_tools_full_episode(default_server):
     image = blob_image(96, 96, centre=(48, 40), radius=20)
     with AgentClient(default_server.url, token=TOKEN, timeout=60) as client:
         info = client.info()
-        assert (info["policy"], info["segmenter"]) == ("heuristic", "sitk")
+        assert (info["policy"], info["segmenter"]) == ("heuristic", "graphcut")
         assert "weight-free" in info["policy_description"] and "not the IBISAgent model" in info["policy_description"]
         session = client.open_session(image, "Segment the bright disk.", max_steps=6)
         proposal = session.propose()
@@ -39,7 +39,7 @@ def test_default_tools_full_episode(default_server):
         assert step.decision == "accepted" and session.mask.sum() == step.mask_pixels > 0
         result = session.run(6)
         # The same tools in this process, given the same image and decisions, end the same way.
-        local = Episode(image, build_segmenter("sitk"), build_policy("heuristic"), "Segment the bright disk.", max_steps=6)
+        local = Episode(image, build_segmenter("graphcut"), build_policy("heuristic"), "Segment the bright disk.", max_steps=6)
         local.apply([local.propose().click])
         expected = local.run(6)
         assert result.stop_reason == expected.stop_reason

@@ -150,5 +150,5 @@ def test_serve_record_flag_on_the_real_command(tmp_path):
     assert f"recording every session for training into {folder}" in output
     (path,) = records.find_records(str(folder))
     record = records.read_record(path)
-    assert record.finished and record.meta["policy"] == "heuristic" and record.meta["segmenter"] == "sitk"
+    assert record.finished and record.meta["policy"] == "heuristic" and record.meta["segmenter"] == "graphcut"
     assert len(record.steps) == 1 and np.array_equal(record.final_mask(), kept)

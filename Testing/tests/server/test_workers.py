@@ -16,9 +16,9 @@ from server_fakes import TOKEN, blob_image, start_fake_server
 
 def test_default_workers_one_for_gpu_models_two_cores_for_cpu_engines():
     cores = min(2, os.cpu_count() or 1)
-    assert default_workers("heuristic", "sitk") == cores
+    assert default_workers("heuristic", "graphcut") == cores
     assert default_workers("openai", "growcut") == cores
-    assert default_workers("qwen", "sitk") == 1
+    assert default_workers("qwen", "graphcut") == 1
     assert default_workers("heuristic", "sam2") == 1
     assert default_workers("heuristic", "litemedsam") == 1
 

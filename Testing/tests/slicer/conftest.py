@@ -64,6 +64,6 @@ def server():
 
     from ibisagent.segmenters import build_segmenter
 
-    running = Server(build_segmenter("sitk")).start()
+    running = Server(build_segmenter("graphcut")).start()
     yield running
     running.stop()

@@ -53,7 +53,7 @@ def test_continue_mask_touches_only_the_slice_and_segment(scene, view, orientati
     geometry = slice_geometry(volume, view)
     policy = SimulatedPolicy(geometry.extract(truth).astype(bool), stop_iou=0.99)
     logic = IBISAgentLogic()
-    logic.useLocalEngine(policy, "sitk")
+    logic.useLocalEngine(policy, "graphcut")
     result = logic.continueMask(volume, segmentation, ids[0], "segment the box", view=view, maxSteps=8)
     assert result["steps"] and result["statistics"]["pixels"] > 0
     after = snapshot(segmentation, ids, volume)
@@ -249,7 +249,7 @@ def test_run_batch_writes_masks_with_geometry(scene, tmp_path):
     mask_file = str(tmp_path / "case1_mask.nii.gz")
     sitk.WriteImage(mask_image, mask_file)
     logic = IBISAgentLogic()
-    logic.useLocalEngine("heuristic", "sitk")
+    logic.useLocalEngine("heuristic", "graphcut")
     out = tmp_path / "out"
     results = logic.runBatch([image_file, str(tmp_path / "missing.nii.gz")], [mask_file, None], str(out),
                              "segment the bright box", maxSteps=4)

@@ -47,7 +47,7 @@ def test_server_info_says_what_the_server_runs(server):
     logic.callAgent = lambda function: calls.append(function) or function()
     info = logic.serverInfo()
     assert calls, "serverInfo must go through callAgent"
-    assert info["segmenter"] == "sitk" and info["policy"]
+    assert info["segmenter"] == "graphcut" and info["policy"]
     assert protocol.api_major(info["api_version"]) == protocol.API_MAJOR
     assert not info.get("local")
 
@@ -68,10 +68,10 @@ def test_server_info_failures_are_typed(server):
 
 def test_server_info_of_the_local_engine():
     logic = IBISAgentLogic()
-    logic.useLocalEngine("heuristic", "sitk")
+    logic.useLocalEngine("heuristic", "graphcut")
     info = logic.serverInfo()
     assert info["local"] is True
-    assert (info["policy"], info["segmenter"]) == ("heuristic", "sitk")
+    assert (info["policy"], info["segmenter"]) == ("heuristic", "graphcut")
     assert info["api_version"] == protocol.API_VERSION
 
 

@@ -170,7 +170,7 @@ def test_remote_episode_records_what_the_servers_model_saw(scene, server, tmp_pa
     kept = logic.workedSlice.labelmap.read()
     logic.finish()
     record = only_record(tmp_path)
-    assert (record.meta["policy"], record.meta["segmenter"]) == ("switch", "sitk")
+    assert (record.meta["policy"], record.meta["segmenter"]) == ("switch", "graphcut")
     assert [s["decision"] for s in record.steps] == ["accepted", "edited"] and record.steps[1]["proposal_deleted"]
     assert record.steps[1]["clicks"][0]["origin"] == USER
     assert np.array_equal(record.final_mask(), kept)

@@ -79,4 +79,4 @@ def test_two_dimensional_steps_still_use_the_image_predictor(sam2, blob_image, c
     sam2.set_image(image)
     result = sam2.predict([Click(30, 24, True, USER)])
     assert result.mask.shape == image.shape[:2] and len(memory.calls) == 0
-    assert sam2.can_propagate and not build_segmenter("sitk").can_propagate
+    assert sam2.can_propagate and not build_segmenter("graphcut").can_propagate

@@ -50,5 +50,5 @@ def labelled_folder(tmp_path_factory) -> Path:
 def cold_start_records(labelled_folder, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("records") / "cold"
     generate_trajectories(str(labelled_folder / "images"), str(labelled_folder / "masks"), str(out),
-                          build_segmenter("sitk"), request=REQUEST, stop_iou=0.95, log=lambda line: None)
+                          build_segmenter("graphcut"), request=REQUEST, stop_iou=0.95, log=lambda line: None)
     return out

@@ -139,7 +139,7 @@ def test_a_person_s_correction_becomes_the_target(tmp_path):
         def respond(self, observation):
             return "<think>\nhere\n</think>\n<action>\nNegative Point (0.9000, 0.9000)\n</action>"
 
-    episode = Episode(image, build_segmenter("sitk"), Wrong(), request="Both discs.")
+    episode = Episode(image, build_segmenter("graphcut"), Wrong(), request="Both discs.")
     session = TrainingRecorder(str(tmp_path / "rec")).wrap(episode, source="panel")
     proposal = session.propose()
     session.apply([Click(30, 30, True, USER_MOVED)])   # moved onto the disc and flipped

@@ -43,7 +43,7 @@ class FixedClicks(Policy):
 
 def episode(points):
     grey, target = two_blobs()
-    return Episode(to_rgb(grey), build_segmenter("sitk"), FixedClicks(points), request="Segment both discs."), target
+    return Episode(to_rgb(grey), build_segmenter("graphcut"), FixedClicks(points), request="Segment both discs."), target
 
 
 def test_applied_steps_are_recorded_with_their_edits_and_undo_removes_them(tmp_path):
@@ -113,7 +113,7 @@ def test_run_through_the_wrapper_records_every_step_and_a_terminate_answer(tmp_p
     assert result.stop_reason == "terminated" and len(result.steps) == 2
     record = records.read_record(session.finish())
     assert record.meta["done"] and record.meta["final_proposal"]["action"] == "Terminate"
-    assert len(record.steps) == 2 and record.meta["policy"] == "fixed" and record.meta["segmenter"] == "sitk"
+    assert len(record.steps) == 2 and record.meta["policy"] == "fixed" and record.meta["segmenter"] == "graphcut"
 
 
 def test_a_step_that_cannot_be_recorded_is_taken_back(tmp_path):

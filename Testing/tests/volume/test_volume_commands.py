@@ -85,7 +85,7 @@ def test_propagate_with_the_simulated_annotator_uses_the_truth(files, tmp_path):
     out = tmp_path / "sim.nrrd"
     code = main(["propagate", "--image", str(folder / "image.nrrd"), "--mask", str(folder / "start.nrrd"),
                  "--plane", PLANE, "--index", str(start), "--direction", "up", "--max-steps-per-slice", "2",
-                 "--policy", "simulated", "--truth", str(folder / "truth.nrrd"), "--segmenter", "sitk",
+                 "--policy", "simulated", "--truth", str(folder / "truth.nrrd"), "--segmenter", "graphcut",
                  "--out", str(out), "--log", str(tmp_path / "sim.json")])
     assert code == 0
     log = json.loads((tmp_path / "sim.json").read_text())
