@@ -14,6 +14,7 @@ SEGMENTERS = {
     "litemedsam": "ibisagent.segmenters.litemedsam:build",
     "sam": "ibisagent.segmenters.sam:build",
     "sam2": "ibisagent.segmenters.sam2:build",
+    "watershed": "ibisagent.segmenters.watershed:build",
 }
 
 DEFAULT_SEGMENTER = "graphcut"
