@@ -59,6 +59,29 @@ def baseline_copy(shape, repeats: int = 200) -> Dict[str, float]:
     return stats(time_calls(lambda: np.copy(mask), repeats, warmup=5))
 
 
+#: The MNI152 slice set's offsets (voxels) either side of the brain's centre slice.
+SLICE_OFFSET = 12
+
+
+def slice_set(quick: bool) -> List[tuple]:
+    """[(name, float image (H, W), truth bool (H, W))] in display orientation: the MNI152 tissues
+    brain, grey, white x planes axial, coronal, sagittal x the slice at the brain's centre and
+    +-`SLICE_OFFSET` voxels (``quick``: the centre only); slices with under 50 mask pixels are left out."""
+    from ibisagent.sample_data import PLANES, TISSUES, centre_index, display_slice, mni152_volume
+
+    cases = []
+    for tissue in TISSUES:
+        t1, mask, _ = mni152_volume(tissue)
+        for plane in PLANES:
+            centre = centre_index(mask, plane)
+            for index in ([centre] if quick else [centre - SLICE_OFFSET, centre, centre + SLICE_OFFSET]):
+                truth = display_slice(mask, plane, index)
+                if truth.sum() < 50:
+                    continue
+                cases.append((f"{tissue}/{plane}/{index}", display_slice(t1, plane, index), truth))
+    return cases
+
+
 def square_case(size: int, tissue: str = "white", plane: str = "axial"):
     """(RGB uint8 (size, size, 3), truth bool (size, size)): an MNI152 slice stretched to a square
     of ``size`` pixels (bilinear for the image, nearest for the mask)."""

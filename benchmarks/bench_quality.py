@@ -7,7 +7,7 @@ after each click is recorded. Starts: from scratch, and "continue my mask" from 
 of `sample_data.rough_mask` (eroded, cut, leaky). Reported per tool and start: NoC@85, NoC@90,
 mIoU@1/3/5, the median seconds per click, and the IoU-vs-clicks curves.
 
-Slices: those of benchmarks/compare_classical_tools.py (tissues x planes, centre +- 12 voxels;
+Slices: `bench_common.slice_set` (tissues x planes, centre +- 12 voxels;
 ``--quick``: the centre axial slices of brain and white matter, starts scratch and cut).
 
     python benchmarks/bench_quality.py [--quick] [--tools graphcut growcut litemedsam]
@@ -22,8 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 import bench_common as common
 import numpy as np
-from bench_common import format_table
-from compare_classical_tools import slice_set
+from bench_common import format_table, slice_set
 
 from ibisagent.evaluate import run_case, summarise
 from ibisagent.imaging import to_rgb

@@ -1,7 +1,7 @@
 """Write the MNI152 evaluation slices as files, so `ibisagent eval` itself can be run on them.
 
 Layout under OUT: images/<case>.nii.gz (T1 slice), masks/<case>.png (tissue mask) and, per rough
-start kind, initial_<kind>/<case>.png. Cases are the slice set of compare_classical_tools.py:
+start kind, initial_<kind>/<case>.png. Cases are `bench_common.slice_set`:
 brain, grey and white matter x axial, coronal, sagittal x the centre slice and +/-12.
 
     python benchmarks/export_eval_set.py --out /tmp/mni152-eval
@@ -17,7 +17,7 @@ import os
 import numpy as np
 import SimpleITK as sitk
 
-from compare_classical_tools import slice_set
+from bench_common import slice_set
 from ibisagent import image_io
 from ibisagent.sample_data import ROUGHNESS, rough_mask
 
