@@ -1,0 +1,199 @@
+"""Does the weight-free `heuristic` policy do no harm on real images of every modality?
+
+Cases: the 2D dev set (``--devset``, default ``../shared/data/devset/2d``: ``images/``, ``masks/``,
+``initial/``), grouped by the case-name prefix before the first ``_`` (``ct``, ``derm``, ...).
+Two scenarios per case, every proposal accepted unchanged, up to ``--steps`` steps:
+
+- ``truth``: the episode starts from the expert mask itself. The policy should leave it alone
+  (terminate at once is fine); the target is a final IoU >= 0.95 in at least 95% of the cases.
+- ``initial``: the episode starts from the degraded mask in ``initial/``. The target is a mean
+  IoU after the episode at least the start's on every group, and better on most.
+
+The policy never sees the ground truth; the IoU against it is measured before and after.
+
+Run:  OMP_NUM_THREADS=1 python benchmarks/heuristic_devset.py [--steps 8] [--workers 2]
+      [--segmenter graphcut] [--devset DIR] [--cases]
+Prints per group: start and end mean IoU of both scenarios, the share of truth starts kept
+>= 0.95, the share of degraded starts improved and worsened; with ``--cases``, one row per case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "IBISAgentSlicer"))
+
+from ibisagent import image_io, parallel  # noqa: E402
+from ibisagent.episode import Episode  # noqa: E402
+from ibisagent.evaluate import case_group, find_pairs  # noqa: E402
+from ibisagent.imaging import to_rgb  # noqa: E402
+from ibisagent.metrics import iou  # noqa: E402
+from ibisagent.policies import build_policy  # noqa: E402
+from ibisagent.segmenters import build_segmenter  # noqa: E402
+
+DEFAULT_DEVSET = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "devset", "2d"))
+SCENARIOS = ("truth", "initial")
+#: A truth start is "kept" when its final IoU is at least this (the issue's target).
+KEPT_IOU = 0.95
+#: A change smaller than this IoU counts as no change (mask resampling noise is below it).
+SAME = 0.001
+
+
+@dataclass
+class Row:
+    case: str
+    scenario: str
+    start_iou: float
+    end_iou: float
+    steps: int
+    stop: Optional[str]
+
+    @property
+    def group(self) -> str:
+        return case_group(self.case)
+
+
+def run_case(image_rgb, truth, start_mask, segmenter, policy, steps: int):
+    """(final IoU, steps taken, stop reason) of one episode that accepts every proposal."""
+    episode = Episode(image_rgb, segmenter, policy, "Segment the target.", start_mask, max_steps=steps)
+    result = episode.run()
+    return iou(result.mask, truth), len(result.steps), result.stop_reason
+
+
+def load_case(pair):
+    """(rgb image, truth, degraded start) of one `find_pairs` pair, as `ibisagent eval` reads them."""
+    _, image_path, mask_path, initial_path = pair
+    pixels, _ = image_io.read_2d(image_path)
+    rgb = to_rgb(pixels)
+    truth = image_io.read_mask_2d(mask_path, rgb.shape[:2])
+    initial = image_io.read_mask_2d(initial_path, rgb.shape[:2])
+    return rgb, truth, initial
+
+
+def pairs_of(devset: str, only: Sequence[str] = ()) -> list:
+    """The dev set's (name, image, mask, initial) pairs, optionally only the named cases."""
+    pairs, _ = find_pairs(os.path.join(devset, "images"), os.path.join(devset, "masks"),
+                          os.path.join(devset, "initial"))
+    if only:
+        pairs = [pair for pair in pairs if pair[0] in set(only)]
+    return pairs
+
+
+def run_pair(pair, segmenter, policy, steps: int) -> List[Row]:
+    rgb, truth, initial = load_case(pair)
+    rows = []
+    for scenario, start in (("truth", truth), ("initial", initial)):
+        end, count, stop = run_case(rgb, truth, start, segmenter, policy, steps)
+        rows.append(Row(pair[0], scenario, iou(start, truth), end, count, stop))
+    return rows
+
+
+_worker: Optional[tuple] = None
+
+
+def _start_worker(segmenter_name: str, steps: int) -> None:
+    global _worker
+    _worker = (build_segmenter(segmenter_name), build_policy("heuristic"), steps)
+
+
+def _pair_in_worker(pair) -> List[Row]:
+    segmenter, policy, steps = _worker
+    return run_pair(pair, segmenter, policy, steps)
+
+
+def run(devset: str = DEFAULT_DEVSET, steps: int = 8, segmenter_name: str = "graphcut", workers: int = 2,
+        only: Sequence[str] = ()) -> List[Row]:
+    pairs = pairs_of(devset, only)
+    if workers > 1:
+        nested = parallel.map_in_workers(_pair_in_worker, pairs, workers, _start_worker, (segmenter_name, steps))
+    else:
+        _start_worker(segmenter_name, steps)
+        nested = [_pair_in_worker(pair) for pair in pairs]
+    return [row for rows in nested for row in rows]
+
+
+def group_table(rows: Sequence[Row]) -> Dict[str, Dict[str, float]]:
+    """Per group (and "all"): the figures `summarise` prints."""
+    groups = sorted({r.group for r in rows}) + ["all"]
+    table = {}
+    for group in groups:
+        part = [r for r in rows if group in ("all", r.group)]
+        truth = [r for r in part if r.scenario == "truth"]
+        start = [r for r in part if r.scenario == "initial"]
+        gains = np.array([r.end_iou - r.start_iou for r in start])
+        table[group] = {
+            "cases": len(truth),
+            "truth_end": float(np.mean([r.end_iou for r in truth])),
+            "truth_kept": float(np.mean([r.end_iou >= KEPT_IOU for r in truth])),
+            "truth_untouched": float(np.mean([r.steps == 0 for r in truth])),
+            "initial_start": float(np.mean([r.start_iou for r in start])),
+            "initial_end": float(np.mean([r.end_iou for r in start])),
+            "improved": float(np.mean(gains > SAME)),
+            "worse": float(np.mean(gains < -SAME)),
+            "steps": float(np.mean([r.steps for r in start])),
+        }
+    return table
+
+
+def summarise(rows: Sequence[Row], out=sys.stdout) -> Dict[str, Dict[str, float]]:
+    table = group_table(rows)
+    print(f"{'group':<8}{'cases':>6} | {'truth: end':>10}{'>=0.95':>8}{'no click':>9} | "
+          f"{'degraded: start':>15}{'end':>7}{'gain':>8}{'improved':>9}{'worse':>7}{'steps':>6}", file=out)
+    for group, f in table.items():
+        print(f"{group:<8}{f['cases']:>6} | {f['truth_end']:>10.3f}{f['truth_kept']:>8.0%}{f['truth_untouched']:>9.0%} | "
+              f"{f['initial_start']:>15.3f}{f['initial_end']:>7.3f}{f['initial_end'] - f['initial_start']:>+8.3f}"
+              f"{f['improved']:>9.0%}{f['worse']:>7.0%}{f['steps']:>6.1f}", file=out)
+    groups = {g: f for g, f in table.items() if g != "all"}
+    not_worse = [g for g, f in groups.items() if f["initial_end"] >= f["initial_start"] - 1e-9]
+    better = [g for g, f in groups.items() if f["initial_end"] > f["initial_start"] + SAME]
+    overall = table["all"]
+    print(f"\ntruth starts kept >= {KEPT_IOU}: {overall['truth_kept']:.1%} of {overall['cases']} cases "
+          f"(target >= 95%)", file=out)
+    print(f"degraded starts: mean IoU not below the start on {len(not_worse)} of {len(groups)} groups, "
+          f"better on {len(better)} (target: all, and most)"
+          + (f"; below on {', '.join(sorted(set(groups) - set(not_worse)))}" if len(not_worse) < len(groups) else ""),
+          file=out)
+    return table
+
+
+def print_cases(rows: Sequence[Row], out=sys.stdout) -> None:
+    print(f"{'case':<52}{'start':<9}{'IoU0':>7}{'IoU1':>7}{'gain':>8}{'steps':>6}  stop", file=out)
+    for r in sorted(rows, key=lambda r: (r.case, r.scenario)):
+        print(f"{r.case[:51]:<52}{r.scenario:<9}{r.start_iou:7.3f}{r.end_iou:7.3f}{r.end_iou - r.start_iou:+8.3f}"
+              f"{r.steps:6d}  {r.stop}", file=out)
+    print(file=out)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--devset", default=DEFAULT_DEVSET, help="the 2D dev set folder (images/, masks/, initial/)")
+    parser.add_argument("--steps", type=int, default=8, help="most clicks per episode (default 8)")
+    parser.add_argument("--segmenter", default="graphcut", help="segmentation tool name (default graphcut)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--cases", action="store_true", help="also print one row per case and scenario")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.devset):
+        print(f"The dev set folder does not exist: {args.devset}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    rows = run(args.devset, args.steps, args.segmenter, args.workers)
+    policy = build_policy("heuristic")
+    print(f"policy: {policy.description}\ntool: {args.segmenter}, {args.steps} steps at most, "
+          f"{len(rows) // 2} cases from {args.devset}\n")
+    if args.cases:
+        print_cases(rows)
+    summarise(rows)
+    print(f"\n{time.perf_counter() - started:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
