@@ -161,6 +161,17 @@ def initial_point(
     return int(x), int(y), int(region.sum()), side
 
 
+def appearance_of(image: np.ndarray, mask: np.ndarray) -> Appearance:
+    """The target and background models of ``mask`` (see the module docstring) over the whole
+    image: what the look-ahead compares a previewed change with."""
+    mask = np.asarray(mask, dtype=bool)
+    grey, bins = _image_features(image)
+    ring = _ring(mask, _ring_width(mask))
+    if not ring.any():
+        ring = ~mask
+    return _appearance(grey, bins, mask, ring)
+
+
 # -- per-image features, cached ----------------------------------------------------------------
 #: Pixels beyond a pixel that the one-pixel Gaussian smoothing of the probability reads
 #: (scipy's default truncation at four standard deviations).
