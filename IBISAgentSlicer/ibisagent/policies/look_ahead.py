@@ -14,8 +14,9 @@ alone (no ground truth), and rejects the click when the result
   interior than like the ring;
 - *finds no clearer outline*: an edit that is right moves the outline from where the image has
   no edge (a cut across the structure, a margin drawn too wide or too tight) onto an edge. The
-  outline pixels the edit creates must lie on an image gradient at least `EDGE_GAIN` times as
-  strong, on average, as the outline pixels it gives up;
+  outline pixels the edit creates (or, for an edit that only gives outline up, those it keeps)
+  must lie on an image gradient at least `EDGE_GAIN` times as strong, on average, as the
+  outline pixels it gives up;
 - *does not make the structure stand out*: the colour separation between the mask's interior and
   its ring (difference of mean colours over their pooled standard deviation) must grow by at
   least `SEPARATION_GAIN`.
@@ -140,11 +141,14 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 
 
 def _edge_ratio(gradient: np.ndarray, mask: np.ndarray, preview: np.ndarray) -> float:
-    """Mean gradient on the outline pixels the preview creates over that on those it gives up;
-    0 when the outline did not move, infinite when only new outline appeared on an edge."""
+    """Mean gradient on the outline pixels the preview creates over that on those it gives up.
+    An edit that only gives outline up (a filled hole, a removed spur) is measured by the outline
+    it keeps instead. 0 when the outline did not move, infinite when none was given up."""
     old, new = _outline(mask), _outline(preview)
     gained, lost = new & ~old, old & ~new
     if not gained.any():
+        gained = new & old
+    if not gained.any() or not (gained | lost).any() or not (new ^ old).any():
         return 0.0
     lost_strength = float(gradient[lost].mean()) if lost.any() else 0.0
     gained_strength = float(gradient[gained].mean())

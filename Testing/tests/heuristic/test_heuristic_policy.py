@@ -30,8 +30,15 @@ HOLE = _disc(42, 52, 7)
 LEAK = _disc(48, 82, 10) & ~_disc(48, 48, 26)
 
 
-def _ask(image, mask, clicks=(), request="Segment the bright disc."):
-    text = build_policy("heuristic").respond(Observation(image, mask, request, len(clicks), tuple(clicks)))
+def _ideal(truth):
+    """A look-ahead whose tool answers every click with the true mask: the policy's own choices
+    (which region, which pixel) are then what the test sees."""
+    return lambda clicks: truth.copy()
+
+
+def _ask(image, mask, clicks=(), request="Segment the bright disc.", preview=None):
+    observation = Observation(image, mask, request, len(clicks), tuple(clicks), preview=preview)
+    text = build_policy("heuristic").respond(observation)
     parsed = parse_response(text)
     assert parsed.ok, parsed.error
     return parsed
@@ -51,22 +58,22 @@ def test_heuristic_is_the_default_and_says_it_is_not_the_model():
 def test_first_proposals_fix_the_hole_and_the_leak_with_reasons_that_say_so():
     image, truth = _scene()
     rough = (truth & ~HOLE) | LEAK
-    first = _ask(image, rough)
+    first = _ask(image, rough, preview=_ideal(truth))
     # The leak is the larger error, so it comes first; after removing it the hole is next.
     assert first.action.kind == NEGATIVE
     x, y = _pixel(first)
     assert LEAK[y, x]
-    assert "background" in first.reasoning and "removing" in first.reasoning
-    second = _ask(image, truth & ~HOLE, [])
+    assert "matches the surrounding tissue" in first.reasoning and "so I remove it" in first.reasoning
+    second = _ask(image, truth & ~HOLE, [], preview=_ideal(truth))
     assert second.action.kind == POSITIVE
     x, y = _pixel(second)
     assert HOLE[y, x]
-    assert "hole" in second.reasoning and "inside" in second.reasoning
+    assert "a hole in the mask" in second.reasoning and "so I add it" in second.reasoning
 
 
 def test_clicks_land_well_inside_the_region_they_fix():
     image, truth = _scene()
-    parsed = _ask(image, truth & ~HOLE)
+    parsed = _ask(image, truth & ~HOLE, preview=_ideal(truth))
     x, y = _pixel(parsed)
     assert np.hypot(x - 52, y - 42) <= 2.5  # the hole's centre is its deepest point
 
@@ -103,7 +110,7 @@ def test_the_request_can_name_the_side():
 
 def test_a_perfect_mask_terminates_with_an_answer():
     image, truth = _scene()
-    parsed = _ask(image, truth)
+    parsed = _ask(image, truth, preview=_ideal(truth))
     assert parsed.action.kind == TERMINATE
     assert parsed.answer and parsed.reasoning
 
@@ -112,18 +119,16 @@ def test_no_pixel_is_proposed_twice_and_an_opposite_click_is_respected():
     image, truth = _scene()
     mask = truth & ~HOLE
     seen = []
-    for _ in range(3):  # the tool never fixes the hole: each proposal must be a new pixel
-        parsed = _ask(image, mask, [Click(x, y, True) for x, y in seen])
-        if parsed.action.kind == TERMINATE:
-            break
-        assert _pixel(parsed) not in seen
+    for _ in range(3):  # the mask never changes (the clicks are not applied): each proposal is new
+        parsed = _ask(image, mask, [Click(x, y, True) for x, y in seen], preview=_ideal(truth))
+        assert parsed.action.kind == POSITIVE
+        assert HOLE[_pixel(parsed)[::-1]] and _pixel(parsed) not in seen
         seen.append(_pixel(parsed))
-    assert len(seen) >= 2
     x, y = seen[0]
-    vetoed = _ask(image, mask, [Click(x, y, False)])  # someone said the hole is not target
-    if vetoed.action.kind != TERMINATE:
-        px, py = _pixel(vetoed)
-        assert not HOLE[py, px]
+    # Someone said the hole is not target: the policy leaves it and removes the leak instead.
+    vetoed = _ask(image, mask | LEAK, [Click(x, y, False)], preview=_ideal(truth))
+    assert vetoed.action.kind == NEGATIVE
+    assert LEAK[_pixel(vetoed)[::-1]]
 
 
 @pytest.mark.parametrize("seed", range(6))
