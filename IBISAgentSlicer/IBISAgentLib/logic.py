@@ -2,7 +2,7 @@
 
 Usable from Slicer's Python console, from the module widget and in batch, with no Qt::
 
-    logic = IBISAgentLogic()                       # in-process engine (heuristic + sitk)
+    logic = IBISAgentLogic()                       # in-process engine (heuristic + graphcut)
     logic.connect("http://127.0.0.1:8765", token)  # or: an agent server
     result = logic.continueMask(volume, segmentation, segmentId, "segment the tumour", view="Red")
 

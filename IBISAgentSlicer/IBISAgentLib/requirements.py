@@ -95,7 +95,7 @@ def read_requirements(extras: Sequence[str] = (), path: Optional[str] = None) ->
 
 
 def engine_requirements() -> List[str]:
-    """What the in-process engine (heuristic policy, sitk tool) needs."""
+    """What the in-process engine (heuristic policy, graphcut tool) needs."""
     return read_requirements()
 
 

@@ -17,7 +17,7 @@ Concurrency model (see also `worker.py` and `agent_session.py`):
   ``max_queue``; overflow gets 503 with Retry-After.
 - How many workers: `ibisagent serve --workers N`; by default 1 when the policy or the tool is a
   torch model (qwen, sam, sam2, litemedsam: one GPU copy, one owner) and ``min(2, cpu_count)``
-  for the CPU-only engines (heuristic/openai policy with sitk/growcut), whose single-threaded
+  for the CPU-only engines (heuristic/openai policy with graphcut/growcut/watershed), whose single-threaded
   compute would otherwise leave the second core idle (`worker.default_workers`).
 - Each session has a lock. Model calls take it on their worker's thread; calls needing no model
   (state, mask, skip, undo, replace) take it on a pool thread. Lock order: worker slot, then

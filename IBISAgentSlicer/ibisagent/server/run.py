@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--max-sessions", type=int, default=64, help="most sessions kept at once (default: 64)")
     net.add_argument("--workers", type=int, default=None,
                      help="model worker threads, each with its own copy of the policy and tool (default: 1 for "
-                     "GPU models, min(2, CPU cores) for the CPU-only heuristic/openai policy with sitk/growcut)")
+                     "GPU models, min(2, CPU cores) for the CPU-only heuristic/openai policy with graphcut/growcut/watershed)")
     net.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     net.add_argument("--record", metavar="DIR",
                      help="record every session for training into this local folder: one trajectory record per "

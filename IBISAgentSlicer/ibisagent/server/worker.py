@@ -65,7 +65,7 @@ def default_workers(policy: str, segmenter: str) -> int:
 
     One when the policy or the tool is a torch model (qwen, sam, sam2, litemedsam): a second copy
     would double GPU memory, and two threads sharing one GPU gain little. Otherwise
-    ``min(2, os.cpu_count())``: the CPU engines run one click on one core (sitk's fast marching is
+    ``min(2, os.cpu_count())``: the CPU engines run one click on one core (the max-flow and watershed are
     sequential), and SimpleITK and numpy release the GIL inside their calls, so a second worker
     thread puts the second core to work; more than two gains little on the 2-core workstations
     this targets, against the memory each copy of the engine takes (growcut's ITK about 0.9 GB).

@@ -5,7 +5,7 @@ the simulated annotator as the teacher: it clicks in the middle of the largest e
 the click in the model's grammar with reasoning templated from the image and the masks
 (`ibisagent.training.reasoning`), and says Terminate once the IoU reaches ``stop_iou`` (0.8 and
 at most 20 clicks, as the reference's trajectory generator). The segmentation tool is this
-product's (``sitk`` by default), so the masks are the ones it will really produce. Every episode
+product's (``graphcut`` by default), so the masks are the ones it will really produce. Every episode
 is written as a trajectory record with the expert mask as its truth, ready for
 ``ibisagent export-training``.
 """
