@@ -16,9 +16,9 @@ Rules, in order:
   click goes to the region's deepest point, positive to add missed target, negative to remove a
   leak. No pixel is proposed twice.
 - Do no harm: the best ``tries`` such clicks are tried, in score order, through the episode's tool
-  (`Observation.preview`), and the first whose result passes `look_ahead.judge` (no flood, no
-  leak into unlike tissue, the shape kept, the outline moved onto a clearly stronger edge) is
-  proposed. When none passes, or no region is worth a click, or no tool is at hand to try one
+  (`Observation.preview`), and the first whose result passes `look_ahead.judge` (no flood, the
+  shape kept; the click's own change no leak into unlike tissue, and either the outline moved
+  onto a clearly stronger edge or a cut through the structure closed) is proposed. When none passes, or no region is worth a click, or no tool is at hand to try one
   (``preview`` is None), terminate, saying that no change is confidently an improvement: on a
   mask that is already right a click is more likely to hurt it than to help.
 

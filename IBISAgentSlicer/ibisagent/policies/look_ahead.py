@@ -3,26 +3,41 @@
 The `heuristic` policy finds regions the mask probably gets wrong (`mask_critique`), but a click
 there is only worth proposing when the tool's answer to it is likely better than the mask the
 person already has. `judge` compares the previewed mask with the current one, from the image
-alone (no ground truth), and rejects the click when the result
+alone (no ground truth).
 
-- *floods*: adds (for a positive click) or removes (negative) far more than the region it was
-  meant to fix: more than `SPREAD_FACTOR` times the region plus `SPREAD_SHARE` of the mask;
-- *undoes the mask's shape*: keeps less than `MIN_OVERLAP` of it (IoU of preview and mask), or
-  splits it into more sizeable pieces than it had;
-- *leaks into unlike tissue*: the added pixels look more like the ring around the mask than like
-  its interior (mean P(target | colour) below one half), or the removed pixels look more like the
-  interior than like the ring;
-- *finds no clearer outline*: an edit that is right moves the outline from where the image has
+It judges the click's *own change*: the pieces of the change (8-connected) that touch the
+candidate's region (`mask_critique.region_of`). A tool may also re-decide slivers along the rest
+of the outline (graphcut re-decides a band around the user's whole boundary); those are only
+bounded, not judged, so that good edges far from the click, given up by a sliver, do not veto a
+right fix there. The click is rejected when
+
+- it *floods*: its own change adds (or removes) more than `SPREAD_FACTOR` times the region plus
+  `SPREAD_SHARE` of the mask;
+- it *undoes the mask's shape*: the change away from the region exceeds `SPREAD_SHARE` of the
+  mask, or the result keeps less than `MIN_OVERLAP` of the mask (IoU), splits it into more
+  sizeable pieces than it had or cuts a hole into it (these see the whole preview: it is what
+  the click would really give);
+- its own change *leaks into unlike tissue*: on average its pixels do not get the label their
+  colour suggests with odds of at least 2 : 1 (`MIN_AGREEMENT`: mean P(target | colour) of the
+  pixels it adds, and 1 - P of those it removes);
+- it *finds no clearer outline*: an edit that is right moves the outline from where the image has
   no edge (a cut across the structure, a margin drawn too wide or too tight) onto an edge. The
   outline pixels the edit creates (or, for an edit that only gives outline up, those it keeps)
   must lie on an image gradient at least `EDGE_GAIN` times as strong, on average, as the
-  outline pixels it gives up;
-- *does not make the structure stand out*: the colour separation between the mask's interior and
-  its ring (difference of mean colours over their pooled standard deviation) must grow by at
+  outline pixels it gives up; or at least as strong (`WEAK_EDGE_GAIN`) when the structure also
+  stands out clearly more (`CLEAR_SEPARATION_GAIN`);
+- it *does not make the structure stand out*: the colour separation between the mask's interior
+  and its ring (difference of mean colours over their pooled standard deviation) must grow by at
   least `SEPARATION_GAIN`.
 
-The last two are what tell a true error from a correct mask of a tissue that is not uniform:
-measured on the dev set (benchmarks/heuristic_devset.py), a click on a correct expert mask
+One positive change passes without the last two: closing a *cut*, where the mask stops inside the
+structure. The outline it gives up is much weaker than the rest of the outline (mean gradient at
+most `CUT_EDGE_SHARE` of the kept outline's) and no stronger than the structure's own texture
+(median gradient at most that of the mask's interior). A correct mask's outline lies on the
+structure's boundary, so it is not a cut.
+
+The edge and separation checks are what tell a true error from a correct mask of a tissue that
+is not uniform: measured on the dev set (benchmarks/heuristic_devset.py), a click on a correct expert mask
 almost never passes them, while clicks that pass them on degraded masks improve them in most
 cases. Every threshold is relative (to the region's size, the mask's size, the image's own
 gradients and colour spread), so none depends on an image's size or modality.
@@ -37,12 +52,16 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-from .mask_critique import Candidate, appearance_of
+from .mask_critique import Candidate, appearance_of, region_of
 
 #: A click may change at most this many times the area of the region it fixes...
 SPREAD_FACTOR = 2.0
-#: ...plus this share of the mask (the tool re-decides a band along the whole outline).
+#: ...plus this share of the mask; the change away from the region (the slivers a tool
+#: re-decides along the rest of the outline) may be at most this share of the mask too.
 SPREAD_SHARE = 0.1
+#: The click's own change must give its pixels the label their colour suggests with at least
+#: these odds on average (2 : 1).
+MIN_AGREEMENT = 2.0 / 3.0
 #: The previewed mask must overlap the current one at least this much (IoU).
 MIN_OVERLAP = 0.5
 #: A piece counts as sizeable from this share of the mask.
@@ -51,6 +70,13 @@ PIECE_SHARE = 0.01
 EDGE_GAIN = 3.0
 #: The interior/ring colour separation (in pooled standard deviations) must grow by this much.
 SEPARATION_GAIN = 0.2
+#: A separation growing by this much (the structure clearly stands out more)...
+CLEAR_SEPARATION_GAIN = 1.0
+#: ...makes do with an outline this many times stronger.
+WEAK_EDGE_GAIN = 1.0
+#: An outline whose mean gradient is at most this share of the rest of the outline's (and no
+#: more than the texture inside the mask) is a cut through the structure, not a boundary.
+CUT_EDGE_SHARE = 0.25
 
 FLOODS = "floods"
 UNDOES_SHAPE = "undoes the shape"
@@ -95,35 +121,70 @@ def judge(image: np.ndarray, mask: np.ndarray, candidate: Candidate, preview: np
 
     if n_added + n_removed == 0:
         return verdict(NO_CHANGE, "would not have changed the mask")
+    model = appearance_of(image, mask)
+    local = _local_change(added | removed, region_of(model, mask, candidate))
+    if not local.any():
+        return verdict(NO_CHANGE, "would not have changed the region it was meant to fix")
+    own_added, own_removed = int((added & local).sum()), int((removed & local).sum())
     allowance = SPREAD_FACTOR * candidate.area + SPREAD_SHARE * area
-    if n_added > allowance:
-        return verdict(FLOODS, f"would have spread into {n_added} pixels of neighbouring tissue "
+    if own_added > allowance:
+        return verdict(FLOODS, f"would have spread into {own_added} pixels of neighbouring tissue "
                                f"for a {candidate.area}-pixel region")
-    if n_removed > allowance:
-        return verdict(UNDOES_SHAPE, f"would have removed {n_removed} pixels, far more than the "
+    if own_removed > allowance:
+        return verdict(UNDOES_SHAPE, f"would have removed {own_removed} pixels, far more than the "
                                      f"{candidate.area}-pixel region")
+    added_elsewhere, removed_elsewhere = n_added - own_added, n_removed - own_removed
+    if added_elsewhere + removed_elsewhere > SPREAD_SHARE * area:
+        if added_elsewhere >= removed_elsewhere:
+            return verdict(FLOODS, f"would have spread into {added_elsewhere} pixels of neighbouring "
+                                   f"tissue away from the {candidate.area}-pixel region")
+        return verdict(UNDOES_SHAPE, f"would have removed {removed_elsewhere} pixels of the mask away "
+                                     f"from the {candidate.area}-pixel region")
     overlap = (area - n_removed) / max(area + n_added, 1)
     if overlap < MIN_OVERLAP:
         return verdict(UNDOES_SHAPE, f"would have kept only {overlap:.0%} of the mask's shape")
     if _pieces(preview, area) > _pieces(mask, area):
         return verdict(SPLITS, "would have split the mask into separate pieces")
-    probability = appearance_of(image, mask).probability
-    if n_added and probability[added].mean() < 0.5:
-        return verdict(LEAKS, "would have added tissue that looks like the surroundings, not like "
-                              "the segmented structure")
-    if n_removed and probability[removed].mean() > 0.5:
+    if _pieces(~preview, area) > _pieces(~mask, area):
+        return verdict(SPLITS, "would have cut a hole into the mask")
+    probability = model.probability
+    agreement = (probability[added & local].sum() + (1.0 - probability[removed & local]).sum()) / local.sum()
+    if agreement < MIN_AGREEMENT:
+        if candidate.positive:
+            return verdict(LEAKS, "would have added tissue that looks like the surroundings, not like "
+                                  "the segmented structure")
         return verdict(LEAKS, "would have removed tissue that looks like the segmented structure")
-    ratio = _edge_ratio(_gradient(image), mask, preview)
-    if ratio < EDGE_GAIN:
+    preview = mask ^ local
+    gradient = _gradient(image)
+    if candidate.positive and _stops_inside(gradient, mask, preview):
+        return verdict(None, "the mask stops where the image shows no boundary (the outline there is "
+                             "much weaker than the rest of it and no stronger than the texture inside "
+                             "the structure), and the click extends it into tissue that looks like the "
+                             "structure")
+    ratio = _edge_ratio(gradient, mask, preview)
+    if ratio < WEAK_EDGE_GAIN:
         return verdict(NO_EDGE, "would not have moved the outline onto a clearly stronger image "
                                 f"edge (edge strength x{ratio:.1f})", ratio)
     separation = _separation(image, preview) - _separation(image, mask)
+    if ratio < EDGE_GAIN and separation < CLEAR_SEPARATION_GAIN:
+        return verdict(NO_EDGE, "would not have moved the outline onto a clearly stronger image "
+                                f"edge (edge strength x{ratio:.1f})", ratio, separation)
     if separation < SEPARATION_GAIN:
         return verdict(NO_SEPARATION, "would not have made the structure stand out more from its "
                                       "surroundings", ratio, separation)
     return verdict(None, f"the new outline follows image edges {ratio:.1f} times stronger than the "
                          "old one and the structure stands out more from its surroundings",
                    ratio, separation)
+
+
+def _local_change(change: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The pieces of ``change`` (8-connected) that touch the candidate's ``region``: what its click
+    itself did, apart from the small re-decisions the tool makes along the rest of the outline."""
+    labels, count = ndimage.label(change, structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        return change
+    touched = np.unique(labels[ndimage.binary_dilation(region) & change])
+    return np.isin(labels, touched[touched > 0])
 
 
 def _pieces(mask: np.ndarray, area: int) -> int:
@@ -138,6 +199,21 @@ def _pieces(mask: np.ndarray, area: int) -> int:
 def _outline(mask: np.ndarray) -> np.ndarray:
     """The pixels on both sides of the mask's edge (its inner and outer boundary)."""
     return (mask & ~ndimage.binary_erosion(mask)) | (ndimage.binary_dilation(mask) & ~mask)
+
+
+def _stops_inside(gradient: np.ndarray, mask: np.ndarray, preview: np.ndarray) -> bool:
+    """True when the outline the preview gives up is a cut through the structure rather than a
+    boundary: its mean gradient is at most `CUT_EDGE_SHARE` of that on the outline kept, and its
+    median no more than the median inside the mask (the structure's own texture)."""
+    old, new = _outline(mask), _outline(preview)
+    lost, kept = old & ~new, old & new
+    if not lost.any() or not kept.any():
+        return False
+    core = ndimage.binary_erosion(mask, iterations=2)
+    if not core.any():
+        return False
+    return bool(gradient[lost].mean() <= CUT_EDGE_SHARE * gradient[kept].mean()
+                and np.median(gradient[lost]) <= np.median(gradient[core]))
 
 
 def _edge_ratio(gradient: np.ndarray, mask: np.ndarray, preview: np.ndarray) -> float:

@@ -172,6 +172,19 @@ def appearance_of(image: np.ndarray, mask: np.ndarray) -> Appearance:
     return _appearance(grey, bins, mask, ring)
 
 
+def region_of(model: Appearance, mask: np.ndarray, candidate: Candidate) -> np.ndarray:
+    """The pixels of ``candidate``'s region, bool (H, W): the connected region of missed target
+    (positive) or wrongly included area (negative) that holds its click, as `find_candidates`
+    found it; ``model`` is `appearance_of` the image and ``mask``. Empty when the click is not in
+    such a region."""
+    mask = np.asarray(mask, dtype=bool)
+    target_like = model.probability > 0.5
+    error = (~mask & target_like & (model.ring | _fill_holes(mask))) if candidate.positive else (mask & ~target_like)
+    labels, _ = ndimage.label(error)
+    label = labels[candidate.y, candidate.x]
+    return labels == label if label else np.zeros_like(mask)
+
+
 # -- per-image features, cached ----------------------------------------------------------------
 #: Pixels beyond a pixel that the one-pixel Gaussian smoothing of the probability reads
 #: (scipy's default truncation at four standard deviations).

@@ -25,6 +25,8 @@ def _disc(cy, cx, radius):
 TRUTH = _disc(48, 48, 26)
 HOLE = _disc(42, 52, 7)
 LEAK = _disc(48, 82, 10) & ~TRUTH
+NOTCH = _disc(48, 70, 8) & TRUTH  # a bite out of the disc's right edge...
+SPILL = _disc(48, 82, 8) & ~TRUTH  # ...and the dark background next to it
 
 
 def _image(seed=0):
@@ -56,10 +58,10 @@ def test_a_flooding_click_is_rejected_and_the_policy_says_it_found_no_confident_
 
 
 def test_a_click_that_leaks_into_background_like_tissue_is_rejected():
-    mask = TRUTH & ~HOLE
+    mask = TRUTH & ~NOTCH
     candidate = find_candidates(_image(), mask)[0]
-    assert candidate.positive and HOLE[candidate.y, candidate.x]
-    leaking = mask | HOLE | LEAK  # the hole and a piece of the dark background next to the disc
+    assert candidate.positive and NOTCH[candidate.y, candidate.x]
+    leaking = mask | NOTCH | SPILL  # the notch and, through it, a piece of the dark background
     assert judge(_image(), mask, candidate, leaking).problem == LEAKS
     parsed = _respond(mask, lambda clicks: leaking)
     assert parsed.action.kind == TERMINATE
