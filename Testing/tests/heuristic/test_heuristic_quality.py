@@ -25,12 +25,14 @@ from ibisagent.segmenters import build_segmenter
 @pytest.mark.parametrize(
     "tissue, plane, start, min_gain",
     [
-        # gains measured with the graphcut tool and 8 steps: +0.151, +0.097, +0.072, +0.260
-        # (cut starts are left as they are: no click passes the look-ahead, gain 0)
+        # gains measured with the graphcut tool and 8 steps: +0.145, +0.086, +0.064, +0.257, +0.133
+        # (grey matter eroded starts are left as they are: the tool regrows the whole outline, so
+        # the change away from the clicked region exceeds the look-ahead's bound)
         ("brain", "axial", "eroded", 0.08),
         ("brain", "sagittal", "leaky", 0.05),
         ("brain", "coronal", "leaky", 0.03),
-        ("grey", "sagittal", "eroded", 0.20),
+        ("brain", "sagittal", "cut", 0.15),
+        ("grey", "sagittal", "mixed", 0.07),
     ],
 )
 def test_rough_mni152_masks_improve(tissue, plane, start, min_gain):
