@@ -179,7 +179,10 @@ def region_of(model: Appearance, mask: np.ndarray, candidate: Candidate) -> np.n
     such a region."""
     mask = np.asarray(mask, dtype=bool)
     target_like = model.probability > 0.5
-    error = (~mask & target_like & (model.ring | _fill_holes(mask))) if candidate.positive else (mask & ~target_like)
+    if candidate.positive:
+        error = ~mask & target_like & (model.ring | _fill_holes(mask))
+    else:
+        error = mask & ~target_like
     labels, _ = ndimage.label(error)
     label = labels[candidate.y, candidate.x]
     return labels == label if label else np.zeros_like(mask)

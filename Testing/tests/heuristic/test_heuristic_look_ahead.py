@@ -4,6 +4,7 @@ result would flood, leak into unlike tissue or undo the mask's shape."""
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 from ibisagent.actions import NEGATIVE, TERMINATE, parse_response
 from ibisagent.episode import Episode
 from ibisagent.metrics import iou
@@ -104,3 +105,14 @@ def test_with_the_real_tool_a_leak_is_removed_and_a_correct_mask_is_left_alone()
     assert iou(result.mask, TRUTH) > iou(rough, TRUTH) + 0.1
     kept = Episode(_image(), tool, policy, "Segment the disc.", TRUTH, max_steps=8).run()
     assert kept.steps == [] and kept.stop_reason == "terminated" and np.array_equal(kept.mask, TRUTH)
+
+
+def test_slivers_redecided_away_from_the_region_are_neutral_up_to_a_bound():
+    mask = TRUTH | LEAK
+    candidate = find_candidates(_image(), mask)[0]
+    sliver = TRUTH & ~np.roll(TRUTH, 1, axis=1) & (np.arange(SIZE)[:, None] < 48)  # left edge, upper half
+    verdict = judge(_image(), mask, candidate, TRUTH & ~sliver)
+    assert verdict.passed and verdict.removed == LEAK.sum() + sliver.sum()
+    far = TRUTH & ~ndimage.binary_erosion(TRUTH, iterations=4) & (np.arange(SIZE)[None, :] < 48)
+    assert far.sum() > 0.1 * mask.sum()
+    assert judge(_image(), mask, candidate, TRUTH & ~far).problem == UNDOES_SHAPE
