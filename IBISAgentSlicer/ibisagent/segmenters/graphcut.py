@@ -95,7 +95,8 @@ class GraphCutSegmenter(Segmenter):
         pulls described in the module docstring, in nats. ``smoothing``: Gaussian sigma in
         pixels applied to the colour values before everything else (1.5 against speckle and
         JPEG noise: better than 1.0 and 1.25 on the dev set's ultrasound and fundus images, the
-        same elsewhere; benchmarks/README.md)."""
+        same elsewhere; README.md), never more than a click's seed radius, so a small image's
+        small objects keep their edges."""
         super().__init__()
         values = (smoothness, anchor_pull, click_pull, edge_pull, opening_edge_pull, smoothing)
         if min(values) < 0:
@@ -111,14 +112,10 @@ class GraphCutSegmenter(Segmenter):
     def _embed(self, image: np.ndarray) -> object:
         grey = bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))
         channels = [image[..., 0]] if grey else [image[..., c] for c in range(3)]
-        values = np.stack([self._smoothed(c) for c in channels], axis=-1)
+        sigma = min(self.smoothing, float(seed_radius(image.shape[:2])))
+        values = np.stack([_smoothed(c, sigma) for c in channels], axis=-1)
         return _ImageData(ColourBins.of(values), _contrast_weights(values), _gradient(image))
 
-    def _smoothed(self, channel: np.ndarray) -> np.ndarray:
-        picture = sitk.GetImageFromArray(channel.astype(np.float32))
-        if self.smoothing > 0:
-            picture = sitk.SmoothingRecursiveGaussian(picture, self.smoothing)
-        return sitk.GetArrayFromImage(picture)
 
     # -- per step ------------------------------------------------------------------------------
     def _predict(self, image_state, clicks, prior_mask, prior_state) -> Prediction:
@@ -187,6 +184,13 @@ def _contrast_weights(values: np.ndarray) -> Tuple[np.ndarray, ...]:
         full[p] = np.exp(-beta * difference) / np.hypot(*offset)
         weights.append(full)
     return tuple(weights)
+
+
+def _smoothed(channel: np.ndarray, sigma: float) -> np.ndarray:
+    picture = sitk.GetImageFromArray(channel.astype(np.float32))
+    if sigma > 0:
+        picture = sitk.SmoothingRecursiveGaussian(picture, sigma)
+    return sitk.GetArrayFromImage(picture)
 
 
 def _gradient(image: np.ndarray) -> np.ndarray:
