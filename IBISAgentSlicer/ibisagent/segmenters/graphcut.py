@@ -49,6 +49,7 @@ from . import min_cut
 from .appearance import ColourBins, likelihood_ratio
 from .base import Prediction, Segmenter
 from .click_reach import Reach, band_width, disk_offsets, reach_of, seed_radius
+from .watershed import edge_strength
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class GraphCutSegmenter(Segmenter):
         channels = [image[..., 0]] if grey else [image[..., c] for c in range(3)]
         sigma = min(self.smoothing, float(seed_radius(image.shape[:2])))
         values = np.stack([_smoothed(c, sigma) for c in channels], axis=-1)
-        return _ImageData(ColourBins.of(values), _contrast_weights(values), _gradient(image))
+        return _ImageData(ColourBins.of(values), _contrast_weights(values), edge_strength(image))
 
 
     # -- per step ------------------------------------------------------------------------------
@@ -142,7 +143,7 @@ class GraphCutSegmenter(Segmenter):
         for reach in reaches:
             _add_disk(free, reach.x, reach.y, reach.radius)
         window = _window(free, 2)
-        seeds = positive_seeds | negative_seeds
+        changeable = free & ~(positive_seeds | negative_seeds)
         fixed = anchor.copy()
         fixed[positive_seeds] = True
         fixed[negative_seeds] = False
@@ -155,11 +156,11 @@ class GraphCutSegmenter(Segmenter):
         unary += self.click_pull * _click_pulls(window, reaches)
         edge_pull = self.opening_edge_pull if all(r.opening for r in reaches) else self.edge_pull
         if edge_pull > 0:
-            side = _watershed_side(data.gradient[window], fixed[window], (free & ~seeds)[window])
+            side = _watershed_side(data.gradient[window], fixed[window], changeable[window])
             unary += np.where(side, edge_pull, -edge_pull).astype(np.float32)
         weights = tuple(self.smoothness * w[window] for w in data.weights)
         mask = anchor.copy()
-        mask[window] = min_cut.label((free & ~seeds)[window], fixed[window], unary, weights)
+        mask[window] = min_cut.label(changeable[window], fixed[window], unary, weights)
         mask = _connected_changes(mask, anchor, clicks)
         mask[positive_seeds] = True
         mask[negative_seeds] = False
@@ -191,16 +192,6 @@ def _smoothed(channel: np.ndarray, sigma: float) -> np.ndarray:
     if sigma > 0:
         picture = sitk.SmoothingRecursiveGaussian(picture, sigma)
     return sitk.GetArrayFromImage(picture)
-
-
-def _gradient(image: np.ndarray) -> np.ndarray:
-    """float32 (H, W): the largest per-channel gradient magnitude (Gaussian sigma 1 pixel)."""
-    magnitudes = [
-        sitk.GetArrayFromImage(sitk.GradientMagnitudeRecursiveGaussian(
-            sitk.GetImageFromArray(image[..., c].astype(np.float32)), 1.0))
-        for c in range(3)
-    ]
-    return np.max(magnitudes, axis=0).astype(np.float32)
 
 
 def _seeds(shape, clicks) -> Tuple[np.ndarray, np.ndarray]:

@@ -18,12 +18,9 @@ and stacked three slices deep; only the middle slice is read back.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
-from .base import Prediction, Segmenter
-from .slicer_seeds import TARGET, seed_image, user_mask
+from .slicer_seeds import SeededSegmenter
 
 
 def _import_itk():
@@ -36,7 +33,7 @@ def _import_itk():
     return itk
 
 
-class GrowCutSegmenter(Segmenter):
+class GrowCutSegmenter(SeededSegmenter):
     name = "growcut"
     description = "Slicer's Grow from seeds (FastGrowCut, itk-growcut), seeded from clicks; CPU, no weights"
 
@@ -51,22 +48,7 @@ class GrowCutSegmenter(Segmenter):
         padded = np.pad(grey, 1, mode="edge")
         return self._itk.image_from_array(np.ascontiguousarray(np.repeat(padded[None], 3, axis=0)))
 
-    def _predict(
-        self,
-        image_state: object,
-        clicks: list,
-        prior_mask: Optional[np.ndarray],
-        prior_state: Optional[np.ndarray],
-    ) -> Prediction:
-        shape = self.image_shape
-        anchor = user_mask(shape, prior_mask, prior_state)
-        seeds = seed_image(shape, clicks, anchor)
-        if not (seeds == TARGET).any():
-            return Prediction(np.zeros(shape, dtype=bool), anchor, 0.0)
-        labels = self._grow(image_state, seeds)
-        return Prediction(labels == TARGET, anchor, 1.0)
-
-    def _grow(self, image, seeds: np.ndarray) -> np.ndarray:
+    def _flood(self, image, seeds: np.ndarray) -> np.ndarray:
         itk = self._itk
         padded = np.pad(seeds, 1, mode="constant")
         labels = itk.image_from_array(np.ascontiguousarray(np.repeat(padded[None], 3, axis=0)))

@@ -14,16 +14,21 @@ read the same seeds (uint8 (H, W): `UNKNOWN`, `TARGET`, `BACKGROUND`):
   the mask's equivalent radius (at least two seed radii), so the tool re-decides that area.
 - Every click is then painted as a disk of `click_reach.seed_radius` pixels with its label, in
   click order (a later click paints over an earlier one where disks overlap).
+
+`SeededSegmenter` is the step both peers share: keep the user's mask as the anchor, paint the
+seeds, and let the tool's own `_flood` label the rest.
 """
 
 from __future__ import annotations
 
+import abc
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
 
 from ..clicks import Click
+from .base import Prediction, Segmenter
 from .click_reach import disk_offsets, seed_radius
 
 UNKNOWN, TARGET, BACKGROUND = 0, 1, 2
@@ -90,3 +95,27 @@ def _far_from(clicks: Sequence[Click], shape: Tuple[int, int], distance: float) 
     for click in clicks:
         away[click.y, click.x] = False
     return ndimage.distance_transform_edt(away) > distance
+
+
+class SeededSegmenter(Segmenter):
+    """A tool that labels the image from the seeds a Slicer user would paint. The user's mask is
+    the anchor returned as the prediction state, so every step seeds from it again rather than
+    from the tool's previous result; only negative clicks (no target seed) give an empty mask."""
+
+    def _predict(
+        self,
+        image_state: object,
+        clicks: list,
+        prior_mask: Optional[np.ndarray],
+        prior_state: Optional[np.ndarray],
+    ) -> Prediction:
+        shape = self.image_shape
+        anchor = user_mask(shape, prior_mask, prior_state)
+        seeds = seed_image(shape, clicks, anchor)
+        if not (seeds == TARGET).any():
+            return Prediction(np.zeros(shape, dtype=bool), anchor, 0.0)
+        return Prediction(self._flood(image_state, seeds) == TARGET, anchor, 1.0)
+
+    @abc.abstractmethod
+    def _flood(self, image_state: object, seeds: np.ndarray) -> np.ndarray:
+        """The label (`TARGET` or `BACKGROUND`) of every pixel, (H, W), grown from ``seeds``."""

@@ -15,46 +15,37 @@ floods from the user's seeds again rather than from the previous result.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import SimpleITK as sitk
 
-from .base import Prediction, Segmenter
-from .slicer_seeds import TARGET, seed_image, user_mask
+from .slicer_seeds import SeededSegmenter
 
 #: Gaussian sigma (pixels) of the gradient the watershed floods.
 GRADIENT_SIGMA = 1.0
 
 
-class WatershedSegmenter(Segmenter):
+class WatershedSegmenter(SeededSegmenter):
     name = "watershed"
     description = "Marker watershed (SimpleITK) on the image's gradient, seeded from clicks; CPU, no weights"
 
     def _embed(self, image: np.ndarray) -> object:
-        gradients = [
-            sitk.GetArrayFromImage(
-                sitk.GradientMagnitudeRecursiveGaussian(sitk.GetImageFromArray(image[..., channel].astype(np.float32)),
-                                                        GRADIENT_SIGMA))
-            for channel in range(3)
-        ]
-        return sitk.GetImageFromArray(np.max(gradients, axis=0))
+        return sitk.GetImageFromArray(edge_strength(image))
 
-    def _predict(
-        self,
-        image_state: object,
-        clicks: list,
-        prior_mask: Optional[np.ndarray],
-        prior_state: Optional[np.ndarray],
-    ) -> Prediction:
-        shape = self.image_shape
-        anchor = user_mask(shape, prior_mask, prior_state)
-        seeds = seed_image(shape, clicks, anchor)
-        if not (seeds == TARGET).any():
-            return Prediction(np.zeros(shape, dtype=bool), anchor, 0.0)
+    def _flood(self, image_state: object, seeds: np.ndarray) -> np.ndarray:
         labels = sitk.MorphologicalWatershedFromMarkers(image_state, sitk.GetImageFromArray(seeds),
                                                         markWatershedLine=False, fullyConnected=False)
-        return Prediction(sitk.GetArrayFromImage(labels) == TARGET, anchor, 1.0)
+        return sitk.GetArrayFromImage(labels)
+
+
+def edge_strength(image: np.ndarray) -> np.ndarray:
+    """float32 (H, W): the largest per-channel gradient magnitude of an RGB image (Gaussian
+    sigma `GRADIENT_SIGMA`), the relief a marker watershed floods."""
+    magnitudes = [
+        sitk.GetArrayFromImage(sitk.GradientMagnitudeRecursiveGaussian(
+            sitk.GetImageFromArray(image[..., channel].astype(np.float32)), GRADIENT_SIGMA))
+        for channel in range(3)
+    ]
+    return np.max(magnitudes, axis=0).astype(np.float32)
 
 
 def build() -> WatershedSegmenter:
