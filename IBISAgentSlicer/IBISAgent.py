@@ -110,7 +110,8 @@ server</b>, or point the URL at a server you started yourself. <b>Local (no serv
 weight-free policy and the classical tool inside Slicer instead.</p>
 <p><b>Propagate</b> carries your mask from the view's slice through the volume (up, down or
 both, within a slice range and a maximum number of slices), the agent refining every slice, until
-the target ends (the mask vanishes or shrinks, or the agent says there is no target). <b>Review</b>
+the target ends (the mask vanishes or shrinks, the carried mask fades and nobody changes it, or the
+agent says there is no target). <b>Review</b>
 stops on every slice with the proposal shown (<b>Next slice</b>, <b>Stop here</b>); <b>Run
 through</b> does every slice (Cancel keeps the slices done) and you fix any slice afterwards.
 <b>Undo propagation</b> takes the whole propagation back.</p>

@@ -83,7 +83,8 @@ def outcome_record(outcome, written: bool) -> dict:
         "index": outcome.index, "neighbour": outcome.neighbour, "direction": outcome.direction,
         "start_pixels": outcome.start_pixels, "mask_pixels": outcome.mask_pixels, "kept": outcome.kept,
         "written": written, "end": outcome.end, "stop_reason": outcome.stop_reason, "answer": outcome.answer,
-        "steps": [step_record(step) for step in outcome.steps], "seconds": round(outcome.seconds, 4),
+        "faded": outcome.faded, "steps": [step_record(step) for step in outcome.steps],
+        "seconds": round(outcome.seconds, 4),
     }
 
 
@@ -437,8 +438,11 @@ class PropagationLogic:
         from .slice_geometry import set_view_to_slice
 
         set_view_to_slice(worked.geometry, scene=self.workedSlice.volume.GetScene())
-        self.log(f"Slice {worked.geometry.slice_index}: {int(worked.mask.sum())} pixels carried from its neighbour.")
-        return {"slice": worked.geometry.slice_index, "state": self.state()}
+        faded = run.episode.current_faded
+        self.log(f"Slice {worked.geometry.slice_index}: {int(worked.mask.sum())} pixels carried from its neighbour."
+                 + (" It no longer stands out as the target did on the start slice: unless you change it, the"
+                    " propagation ends here in this direction." if faded else ""))
+        return {"slice": worked.geometry.slice_index, "faded": faded, "state": self.state()}
 
     def _releaseWorkedSlice(self, worked: Optional[WorkedSlice]) -> None:
         """The propagation closed its open slice ``worked``: it is no longer the logic's worked

@@ -21,10 +21,13 @@ When the target ends the watershed still returns a region around the core marker
 carrier also checks that the region stands out from its surroundings as the target did on the
 start slices: its *contrast* (median inside minus median of a ring outside, over their pooled
 robust spread, in grey levels of the shown image) must keep `KEEP_CONTRAST` of the start
-slices' contrast, in the same direction; otherwise it returns an empty mask and the volume
-episode's "vanished" rule ends the target there. Targets whose start contrast is below
-`MIN_CONTRAST` (they do not stand out in grey level) skip that check and end by the other
-rules. The constants were chosen on the dev volumes (BraTS FLAIR tumour, DeepLesion CT
+slices' contrast, in the same direction. A region that does not is still returned (it is the
+best start for whoever checks the slice), but the carry is marked *faded* (`Carrier.faded`):
+the volume episode ends the target there unless the slice is edited (its "faded" rule).
+Returning an empty start instead would leave an annotator who sees the target's faint tail
+only a click from scratch, which on a small tail claims a region many times its size. Targets
+whose start contrast is below `MIN_CONTRAST` (they do not stand out in grey level) skip that
+check and end by the other rules. The constants were chosen on the dev volumes (BraTS FLAIR tumour, DeepLesion CT
 lesions, MNI152 brain).
 
 Images are RGB uint8 (H, W, 3), masks bool (H, W), both in display orientation.
@@ -124,9 +127,12 @@ def watershed_carry(image: np.ndarray, neighbour: np.ndarray) -> Tuple[np.ndarra
 
 
 class Carrier:
-    """Base class: `start` sees each start slice, `carry` gives the next slice's start."""
+    """Base class: `start` sees each start slice, `carry` gives the next slice's start, `faded`
+    says whether that start no longer looks like the target."""
 
     name = "base"
+    #: Whether the last `carry` found that the target no longer stands out (see the module docstring).
+    faded = False
 
     def start(self, image: np.ndarray, mask: np.ndarray) -> None:
         """``mask`` is a start slice's mask on ``image`` (what the user drew or accepted)."""
@@ -167,12 +173,13 @@ class WatershedCarrier(Carrier):
 
     def carry(self, image, neighbour, tool):
         neighbour = np.asarray(neighbour, dtype=bool)
+        self.faded = False
         if not neighbour.any():
             return np.zeros_like(neighbour)
         region, box, half = watershed_carry(image, neighbour)
         mask = np.zeros_like(neighbour)
-        if not self._ended(image[box], region, half):
-            mask[box] = region
+        mask[box] = region
+        self.faded = self._ended(image[box], region, half)
         return mask
 
     def _ended(self, image: np.ndarray, region: np.ndarray, half: float) -> bool:

@@ -39,6 +39,10 @@ class SliceStack(Protocol):
     def carry(self, index: int, neighbour: int) -> np.ndarray:
         """The starting mask on slice ``index`` from the remembered slice ``neighbour``."""
 
+    def faded(self, index: int) -> bool:
+        """Whether the start last carried onto slice ``index`` no longer looks like the target
+        (the volume episode then ends the front there unless the slice is edited)."""
+
     def tool(self, index: int) -> Segmenter:
         """The 2D tool for clicks on slice ``index``, its image set (or set on first use)."""
 
@@ -76,6 +80,7 @@ class NeighbourStack:
         self.carrier = carrier
         self._masks: Dict[int, np.ndarray] = {}
         self._carried: set = set()
+        self._faded: Dict[int, bool] = {}
         self._embedded: Optional[int] = None
 
     def remember(self, index: int, mask: np.ndarray) -> None:
@@ -89,7 +94,12 @@ class NeighbourStack:
             raise ValueError(f"Slice {neighbour} has no final mask to carry onto slice {index}.")
         self._carried.add(index)
         tool = self.tool(index) if self.segmenter is not None else None
-        return self.carrier.carry(self.slices[index], self._masks[neighbour], tool)
+        start = self.carrier.carry(self.slices[index], self._masks[neighbour], tool)
+        self._faded[index] = self.carrier.faded
+        return start
+
+    def faded(self, index: int) -> bool:
+        return self._faded.get(index, False)
 
     def tool(self, index: int) -> Segmenter:
         if self.segmenter is None:

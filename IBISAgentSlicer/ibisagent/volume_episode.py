@@ -14,7 +14,10 @@ ends there):
 
 - "no-target": the agent terminated saying there is no target on this slice (`says_no_target`);
 - "vanished": the mask is empty;
-- "shrank": the mask has fewer than ``min_fraction`` of the neighbour's pixels.
+- "shrank": the mask has fewer than ``min_fraction`` of the neighbour's pixels;
+- "faded": the carried start no longer looks like the target (`SliceStack.faded`: for the
+  watershed carrier, it has lost the start slices' contrast) and nobody changed it on this
+  slice. A slice the agent or the user edited is their decision and is kept.
 
 A front also ends, before carrying, at the edge of the range ("range-end"), after
 ``max_slices`` slices ("max-slices"), at a slice that is already final ("worked-slice": another
@@ -46,6 +49,7 @@ from .slice_stack import SliceStack, open_stack
 END_NO_TARGET = "no-target"
 END_VANISHED = "vanished"
 END_SHRANK = "shrank"
+END_FADED = "faded"
 END_RANGE = "range-end"
 END_LIMIT = "max-slices"
 END_WORKED = "worked-slice"
@@ -75,7 +79,7 @@ class SliceOutcome:
     """One slice the episode reached. ``start_pixels``: the carried start; ``steps`` and
     ``proposals``: the agent's work on it (its click history); ``stop_reason``: why the agent's
     loop stopped; ``end``: the end rule that fired here (then ``kept`` is False and the slice
-    was left unchanged), or None."""
+    was left unchanged), or None; ``faded``: the carried start no longer looked like the target."""
 
     index: int
     neighbour: int
@@ -91,6 +95,7 @@ class SliceOutcome:
     kept: bool
     seconds: float
     carry_seconds: float = 0.0
+    faded: bool = False
 
     @property
     def clicks(self) -> int:
@@ -104,7 +109,7 @@ class SliceOutcome:
             "stop_reason": self.stop_reason, "answer": self.answer, "clicks": self.clicks,
             "steps": [step.to_dict() for step in self.steps],
             "proposals": [proposal.to_dict() for proposal in self.proposals],
-            "seconds": round(self.seconds, 6), "carry_seconds": round(self.carry_seconds, 6),
+            "seconds": round(self.seconds, 6), "carry_seconds": round(self.carry_seconds, 6), "faded": self.faded,
         }
 
 
@@ -160,7 +165,8 @@ class _Open:
     index: int
     front: _Front
     episode: Session
-    start_pixels: int
+    start: np.ndarray
+    faded: bool
     started: float
     carry_seconds: float
 
@@ -255,6 +261,12 @@ class VolumeEpisode:
         return self._open.index if self._open else None
 
     @property
+    def current_faded(self) -> bool:
+        """Whether the open slice's carried start no longer looks like the target (the "faded"
+        rule ends its front unless the slice is changed)."""
+        return bool(self._open and self._open.faded)
+
+    @property
     def done(self) -> bool:
         return self._open is None and all(front.ended for front in self._fronts)
 
@@ -278,7 +290,7 @@ class VolumeEpisode:
             policy = self.policy if self.policy is None or isinstance(self.policy, Policy) else self.policy(index)
             episode = Episode(self.slices[index], self.stack.tool(index), policy, request=self.request,
                               initial_mask=start, max_steps=limit, image_is_set=True)
-        self._open = _Open(index, front, episode, int(start.sum()), started, carried)
+        self._open = _Open(index, front, episode, start, self.stack.faded(index), started, carried)
         return episode
 
     def _next_front(self) -> Optional[_Front]:
@@ -314,7 +326,7 @@ class VolumeEpisode:
         episode = opened.episode
         final = episode.mask if mask is None else check_mask(mask, episode.mask.shape, "final slice mask")
         neighbour = self.masks[opened.front.last]
-        end = self._end_rule(episode, final, neighbour)
+        end = self._end_rule(episode, final, neighbour, opened)
         return self._close(opened, final, end)
 
     def stop_here(self) -> SliceOutcome:
@@ -335,7 +347,7 @@ class VolumeEpisode:
             raise RuntimeError("No slice is open; call next_slice() first.")
         return self._open
 
-    def _end_rule(self, episode: Session, final: np.ndarray, neighbour: np.ndarray) -> Optional[str]:
+    def _end_rule(self, episode: Session, final: np.ndarray, neighbour: np.ndarray, opened: _Open) -> Optional[str]:
         if episode.stop_reason == STOP_TERMINATED and says_no_target(episode.answer):
             return END_NO_TARGET
         pixels = int(final.sum())
@@ -343,15 +355,17 @@ class VolumeEpisode:
             return END_VANISHED
         if pixels < self.min_fraction * int(neighbour.sum()):
             return END_SHRANK
+        if opened.faded and np.array_equal(final, opened.start):
+            return END_FADED
         return None
 
     def _close(self, opened: _Open, final: np.ndarray, end: Optional[str]) -> SliceOutcome:
         front, episode = opened.front, opened.episode
         kept = end is None
         outcome = SliceOutcome(
-            opened.index, front.last, front.direction, int(self.masks[front.last].sum()), opened.start_pixels,
+            opened.index, front.last, front.direction, int(self.masks[front.last].sum()), int(opened.start.sum()),
             int(np.count_nonzero(final)), list(episode.steps), list(episode.proposals), episode.stop_reason,
-            episode.answer, end, kept, time.perf_counter() - opened.started, opened.carry_seconds,
+            episode.answer, end, kept, time.perf_counter() - opened.started, opened.carry_seconds, opened.faded,
         )
         self.outcomes.append(outcome)
         self._open = None

@@ -111,6 +111,10 @@ class SAM2VideoStack:
         self._tracked[index] = {"reverse": reverse}
         return self._to_mask(logits)
 
+    def faded(self, index: int) -> bool:
+        """Never: SAM2's memory decides where the object ends (its mask vanishes)."""
+        return False
+
     def tool(self, index: int) -> Segmenter:
         return _TrackedSlice(self, int(index))
 

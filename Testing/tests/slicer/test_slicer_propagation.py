@@ -98,7 +98,7 @@ def test_propagate_fills_the_ball_and_changes_nothing_else(scene, view, orientat
     changed = np.isin(index_of, sorted(written))
     assert np.array_equal(after[0][~changed], before[0][~changed])  # only written slices changed
     assert dice(after[0].astype(bool), truth) > 0.85
-    assert {e["reason"] for e in result["ends"]} <= {"vanished", "range-end"}
+    assert {e["reason"] for e in result["ends"]} <= {"faded", "vanished", "range-end"}
     assert result["cancelled"] is False
 
 
@@ -222,3 +222,29 @@ def test_propagation_through_a_real_agent_server(scene, server):
     assert all(r["stop_reason"] == "terminated" for r in result["slices"] if r["written"])
     with pytest.raises(ValueError, match="needs the segmentation tool"):
         logic.propagate(volume, segmentation, ids[0], propagation="prior")
+
+
+def test_review_reaching_a_faded_slice_says_so_and_ends_there_unless_changed(scene):
+    """Beyond the ball the carried start no longer stands out: the panel is told, the segment
+    shows the faded start for the user to correct, and Next slice without a change ends that
+    direction leaving the slice as it was."""
+    volume, segmentation, ids, truth = make_case(scene, "lps", "Red")
+    before = snapshot(segmentation, ids, volume)
+    logic = local_logic(ScriptedPolicy([done()] * 200))
+    step = logic.startPropagation(volume, segmentation, ids[0], view="Red", direction="up", stepsPerSlice=1)
+    seen = []
+    while step is not None:
+        shown = logic.workedSlice.labelmap.read()
+        seen.append((step["slice"], step["faded"], bool(shown.any())))
+        step = logic.nextPropagatedSlice()
+    assert seen[-1][1] and seen[-1][2]  # the last slice faded, and its carried start was shown
+    assert not any(entry[1] for entry in seen[:-1])
+    summary = logic.lastPropagation.summary()
+    last = summary["slices"][-1]
+    assert last["index"] == seen[-1][0] and last["end"] == "faded" and last["faded"] and not last["written"]
+    assert [e["reason"] for e in summary["ends"]] == ["faded"]
+    geometry = slice_geometry(volume, "Red")
+    index_of = np.indices(SHAPE_KJI)[2 - geometry.normal_axis]
+    untouched = ~np.isin(index_of, summary["written"])
+    after = snapshot(segmentation, ids, volume)
+    assert np.array_equal(after[0][untouched], before[0][untouched])  # the faded slice went back as it was

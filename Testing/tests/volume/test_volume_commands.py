@@ -64,7 +64,7 @@ def test_propagate_writes_the_volume_and_a_log_per_slice(files, tmp_path, capsys
                  "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "vanished" in printed
+    assert "faded" in printed
     result, before = _slices(out), _slices(folder / "start.nrrd")
     log = json.loads((tmp_path / "out.propagation.json").read_text())
     written = log["written_slices"]
@@ -74,7 +74,7 @@ def test_propagate_writes_the_volume_and_a_log_per_slice(files, tmp_path, capsys
             assert np.array_equal(result[index], before[index])  # the stray slice 0 too
     assert dice(result[2:14], truth[2:14]) > 0.9
     assert [s["index"] for s in log["slices"] if s["kept"]] == written
-    assert {e["reason"] for e in log["ends"]} <= {"vanished", "range-end"} and log["plane"] == PLANE
+    assert {e["reason"] for e in log["ends"]} <= {"faded", "vanished", "range-end"} and log["plane"] == PLANE
     assert all(s["steps"] == [] for s in log["slices"])
     original = sitk.ReadImage(str(folder / "image.nrrd"))
     assert sitk.ReadImage(str(out)).GetDirection() == pytest.approx(original.GetDirection())
@@ -93,7 +93,7 @@ def test_propagate_with_the_simulated_annotator_uses_the_truth(files, tmp_path):
     assert log["policy"]["name"] == "simulated"
     assert all(len(s["steps"]) <= 2 for s in log["slices"])
     last = log["slices"][-1]
-    assert not last["kept"] and last["end"] in ("no-target", "vanished", "shrank")
+    assert not last["kept"] and last["end"] in ("no-target", "vanished", "shrank", "faded")
 
 
 @pytest.mark.parametrize("extra, message", [

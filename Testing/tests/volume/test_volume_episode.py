@@ -11,7 +11,8 @@ from ibisagent.evaluate3d import copy_baseline, start_slice, volume_of
 from ibisagent.metrics import dice
 from ibisagent.session import STOP_STEP_LIMIT, STOP_TERMINATED
 from ibisagent.volume_episode import (
-    END_CANCELLED, END_LIMIT, END_NO_TARGET, END_RANGE, END_SHRANK, END_USER, END_VANISHED, END_WORKED,
+    END_CANCELLED, END_FADED, END_LIMIT, END_NO_TARGET, END_RANGE, END_SHRANK, END_USER, END_VANISHED,
+    END_WORKED,
     VolumeEpisode, says_no_target,
 )
 
@@ -29,7 +30,7 @@ def _episode(blob, policy=None, tool=None, **options):
     return VolumeEpisode(slices, tool or DiskTool(), policy, {start: truth[start]}, **options)
 
 
-def test_propagation_alone_follows_the_target_and_ends_where_it_vanishes(blob):
+def test_propagation_alone_follows_the_target_and_ends_where_it_fades(blob):
     slices, truth = blob
     tool = DiskTool()
     episode = _episode(blob, tool=tool, steps_per_slice=0)
@@ -37,13 +38,35 @@ def test_propagation_alone_follows_the_target_and_ends_where_it_vanishes(blob):
     predicted = volume_of(result, truth.shape)
     assert dice(predicted, truth) > copy_baseline(truth, within_truth=True) + 0.1
     assert dice(predicted, truth) > 0.9
-    assert {(e.direction, e.reason) for e in result.ends} == {("up", END_VANISHED), ("down", END_VANISHED)}
+    assert {(e.direction, e.reason) for e in result.ends} == {("up", END_FADED), ("down", END_FADED)}
     assert all(not truth[e.at].any() or truth[e.at].sum() < 0.5 * truth[start_slice(truth)].sum() for e in result.ends)
     assert not predicted[[0, 1, 13, 14]].any()  # never beyond the target's own slices
     assert tool.embed_calls == 0 and result.clicks == 0  # no click asked for, no embedding made
-    vanished = [o for o in result.outcomes if o.end == END_VANISHED]
-    assert len(vanished) == 2 and not any(o.kept for o in vanished)
-    assert all(o.index not in result.masks for o in vanished)
+    faded = [o for o in result.outcomes if o.end == END_FADED]
+    assert len(faded) == 2 and not any(o.kept for o in faded)
+    assert all(o.index not in result.masks for o in faded)
+    assert all(o.start_pixels > 0 for o in faded)  # the faded start is shown, not an empty slice
+
+
+def test_a_faded_slice_that_is_edited_is_kept(blob):
+    """Where the carrier says the target has faded, a slice the agent (or the user) changed is
+    their decision: it is kept and the front goes on from it; an unchanged one ends the front."""
+    slices, truth = blob
+    alone = _episode(blob, direction="up", steps_per_slice=0).run()
+    faded_at = next(o.index for o in alone.outcomes if o.end == END_FADED)
+
+    def policy(index):  # one positive click at the image centre on every slice
+        return ScriptedPolicy([point(0.5, 0.5), terminate()])
+
+    edited = _episode(blob, policy, direction="up", steps_per_slice=1, last=faded_at).run()
+    last = edited.outcomes[-1]
+    assert last.index == faded_at and last.kept and last.clicks == 1 and last.end is None
+    assert edited.ends[0].reason == END_RANGE and faded_at in edited.masks
+    # The same slice reviewed by hand: accepting the faded start unchanged ends the front there.
+    review = _episode(blob, direction="up", steps_per_slice=0, last=faded_at)
+    while review.next_slice() is not None:
+        outcome = review.finish_slice()
+    assert outcome.index == faded_at and outcome.end == END_FADED and faded_at not in review.masks
 
 
 def test_each_slice_runs_the_one_loop_within_its_step_limit(blob):
