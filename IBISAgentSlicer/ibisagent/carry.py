@@ -179,7 +179,7 @@ class WatershedCarrier(Carrier):
         region, box, half = watershed_carry(image, neighbour)
         mask = np.zeros_like(neighbour)
         mask[box] = region
-        self.faded = self._ended(image[box], region, half)
+        self.faded = bool(self._ended(image[box], region, half))
         return mask
 
     def _ended(self, image: np.ndarray, region: np.ndarray, half: float) -> bool:

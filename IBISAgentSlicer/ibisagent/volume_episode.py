@@ -264,7 +264,7 @@ class VolumeEpisode:
     def current_faded(self) -> bool:
         """Whether the open slice's carried start no longer looks like the target (the "faded"
         rule ends its front unless the slice is changed)."""
-        return bool(self._open and self._open.faded)
+        return self._open is not None and bool(self._open.faded)
 
     @property
     def done(self) -> bool:

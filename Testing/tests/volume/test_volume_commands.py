@@ -76,6 +76,7 @@ def test_propagate_writes_the_volume_and_a_log_per_slice(files, tmp_path, capsys
     assert [s["index"] for s in log["slices"] if s["kept"]] == written
     assert {e["reason"] for e in log["ends"]} <= {"faded", "vanished", "range-end"} and log["plane"] == PLANE
     assert all(s["steps"] == [] for s in log["slices"])
+    assert all(s["faded"] is (s["end"] == "faded") for s in log["slices"])  # no click: a faded start ends
     original = sitk.ReadImage(str(folder / "image.nrrd"))
     assert sitk.ReadImage(str(out)).GetDirection() == pytest.approx(original.GetDirection())
 
