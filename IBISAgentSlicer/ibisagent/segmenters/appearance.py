@@ -7,8 +7,10 @@ modelled as well as a uniform one.
 
 - Target samples: the mask's core (two pixels in from its edge) plus every positive click's disk.
 - Background samples: a ring around the mask (from 2 pixels out to half its radius, at least 5
-  pixels) plus every negative click's disk. With no mask yet, the whole image stands in for the
-  background: a clicked structure then stands out by how much rarer its colours are elsewhere.
+  pixels) plus every negative click's disk. With no mask yet, or a mask that is nothing but the
+  positive clicks' disks (a first click that claimed only itself), the whole image stands in for
+  the background: a clicked structure then stands out by how much rarer its colours are
+  elsewhere. The ring around bare click disks would be the clicked structure itself.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def likelihood_ratio(
     background), clipped to +-`RATIO_LIMIT`. ``mask`` and the seeds are bool (H, W);
     ``doubted``, bool (H, W), marks where clicks say the mask is wrong: neither side learns
     from the mask there."""
-    if mask.any():
+    if (mask & ~positive_seeds).any():
         core, ring = _core_and_ring(mask)
         if doubted is not None:
             core, ring = core & ~doubted, ring & ~doubted
