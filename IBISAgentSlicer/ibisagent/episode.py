@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from .actions import TERMINATE, parse_response
 from .clicks import AGENT, Click
 from .imaging import check_mask
 from .policies.base import Observation, Policy
-from .segmenters.base import Segmenter
+from .segmenters.base import Prediction, Segmenter
 from .session import (  # noqa: F401 - re-exported: the engine's public names
     ACCEPTED,
     EDITED,
@@ -100,6 +100,8 @@ class Episode:
         self.answer: Optional[str] = None
         self._recent_actions: List[str] = []
         self._history: List[_Snapshot] = []
+        #: The last preview's clicks (as `_click_key`) and prediction, for `apply` to reuse.
+        self._previewed: Optional[Tuple[tuple, Prediction]] = None
 
     # -- asking the policy ---------------------------------------------------------------------
     def observation(self) -> Observation:
@@ -108,8 +110,13 @@ class Episode:
 
     def preview(self, clicks: Sequence[Click]) -> np.ndarray:
         """The mask that applying ``clicks`` now would give, bool (H, W); the episode is not
-        changed. Lets a policy try a click through the tool before proposing it."""
-        return self.segmenter.predict(self.clicks + list(clicks), self.mask, self.prior_state).mask
+        changed. Lets a policy try a click through the tool before proposing it. The last
+        preview is kept: applying the same clicks next (the proposal accepted) reuses it instead of
+        running the tool again, which the tool's determinism makes exact."""
+        everything = self.clicks + list(clicks)
+        prediction = self.segmenter.predict(everything, self.mask, self.prior_state)
+        self._previewed = (_click_key(everything), prediction)
+        return prediction.mask.copy()
 
     def propose(self) -> Proposal:
         """Ask the policy for the next action; applies nothing. Sets `stop_reason` when a stop
@@ -159,7 +166,11 @@ class Episode:
         if not clicks:
             raise ValueError("No clicks to apply; to pass on a proposal, call skip() instead.")
         started = time.perf_counter()
-        prediction = self.segmenter.predict(self.clicks + clicks, self.mask, self.prior_state)
+        previewed, self._previewed = self._previewed, None
+        if previewed is not None and previewed[0] == _click_key(self.clicks + clicks):
+            prediction = previewed[1]
+        else:
+            prediction = self.segmenter.predict(self.clicks + clicks, self.mask, self.prior_state)
         seconds = time.perf_counter() - started
         proposal = self.pending
         if proposal is None:
@@ -198,6 +209,7 @@ class Episode:
         there is nothing to undo."""
         if not self._history:
             return False
+        self._previewed = None
         snap = self._history.pop()
         self.mask = snap.mask
         self.prior_state = snap.prior_state
@@ -214,6 +226,7 @@ class Episode:
         return bool(self._history)
 
     def _push(self) -> None:
+        self._previewed = None
         self._history.append(
             _Snapshot(
                 self.mask, self.prior_state, tuple(self.clicks), tuple(self.steps),
@@ -242,3 +255,8 @@ class Episode:
 
     def close(self) -> None:
         """Nothing to release (the tool and the policy belong to the caller); safe to call twice."""
+
+
+def _click_key(clicks: Sequence[Click]) -> tuple:
+    """What the tool sees of ``clicks``: positions and labels (not who made them)."""
+    return tuple((click.x, click.y, click.positive) for click in clicks)

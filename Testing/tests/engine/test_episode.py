@@ -155,3 +155,27 @@ def test_registries_name_the_choices_for_unknown_names_and_options():
         build_policy("qwen", colour="red")
     with pytest.raises(ValueError, match="does not take that option"):
         build_segmenter("graphcut", nonsense=1)
+
+
+def test_applying_the_click_just_previewed_reuses_the_preview(image, truth):
+    """The look-ahead already ran the tool on the proposed click: accepting it costs no second
+    tool call, and the step is what running the tool would give. Any other click, or an undo
+    in between, runs the tool again."""
+    tool = DiskTool()
+    episode = Episode(image, tool, SimulatedPolicy(truth))
+    click = Click(25, 10, True, USER)
+    previewed = episode.preview([Click(25, 10, True, AGENT)])
+    previewed[:] = False  # what the policy does with its copy cannot reach the episode
+    calls = len(tool.calls)
+    step = episode.apply([click])
+    assert len(tool.calls) == calls and episode.mask[10, 25] and step.mask_pixels == int(episode.mask.sum())
+    fresh = Episode(image, DiskTool(), SimulatedPolicy(truth))
+    fresh.apply([click])
+    assert np.array_equal(fresh.mask, episode.mask) and fresh.prior_state == episode.prior_state
+    episode.preview([Click(5, 5, True)])
+    episode.apply([Click(6, 5, True)])  # not the previewed click: the tool runs
+    assert len(tool.calls) == calls + 2 and episode.mask[5, 6]
+    episode.preview([Click(30, 20, False)])
+    assert episode.undo()
+    episode.apply([Click(30, 20, False)])  # the preview was made before the undo: the tool runs
+    assert len(tool.calls) == calls + 4
