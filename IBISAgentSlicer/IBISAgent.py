@@ -918,6 +918,9 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._addHistory(f"Slice {opened['slice']}", self._startText(opened["state"]))
         if self._parameterNode.propagateSteps > 0:
             self._proposeOnce()
+        elif opened.get("faded"):
+            self._setStatus("The carried mask no longer stands out as the target did: Next slice ends this "
+                            "direction here unless you edit it.")
         else:
             self._setStatus("Carried mask on screen: edit it if needed, then Next slice.")
 

@@ -179,10 +179,10 @@ class WatershedCarrier(Carrier):
         region, box, half = watershed_carry(image, neighbour)
         mask = np.zeros_like(neighbour)
         mask[box] = region
-        self.faded = bool(self._ended(image[box], region, half))
+        self.faded = bool(self._faded(image[box], region, half))
         return mask
 
-    def _ended(self, image: np.ndarray, region: np.ndarray, half: float) -> bool:
+    def _faded(self, image: np.ndarray, region: np.ndarray, half: float) -> bool:
         """Whether ``region`` (in the window ``image`` shows) no longer stands out like the target
         on the start slices. The ring is measured with the neighbour's ``half`` thickness."""
         reference = self.reference_contrast

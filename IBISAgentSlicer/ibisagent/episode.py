@@ -100,8 +100,9 @@ class Episode:
         self.answer: Optional[str] = None
         self._recent_actions: List[str] = []
         self._history: List[_Snapshot] = []
-        #: The last preview's clicks (as `_click_key`) and prediction, for `apply` to reuse.
-        self._previewed: Optional[Tuple[tuple, Prediction]] = None
+        #: The last preview: (its clicks as `_click_key`, the mask and prior state it was made
+        #: from, its prediction), for `apply` to reuse.
+        self._previewed: Optional[Tuple[tuple, np.ndarray, object, Prediction]] = None
 
     # -- asking the policy ---------------------------------------------------------------------
     def observation(self) -> Observation:
@@ -115,7 +116,7 @@ class Episode:
         running the tool again, which the tool's determinism makes exact."""
         everything = self.clicks + list(clicks)
         prediction = self.segmenter.predict(everything, self.mask, self.prior_state)
-        self._previewed = (_click_key(everything), prediction)
+        self._previewed = (_click_key(everything), self.mask, self.prior_state, prediction)
         return prediction.mask.copy()
 
     def propose(self) -> Proposal:
@@ -167,8 +168,9 @@ class Episode:
             raise ValueError("No clicks to apply; to pass on a proposal, call skip() instead.")
         started = time.perf_counter()
         previewed, self._previewed = self._previewed, None
-        if previewed is not None and previewed[0] == _click_key(self.clicks + clicks):
-            prediction = previewed[1]
+        if (previewed is not None and previewed[0] == _click_key(self.clicks + clicks)
+                and previewed[1] is self.mask and previewed[2] is self.prior_state):
+            prediction = previewed[3]
         else:
             prediction = self.segmenter.predict(self.clicks + clicks, self.mask, self.prior_state)
         seconds = time.perf_counter() - started

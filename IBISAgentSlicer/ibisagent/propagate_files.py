@@ -89,7 +89,7 @@ def run_propagation(episode: VolumeEpisode, log: Callable[[str], None] = print) 
     log(f"{'slice':>5}  {'from':>5}  {'carried px':>10}  {'final px':>8}  {'steps':>5}  end")
 
     def row(outcome: SliceOutcome) -> None:
-        end = outcome.end or ("kept" if outcome.kept else "")
+        end = outcome.end or (("kept (faded, edited)" if outcome.faded else "kept") if outcome.kept else "")
         log(f"{outcome.index:>5}  {outcome.neighbour:>5}  {outcome.start_pixels:>10}  {outcome.mask_pixels:>8}  "
             f"{len(outcome.steps):>5}  {end}")
 

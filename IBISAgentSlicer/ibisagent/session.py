@@ -93,7 +93,8 @@ class Step:
     """One applied step: the clicks decided, the proposal they answered, the tool's result.
 
     ``index`` counts from 1 within the episode; ``score`` is the tool's confidence (NaN when it
-    has none).
+    has none); ``seconds`` is the time the step itself took: close to 0 when it reused the
+    look-ahead preview of the proposal it accepts (the tool's time then lies in the proposal's).
     """
 
     index: int

@@ -6,7 +6,8 @@ indexed along the plane's axis) and the masks already final on some of them. A v
 
 1. ``remember(index, mask)`` for every start slice (the user's mask);
 2. ``carry(index, neighbour)``: the starting mask on slice ``index`` from the remembered
-   ``neighbour`` (``index`` +- 1);
+   ``neighbour`` (``index`` +- 1), and ``faded(index)``: whether that start no longer looks like
+   the target;
 3. ``tool(index)``: the 2D segmentation tool for the agent's clicks on that slice; an
    `ibisagent.episode.Episode` runs on it exactly as on a 2D image;
 4. ``remember(index, mask)`` with the slice's final mask, which later carries build on.

@@ -290,7 +290,7 @@ class VolumeEpisode:
             policy = self.policy if self.policy is None or isinstance(self.policy, Policy) else self.policy(index)
             episode = Episode(self.slices[index], self.stack.tool(index), policy, request=self.request,
                               initial_mask=start, max_steps=limit, image_is_set=True)
-        self._open = _Open(index, front, episode, start, self.stack.faded(index), started, carried)
+        self._open = _Open(index, front, episode, start, bool(self.stack.faded(index)), started, carried)
         return episode
 
     def _next_front(self) -> Optional[_Front]:
