@@ -19,7 +19,14 @@ How they are decided, per pixel (costs in nats):
 - the clicks: each pulls towards its own label with a Gaussian of its reach's pull width;
 - edges: a marker watershed of the image's gradient, seeded by the clicks and the unchangeable
   pixels, says which side of the strongest edge the pixel lies on (``edge_pull``; stronger,
-  ``opening_edge_pull``, while no object exists yet, when edges are all there is to go on);
+  ``opening_edge_pull``, while no object exists yet, when edges are all there is to go on).
+  From scratch (no user mask) the unchangeable pixels beyond the clicks' reach are only a
+  limit, not evidence, so a second flood from the clicks against the image's border (as a
+  marker watershed from painted seeds) gets half the pull and the reach-limited flood the other
+  half: where they agree the pull is full, where they differ (the object ends at a near edge,
+  or runs on to a farther one) it is zero and appearance decides. Each flood alone did worse on
+  the dev set: the near one cut large organs short, the border one flooded small nuclei and
+  lesions (benchmarks/README.md);
 - smoothness: two 8-neighbours with different labels pay ``smoothness`` times their contrast
   weight exp(-beta |difference|^2) (over the pixel distance), as in Boykov-Jolly / GrabCut.
 
@@ -157,7 +164,11 @@ class GraphCutSegmenter(Segmenter):
         edge_pull = self.opening_edge_pull if all(r.opening for r in reaches) else self.edge_pull
         if edge_pull > 0:
             side = _watershed_side(data.gradient[window], fixed[window], changeable[window])
-            unary += np.where(side, edge_pull, -edge_pull).astype(np.float32)
+            pull = np.where(side, edge_pull, -edge_pull).astype(np.float32)
+            if not anchor.any():
+                border = _border_side(data.gradient, positive_seeds, negative_seeds)[window]
+                pull = 0.5 * (pull + np.where(border, edge_pull, -edge_pull).astype(np.float32))
+            unary += pull
         weights = tuple(self.smoothness * w[window] for w in data.weights)
         mask = anchor.copy()
         mask[window] = min_cut.label(changeable[window], fixed[window], unary, weights)
@@ -271,6 +282,16 @@ def _watershed_side(gradient: np.ndarray, fixed: np.ndarray, free: np.ndarray) -
         sitk.GetImageFromArray(gradient), sitk.GetImageFromArray(markers),
         markWatershedLine=False, fullyConnected=False)
     return sitk.GetArrayFromImage(flooded) == 1
+
+
+def _border_side(gradient: np.ndarray, positive_seeds: np.ndarray, negative_seeds: np.ndarray) -> np.ndarray:
+    """`_watershed_side` over the whole image, flooded from the positive clicks against the
+    negative clicks and the image's border: where the strongest edge between the clicks and
+    everything else lies, as a marker watershed from painted seeds finds it."""
+    known = positive_seeds | negative_seeds
+    known[[0, -1], :] = True
+    known[:, [0, -1]] = True
+    return _watershed_side(gradient, positive_seeds, ~known)
 
 
 #: Windows larger than this many pixels are flooded on 2 x 2 blocks (see `_watershed_side`).

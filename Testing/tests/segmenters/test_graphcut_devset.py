@@ -69,7 +69,11 @@ def test_continue_five_clicks(results):
 
 
 def test_from_scratch_five_clicks(results):
-    assert np.mean([s.ious[4] for _, s, _ in results]) >= 0.72  # measured 0.802
+    assert np.mean([s.ious[4] for _, s, _ in results]) >= 0.74  # measured 0.812
+
+
+def test_from_scratch_the_first_click_finds_a_plausible_object(results):
+    assert np.mean([s.ious[0] for _, s, _ in results]) >= 0.45  # measured 0.493 (reach-limited edge flood alone: 0.414)
 
 
 def test_no_case_is_made_much_worse_by_one_click(results):
