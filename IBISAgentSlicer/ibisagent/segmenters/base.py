@@ -29,6 +29,11 @@ import numpy as np
 from ..clicks import Click, check_inside
 
 
+#: The smallest image side the tools accept: SimpleITK's recursive Gaussian filters, which the
+#: classical tools smooth and take gradients with, need at least 4 pixels along each axis.
+MIN_SIDE = 4
+
+
 @dataclass
 class Prediction:
     """A tool's answer: ``mask`` bool (H, W) at the image's own resolution, ``state`` to pass back
@@ -86,8 +91,9 @@ class Segmenter(abc.ABC):
             raise ValueError(
                 f"The image must be RGB uint8 with shape (H, W, 3); got {image.dtype} {image.shape}."
             )
-        if image.shape[0] < 2 or image.shape[1] < 2:
-            raise ValueError(f"The image is too small to segment: {image.shape[1]}x{image.shape[0]} pixels.")
+        if image.shape[0] < MIN_SIDE or image.shape[1] < MIN_SIDE:
+            raise ValueError(f"The image is too small to segment: {image.shape[1]}x{image.shape[0]} pixels "
+                             f"(at least {MIN_SIDE} x {MIN_SIDE}).")
         self._image = self._embed(image)
         self._shape = image.shape[:2]
 

@@ -150,6 +150,15 @@ def test_image_state_round_trip_keeps_each_image(disk_scene, disk, grey_rgb):
     assert iou(tool.predict([Click(64, 64, True)]).mask, truth) >= 0.9
 
 
+@pytest.mark.parametrize("name", ["graphcut", "growcut", "watershed"])
+def test_an_image_too_small_for_the_filters_gets_a_clear_message(name):
+    tool = build_segmenter(name)
+    with pytest.raises(ValueError, match="too small to segment: 9x3 pixels"):
+        tool.set_image(np.zeros((3, 9, 3), np.uint8))
+    tool.set_image(np.zeros((4, 9, 3), np.uint8))  # the smallest accepted: no SimpleITK error
+    assert tool.predict([Click(2, 1, True)]).mask.shape == (4, 9)
+
+
 def test_predict_before_set_image_says_what_to_do():
     with pytest.raises(RuntimeError, match="set_image"):
         GraphCutSegmenter().predict([Click(1, 1, True)])
