@@ -116,3 +116,22 @@ def test_slivers_redecided_away_from_the_region_are_neutral_up_to_a_bound():
     far = TRUTH & ~ndimage.binary_erosion(TRUTH, iterations=4) & (np.arange(SIZE)[None, :] < 48)
     assert far.sum() > 0.1 * mask.sum()
     assert judge(_image(), mask, candidate, TRUTH & ~far).problem == UNDOES_SHAPE
+
+
+def test_only_the_best_candidate_is_tried_unless_more_tries_are_asked_for():
+    """By default one click is tried; with ``tries`` the next best are tried after a rejection,
+    in score order, and the reasoning counts them."""
+    mask = (TRUTH & ~HOLE) | LEAK  # two regions worth a click: the hole and the leak
+    assert len(find_candidates(_image(), mask, ())) >= 2
+    for tries, expected in ((None, 1), (2, 2)):
+        tried = []
+
+        def flooding(clicks):
+            tried.append(clicks[0])
+            return np.ones_like(mask)
+
+        policy = build_policy("heuristic") if tries is None else build_policy("heuristic", tries=tries)
+        parsed = parse_response(policy.respond(Observation(_image(), mask, "", 0, (), preview=flooding)))
+        assert parsed.action.kind == TERMINATE and len(tried) == expected
+        assert len(set((c.x, c.y) for c in tried)) == expected
+        assert ("the candidate edit" if expected == 1 else f"the {expected} candidate edits") in parsed.reasoning
