@@ -56,6 +56,7 @@ from . import min_cut
 from .appearance import ColourBins, likelihood_ratio
 from .base import Prediction, Segmenter
 from .click_reach import Reach, band_width, disk_offsets, reach_of, seed_radius
+from .slicer_seeds import TARGET, UNKNOWN, seed_image
 from .watershed import edge_strength
 
 
@@ -166,7 +167,7 @@ class GraphCutSegmenter(Segmenter):
             side = _watershed_side(data.gradient[window], fixed[window], changeable[window])
             pull = np.where(side, edge_pull, -edge_pull).astype(np.float32)
             if not anchor.any():
-                border = _border_side(data.gradient, positive_seeds, negative_seeds)[window]
+                border = _border_side(data.gradient, clicks)[window]
                 pull = 0.5 * (pull + np.where(border, edge_pull, -edge_pull).astype(np.float32))
             unary += pull
         weights = tuple(self.smoothness * w[window] for w in data.weights)
@@ -284,14 +285,12 @@ def _watershed_side(gradient: np.ndarray, fixed: np.ndarray, free: np.ndarray) -
     return sitk.GetArrayFromImage(flooded) == 1
 
 
-def _border_side(gradient: np.ndarray, positive_seeds: np.ndarray, negative_seeds: np.ndarray) -> np.ndarray:
-    """`_watershed_side` over the whole image, flooded from the positive clicks against the
-    negative clicks and the image's border: where the strongest edge between the clicks and
-    everything else lies, as a marker watershed from painted seeds finds it."""
-    known = positive_seeds | negative_seeds
-    known[[0, -1], :] = True
-    known[:, [0, -1]] = True
-    return _watershed_side(gradient, positive_seeds, ~known)
+def _border_side(gradient: np.ndarray, clicks) -> np.ndarray:
+    """`_watershed_side` over the whole image, flooded from the seeds a Slicer user paints from
+    scratch (`slicer_seeds.seed_image`: the clicks' disks, the image border as background): where
+    the strongest edge between the clicks and everything else lies."""
+    seeds = seed_image(gradient.shape, clicks)
+    return _watershed_side(gradient, seeds == TARGET, seeds == UNKNOWN)
 
 
 #: Windows larger than this many pixels are flooded on 2 x 2 blocks (see `_watershed_side`).
