@@ -116,9 +116,7 @@ def find_candidates(image: np.ndarray, mask: np.ndarray, clicks: Iterable[Click]
     local = [replace(c, x=c.x - origin[1], y=c.y - origin[0]) for c in clicks]
     local = [c for c in local if 0 <= c.y < mask.shape[0] and 0 <= c.x < mask.shape[1]]
     filled = _fill_holes(mask)
-    target_like = model.probability > 0.5
-    missed = ~mask & target_like & (model.ring | filled)
-    wrong = mask & ~target_like
+    missed, wrong = _errors(model, mask, filled)
     rows, cols = np.nonzero(mask)
     centre = np.array([rows.sum() / rows.size + origin[0], cols.sum() / cols.size + origin[1]])
     shared = (model.probability, grey, centre, max(1.0, np.sqrt(rows.size)), local, origin)
@@ -178,14 +176,18 @@ def region_of(model: Appearance, mask: np.ndarray, candidate: Candidate) -> np.n
     found it; ``model`` is `appearance_of` the image and ``mask``. Empty when the click is not in
     such a region."""
     mask = np.asarray(mask, dtype=bool)
-    target_like = model.probability > 0.5
-    if candidate.positive:
-        error = ~mask & target_like & (model.ring | _fill_holes(mask))
-    else:
-        error = mask & ~target_like
-    labels, _ = ndimage.label(error)
+    missed, wrong = _errors(model, mask, _fill_holes(mask))
+    labels, _ = ndimage.label(missed if candidate.positive else wrong)
     label = labels[candidate.y, candidate.x]
     return labels == label if label else np.zeros_like(mask)
+
+
+def _errors(model: Appearance, mask: np.ndarray, filled: np.ndarray):
+    """(missed, wrong), bool like ``mask``: target-like pixels outside the mask, in its ring or
+    its holes (``filled`` is the mask with its holes filled), and background-like pixels inside
+    it. Candidates are their connected regions."""
+    target_like = model.probability > 0.5
+    return ~mask & target_like & (model.ring | filled), mask & ~target_like
 
 
 # -- per-image features, cached ----------------------------------------------------------------
