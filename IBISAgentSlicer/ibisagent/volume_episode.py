@@ -264,7 +264,7 @@ class VolumeEpisode:
     def current_faded(self) -> bool:
         """Whether the open slice's carried start no longer looks like the target (the "faded"
         rule ends its front unless the slice is changed)."""
-        return self._open is not None and bool(self._open.faded)
+        return self._open is not None and self._open.faded
 
     @property
     def done(self) -> bool:
@@ -325,9 +325,7 @@ class VolumeEpisode:
         opened = self._require_open()
         episode = opened.episode
         final = episode.mask if mask is None else check_mask(mask, episode.mask.shape, "final slice mask")
-        neighbour = self.masks[opened.front.last]
-        end = self._end_rule(episode, final, neighbour, opened)
-        return self._close(opened, final, end)
+        return self._close(opened, final, self._end_rule(opened, final))
 
     def stop_here(self) -> SliceOutcome:
         """The user says the target ends at the open slice: leave it unchanged, end its front."""
@@ -347,7 +345,8 @@ class VolumeEpisode:
             raise RuntimeError("No slice is open; call next_slice() first.")
         return self._open
 
-    def _end_rule(self, episode: Session, final: np.ndarray, neighbour: np.ndarray, opened: _Open) -> Optional[str]:
+    def _end_rule(self, opened: _Open, final: np.ndarray) -> Optional[str]:
+        episode, neighbour = opened.episode, self.masks[opened.front.last]
         if episode.stop_reason == STOP_TERMINATED and says_no_target(episode.answer):
             return END_NO_TARGET
         pixels = int(final.sum())
