@@ -1,10 +1,13 @@
 """The heuristic policy on real images of every modality: a small dev-set subset (the first two
-cases of each group by name) through benchmarks/heuristic_devset.py, graphcut tool, 8 steps.
+cases of each group by name) through benchmarks/heuristic_devset.py, graphcut tool, 8 steps, from
+the expert mask, from the dev set's degraded start and from a nearly right mask (``near``: the
+expert outline moved by about 1.5 pixels, what a 3D review meets on every slice).
 
-Measured on this subset (18 cases): 17 truth starts kept at IoU 1.000, one chest X-ray lowered
-to 0.873; degraded starts mean IoU 0.738 -> 0.727 (one CT tumour lost 0.19, the other 17 left
-as they were: on this subset no click passes the look-ahead where it would help). The
-thresholds leave a margin around those figures; the full table comes from the benchmark.
+Measured on this subset (18 cases) after issue 19: every expert mask and every nearly right mask
+left as it was; degraded starts 0.738 -> 0.738 on average (no click passed), none lower. The
+policy before issue 19 failed both tests here: it lowered a CT tumour's degraded start by 0.19
+and a nearly right brain tumour mask by 0.11. The full table, with the two held-out halves and
+the other stress starts, comes from the benchmark (``--stress``).
 """
 
 from __future__ import annotations
@@ -31,20 +34,28 @@ def rows():
     for name, *_ in bench.pairs_of(bench.DEFAULT_DEVSET):
         by_group[name.split("_", 1)[0]].append(name)
     subset = [name for names in by_group.values() for name in sorted(names)[:2]]
-    return bench.run(bench.DEFAULT_DEVSET, steps=8, workers=1, only=subset)
+    scenarios = ("truth", "initial", "near")
+    return bench.run(bench.DEFAULT_DEVSET, steps=8, workers=1, only=subset, scenarios=scenarios)
 
 
-def test_correct_expert_masks_stay_correct(rows):
+def test_correct_and_nearly_correct_masks_are_left_alone(rows):
     truth = [r for r in rows if r.scenario == "truth"]
-    assert len(truth) >= 16
-    damaged = [(r.case, r.end_iou) for r in truth if r.end_iou < 0.95]
-    assert len(damaged) <= 1 and all(iou >= 0.8 for _, iou in damaged), damaged
+    near = [r for r in rows if r.scenario == "near"]
+    assert len(truth) >= 16 and len(near) == len(truth)
+    assert all(r.end_iou >= bench.KEPT_IOU for r in truth), [(r.case, r.end_iou) for r in truth]
+    lowered = [(r.case, r.start_iou, r.end_iou) for r in near if r.end_iou < r.start_iou - 0.01]
+    assert not lowered, lowered
 
 
-def test_degraded_starts_are_not_much_worse_on_average_and_rarely_worse(rows):
+def test_degraded_starts_are_not_made_worse(rows):
     degraded = [r for r in rows if r.scenario == "initial"]
-    start = np.mean([r.start_iou for r in degraded])
-    end = np.mean([r.end_iou for r in degraded])
-    assert end >= start - 0.02, (start, end)
-    assert sum(r.end_iou < r.start_iou - 0.02 for r in degraded) <= 2
-    assert all(r.end_iou >= r.start_iou - 0.3 for r in degraded)
+    assert np.mean([r.end_iou for r in degraded]) >= np.mean([r.start_iou for r in degraded])
+    lowered = [(r.case, r.start_iou, r.end_iou) for r in degraded if r.end_iou < r.start_iou - 0.02]
+    assert not lowered, lowered
+
+
+def test_every_case_has_a_half_and_each_half_holds_every_group(rows):
+    halves = {r.case: r.half for r in rows}
+    assert set(halves.values()) == {"A", "B"}
+    groups = {half: {case.split("_", 1)[0] for case, h in halves.items() if h == half} for half in "AB"}
+    assert groups["A"] == groups["B"]

@@ -10,8 +10,9 @@ from ibisagent.episode import Episode
 from ibisagent.metrics import iou
 from ibisagent.policies import build_policy
 from ibisagent.policies.base import Observation
-from ibisagent.policies.look_ahead import FLOODS, LEAKS, UNDOES_SHAPE, judge
-from ibisagent.policies.mask_critique import find_candidates
+from ibisagent.policies.look_ahead import (FLOODS, LEAKS, NO_SEPARATION, UNDOES_SHAPE, _gradient, _stops_inside,
+                                           judge)
+from ibisagent.policies.mask_critique import appearance_of, find_candidates, region_of
 from ibisagent.segmenters import build_segmenter
 
 SIZE = 96
@@ -27,7 +28,9 @@ TRUTH = _disc(48, 48, 26)
 HOLE = _disc(42, 52, 7)
 LEAK = _disc(48, 82, 10) & ~TRUTH
 NOTCH = _disc(48, 70, 8) & TRUTH  # a bite out of the disc's right edge...
-SPILL = _disc(48, 82, 8) & ~TRUTH  # ...and the dark background next to it
+# ...and a little of the dark background next to it: within the spread bound (the notch and the
+# spill together under twice the candidate's region), so the colour check is what rejects it
+SPILL = _disc(48, 80, 5) & ~TRUTH
 
 
 def _image(seed=0):
@@ -64,6 +67,8 @@ def test_a_click_that_leaks_into_background_like_tissue_is_rejected():
     assert candidate.positive and NOTCH[candidate.y, candidate.x]
     leaking = mask | NOTCH | SPILL  # the notch and, through it, a piece of the dark background
     assert judge(_image(), mask, candidate, leaking).problem == LEAKS
+    spreading = mask | NOTCH | (_disc(48, 82, 8) & ~TRUTH)  # more background: over the spread bound
+    assert judge(_image(), mask, candidate, spreading).problem == FLOODS
     parsed = _respond(mask, lambda clicks: leaking)
     assert parsed.action.kind == TERMINATE
     assert NO_CONFIDENT_CHANGE in parsed.reasoning and "looks like the surroundings" in parsed.reasoning
@@ -135,3 +140,33 @@ def test_only_the_best_candidate_is_tried_unless_more_tries_are_asked_for():
         assert parsed.action.kind == TERMINATE and len(tried) == expected
         assert len(set((c.x, c.y) for c in tried)) == expected
         assert ("the candidate edit" if expected == 1 else f"the {expected} candidate edits") in parsed.reasoning
+
+
+def test_closing_a_cut_through_the_structure_passes():
+    """The mask stops inside the disc where the image has no edge; filling the rest is a fix."""
+    mask = TRUTH & (np.arange(SIZE)[None, :] < 60)
+    candidate = find_candidates(_image(), mask)[0]
+    assert candidate.positive
+    verdict = judge(_image(), mask, candidate, TRUTH)
+    assert verdict.passed and "stops where the image shows no boundary" in verdict.words
+    assert verdict.separation_gain >= 1.0
+
+
+def test_a_correct_mask_against_a_like_neighbour_is_not_taken_for_a_cut():
+    """A chamber whose right side lies against bright tissue of the same colour, with no wall in
+    between (a heart chamber opening into a vessel): the expert's outline there is weak, as a
+    cut's would be, but growing into the neighbour does not make the structure stand out more, so
+    the click is refused (before issue 19 the cut rule let it through and spoilt the mask)."""
+    xx = np.arange(SIZE)[None, :]
+    chamber = _disc(48, 38, 20)
+    bright = chamber | (xx >= 50)
+    rng = np.random.default_rng(0)
+    grey = np.clip(np.where(bright, 190.0, 40.0) + rng.normal(0.0, 8.0, bright.shape), 0, 255)
+    image = np.repeat(grey.astype(np.uint8)[:, :, None], 3, axis=2)
+    candidate = find_candidates(image, chamber)[0]
+    assert candidate.positive
+    region = region_of(appearance_of(image, chamber), chamber, candidate)
+    grown = chamber | (ndimage.binary_dilation(chamber | region) & bright)  # what a tool would add
+    assert _stops_inside(_gradient(image), chamber, grown)  # it looks like a cut...
+    verdict = judge(image, chamber, candidate, grown)
+    assert verdict.problem == NO_SEPARATION and verdict.separation_gain < 0  # ...but it is not one
