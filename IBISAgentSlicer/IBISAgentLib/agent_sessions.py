@@ -71,20 +71,13 @@ def classify(error: BaseException) -> str:
     return "engine"
 
 
-def open_local_episode(image_rgb: np.ndarray, request: str = "", mask: Optional[np.ndarray] = None,
-                       max_steps: int = 20, policy="heuristic", segmenter="graphcut",
-                       policy_options: Optional[dict] = None, segmenter_options: Optional[dict] = None):
-    """An in-process ``Episode`` on ``image_rgb``. ``policy``/``segmenter``: registry names or
-    ready objects (reusing one segmenter object across episodes is fine: each sets its image)."""
+def open_local_episode(engine, image_rgb: np.ndarray, request: str = "", mask: Optional[np.ndarray] = None,
+                       max_steps: int = 20):
+    """An in-process ``Episode`` on ``image_rgb`` with the built ``engine`` (an
+    ``ibisagent.engine.Engine``; one engine serves episode after episode: each sets its image)."""
     from ibisagent.episode import Episode
-    from ibisagent.policies import build_policy
-    from ibisagent.segmenters import build_segmenter
 
-    if isinstance(policy, str):
-        policy = build_policy(policy, **(policy_options or {}))
-    if isinstance(segmenter, str):
-        segmenter = build_segmenter(segmenter, **(segmenter_options or {}))
-    return Episode(image_rgb, segmenter, policy, request=request, initial_mask=mask, max_steps=max_steps)
+    return Episode(image_rgb, engine.segmenter, engine.policy, request=request, initial_mask=mask, max_steps=max_steps)
 
 
 def open_remote_session(url: str, token: Optional[str], timeout: float, image_rgb, request, mask, max_steps):

@@ -46,6 +46,7 @@ from typing import Callable, List, Optional, Sequence
 from urllib.parse import urlsplit
 
 from ibisagent.clicks import Click
+from ibisagent.engine import DEFAULT_POLICY, DEFAULT_SEGMENTER, build_engine
 from ibisagent.session import Decide, Proposal, Step, run_until_stop
 
 from . import export, segment_masks
@@ -77,10 +78,9 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         self.serverUrl: Optional[str] = None  # None: the in-process engine
         self.token: Optional[str] = None
         self.timeout = 60.0
-        self.policy = "heuristic"
-        self.segmenter = "graphcut"
-        self.policyOptions: dict = {}
-        self.segmenterOptions: dict = {}
+        #: The in-process engine (``ibisagent.engine.Engine``), built once on first use.
+        self.engine = None
+        self._engineRecipe: tuple = ()
         self.workedSlice: Optional[WorkedSlice] = None
         #: While recording for training is on: where and how (see `setTrainingRecord`).
         self.trainingRecord: Optional[TrainingRecord] = None
@@ -106,12 +106,23 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
             )
         self.serverUrl, self.token, self.timeout = url, token or None, float(timeout)
 
-    def useLocalEngine(self, policy="heuristic", segmenter="graphcut", policyOptions=None, segmenterOptions=None) -> None:
+    def useLocalEngine(self, policy=DEFAULT_POLICY, segmenter=DEFAULT_SEGMENTER, policyOptions=None,
+                       segmenterOptions=None) -> None:
         """Run the agent in this process (no server). ``policy``/``segmenter``: registry names
-        or ready objects (e.g. a simulated policy for tests)."""
+        (default: the CPU engine, weight-free heuristic policy and classical graphcut tool) or
+        ready objects (e.g. a scripted policy for tests). The engine is built once, on first use
+        (`localEngine`), and serves every later episode, propagation and connection test; asking
+        for the same engine again keeps it."""
         self.serverUrl = None
-        self.policy, self.segmenter = policy, segmenter
-        self.policyOptions, self.segmenterOptions = dict(policyOptions or {}), dict(segmenterOptions or {})
+        recipe = (policy, segmenter, dict(policyOptions or {}), dict(segmenterOptions or {}))
+        if recipe != self._engineRecipe:
+            self.engine, self._engineRecipe = None, recipe
+
+    def localEngine(self):
+        """The in-process ``ibisagent.engine.Engine``, built the first time it is needed."""
+        if self.engine is None:
+            self.engine = build_engine(*(self._engineRecipe or (DEFAULT_POLICY, DEFAULT_SEGMENTER)))
+        return self.engine
 
     def pingServer(self, timeout: float = 3.0) -> bool:
         """True when the agent answers: the server's /health, or always for the in-process
@@ -146,21 +157,15 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
 
     def _local_info(self) -> dict:
         from ibisagent import __version__, protocol
-        from ibisagent.policies import build_policy
-        from ibisagent.segmenters import build_segmenter
 
-        policy = build_policy(self.policy, **self.policyOptions) if isinstance(self.policy, str) else self.policy
-        tool = build_segmenter(self.segmenter, **self.segmenterOptions) if isinstance(self.segmenter, str) else self.segmenter
+        engine = self.localEngine()
         return {"local": True, "version": __version__, "api_version": protocol.API_VERSION,
-                "policy": getattr(policy, "name", type(policy).__name__),
-                "segmenter": getattr(tool, "name", type(tool).__name__), "device": "cpu"}
+                "policy": engine.policy.name, "segmenter": engine.segmenter.name, "device": engine.device}
 
     def _open_session(self, image, request, mask, maxSteps):
         if self.serverUrl is not None:
             return open_remote_session(self.serverUrl, self.token, self.timeout, image, request, mask, maxSteps)
-        episode = open_local_episode(image, request, mask, maxSteps, self.policy, self.segmenter,
-                                     self.policyOptions, self.segmenterOptions)
-        return None, episode
+        return None, open_local_episode(self.localEngine(), image, request, mask, maxSteps)
 
     def _agent(self, what: str, function):
         """Run one agent call through ``callAgent``; turn any failure into AgentStepError."""

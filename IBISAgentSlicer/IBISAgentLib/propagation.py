@@ -302,7 +302,8 @@ class PropagationLogic:
                 image, request=request, mask=mask, max_steps=limit)
             segmenter = policy = None
         else:
-            segmenter, policy = self._localEngine()
+            engine = self.localEngine()
+            segmenter, policy = engine.segmenter, engine.policy
         try:
             episode = VolumeEpisode(slices, segmenter, policy, {geometry.slice_index: start}, request=request,
                                     direction=engine_direction, first=first, last=last, max_slices=maxSlices,
@@ -315,15 +316,6 @@ class PropagationLogic:
                  f"{stepsPerSlice} agent step(s) per slice.")
         return SegmentPropagation(volumeNode, segmentationNode, segmentId, geometry, episode, self._agent, self.log,
                                   client)
-
-    def _localEngine(self):
-        from ibisagent.policies import build_policy
-        from ibisagent.segmenters import build_segmenter
-
-        policy = build_policy(self.policy, **self.policyOptions) if isinstance(self.policy, str) else self.policy
-        tool = (build_segmenter(self.segmenter, **self.segmenterOptions) if isinstance(self.segmenter, str)
-                else self.segmenter)
-        return tool, policy
 
     def propagate(self, volumeNode, segmentationNode, segmentId, view="Red", direction: str = "both",
                   first: Optional[int] = None, last: Optional[int] = None, maxSlices: Optional[int] = None,

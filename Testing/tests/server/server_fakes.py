@@ -24,7 +24,7 @@ from ibisagent.policies.base import Observation, Policy
 from ibisagent.segmenters.base import Prediction, Segmenter
 from ibisagent.server.app import make_app
 from ibisagent.server.settings import Settings
-from ibisagent.server.worker import Engine
+from ibisagent.engine import Engine
 
 TOKEN = "test-token-0123456789"
 DISK_RADIUS = 12
