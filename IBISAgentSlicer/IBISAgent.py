@@ -38,8 +38,9 @@ if MODULE_DIR not in sys.path:
     sys.path.insert(0, MODULE_DIR)
 
 from ibisagent import protocol
-from IBISAgentLib import AgentStepError, proposal_markups, requirements
-from IBISAgentLib.agent_worker import AgentWorker, WaitCancelled, wait_for
+from ibisagent.errors import Cancelled
+from IBISAgentLib import proposal_markups, requirements
+from IBISAgentLib.agent_worker import AgentWorker, wait_for
 from IBISAgentLib.local_server import LocalServer, LocalServerError, default_python
 from IBISAgentLib.logic import IBISAgentLogic
 from IBISAgentLib.shortcuts import SHORTCUTS, help_rows, live_shortcuts
@@ -74,14 +75,6 @@ def resourceFile(relativePath):
         if os.path.exists(candidate):
             return candidate
     return os.path.join(MODULE_DIR, "Resources", relativePath)
-
-
-class OperationCancelled(AgentStepError):
-    """The user cancelled a wait; whatever the agent returns later is discarded. An
-    AgentStepError, so the logic passes it through unchanged and restores the segment."""
-
-    def __init__(self):
-        AgentStepError.__init__(self, "Waiting for the agent was cancelled", "timeout")
 
 
 #
@@ -597,7 +590,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._connectLogic()  # the URL may have changed through the parameter node; refuses an empty one
             yield
             self.lastError = None
-        except OperationCancelled:
+        except Cancelled:
             self.lastError = None
             self._finishQuietly("Cancelled: the agent session ended; the segment keeps the steps applied before. "
                                 "Press Continue my mask to go on.")
@@ -618,7 +611,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         Main thread only. Waits with the GIL released (`agent_worker.wait_for`), processing Qt
         events between waits; after PROGRESS_DIALOG_DELAY_S a progress dialog offers Cancel,
-        which raises OperationCancelled here. The cancelled call goes on on the old thread (its
+        which raises ``ibisagent.errors.Cancelled`` here. The cancelled call goes on on the old thread (its
         answer is dropped) and later calls get a fresh thread instead of queueing behind it.
         ``function`` must not touch Qt or MRML.
         """
@@ -636,10 +629,10 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             return wait_for(future, tick=slicer.app.processEvents, should_cancel=lambda: self._cancelRequested,
                             on_slow=showDialog, slow_after=PROGRESS_DIALOG_DELAY_S)
-        except WaitCancelled:
+        except Cancelled:
             self._worker.shutdown()
             self._worker = AgentWorker("IBISAgent")
-            raise OperationCancelled() from None
+            raise
         finally:
             for dialog in dialogs:
                 dialog.hide()

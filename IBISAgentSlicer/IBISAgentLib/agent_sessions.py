@@ -3,12 +3,13 @@
 Both kinds of session implement ``ibisagent.session.Session`` (mask, clicks, steps, undo,
 propose/apply/skip/replace_mask/undo/close), so the logic drives them the same way:
 
-- `open_local_episode`: an ``ibisagent.episode.Episode`` in this process (no server; the
-  weight-free "heuristic" policy and the classical "graphcut" tool by default);
+- `open_local_episode`: an ``ibisagent.episode.Episode`` in this process, on the logic's one
+  built engine;
 - `open_remote_session`: an ``ibisagent.client.RemoteSession`` on an agent server.
 
-`AgentStepError` wraps anything that goes wrong while talking to the agent. Its ``kind`` names
-the cause (from the client's typed errors), and its message ends with what to do about it.
+`AgentStepError` wraps anything that goes wrong while the agent works on a step. Its ``kind``
+and ``advice`` are its cause's, chosen by type in ``ibisagent.errors.describe``; its message says
+what failed and that the segment was not changed, and ends with the advice.
 """
 
 from __future__ import annotations
@@ -17,58 +18,21 @@ from typing import Optional
 
 import numpy as np
 
-#: kind -> what the user should do next.
-ADVICE = {
-    "unavailable": "Start the agent server (or check its URL) and try again.",
-    "authentication": "Check the server token in the module settings and try again.",
-    "expired": "The server forgot this session; press 'Continue my mask' to start a new one.",
-    "busy": "The server is busy; wait a few seconds and try again.",
-    "bad-request": "The server refused the request; check the inputs and try again.",
-    "incompatible": "The server's version does not match this module; update one of them.",
-    "timeout": "The agent took too long to answer; try again, or raise the timeout.",
-    "invalid-output": "The model's answer could not be read; ask again, place a click yourself, or finish.",
-    "record": "Turn off Record for training (Training section) or choose another record folder.",
-    "engine": "The agent failed; see the log for details and try again.",
-}
+from ibisagent.errors import AgentError, describe, message_of
 
 
-class AgentStepError(RuntimeError):
+class AgentStepError(AgentError):
     """The agent could not complete a step; the segment is exactly as it was before the call.
 
-    ``kind`` is one of `ADVICE`'s keys; ``cause`` the original exception (or None);
-    ``proposal`` the `ibisagent.session.Proposal` for ``invalid-output``.
+    ``cause``: the original exception; ``kind`` and ``advice``: the cause's
+    (``ibisagent.errors.describe``), e.g. "unavailable", "timeout", "invalid-output", "record".
     """
 
-    def __init__(self, what: str, kind: str, cause: Optional[BaseException] = None, proposal=None):
-        detail = f": {cause}" if cause is not None and str(cause) else ""
-        super().__init__(f"{what}{detail}. The segment was not changed. {ADVICE.get(kind, ADVICE['engine'])}")
-        self.kind = kind
+    def __init__(self, what: str, cause: BaseException) -> None:
+        detail = message_of(cause).strip().rstrip(".")
+        super().__init__(f"{what}{': ' + detail if detail else ''}. The segment was not changed.")
+        self.kind, self.advice = describe(cause)
         self.cause = cause
-        self.proposal = proposal
-
-
-def classify(error: BaseException) -> str:
-    """The `ADVICE` kind for an exception raised by a session or the client."""
-    from ibisagent import client
-    from ibisagent.training.recorder import RecordWriteError
-
-    typed = (
-        (RecordWriteError, "record"),
-        (client.ServerUnavailableError, "unavailable"),
-        (client.AuthenticationError, "authentication"),
-        (client.SessionExpiredError, "expired"),
-        (client.ServerBusyError, "busy"),
-        (client.BadRequestError, "bad-request"),
-        (client.IncompatibleServerError, "incompatible"),
-    )
-    for error_type, kind in typed:
-        if isinstance(error, error_type):
-            return kind
-    if isinstance(error, TimeoutError):
-        return "timeout"
-    if isinstance(error, (ConnectionError, OSError)):
-        return "unavailable"
-    return "engine"
 
 
 def open_local_episode(engine, image_rgb: np.ndarray, request: str = "", mask: Optional[np.ndarray] = None,

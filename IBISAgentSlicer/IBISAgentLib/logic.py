@@ -47,10 +47,11 @@ from urllib.parse import urlsplit
 
 from ibisagent.clicks import Click
 from ibisagent.engine import DEFAULT_POLICY, DEFAULT_SEGMENTER, build_engine
+from ibisagent.errors import Cancelled, InvalidOutputError
 from ibisagent.session import Decide, Proposal, Step, run_until_stop
 
 from . import export, segment_masks
-from .agent_sessions import AgentStepError, classify, close_quietly, open_local_episode, open_remote_session
+from .agent_sessions import AgentStepError, close_quietly, open_local_episode, open_remote_session
 from .propagation import PropagationLogic
 from .slice_geometry import slice_geometry, slice_rgb
 from .slice_labelmap import SliceLabelmap
@@ -168,15 +169,16 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         return None, open_local_episode(self.localEngine(), image, request, mask, maxSteps)
 
     def _agent(self, what: str, function):
-        """Run one agent call through ``callAgent``; turn any failure into AgentStepError."""
+        """Run one agent call through ``callAgent``; turn any failure into AgentStepError. A
+        cancelled wait (``ibisagent.errors.Cancelled``) passes through as it is."""
         try:
             return self.callAgent(function)
-        except AgentStepError:
+        except (AgentStepError, Cancelled):
             raise
         except Exception as error:  # noqa: BLE001 - every agent failure becomes one typed error
-            kind = classify(error)
-            self.log(f"{what} failed ({kind}): {error}")
-            raise AgentStepError(what, kind, error) from error
+            failure = AgentStepError(what, error)
+            self.log(f"{what} failed ({failure.kind}): {error}")
+            raise failure from error
 
     # -- step by step ------------------------------------------------------------------------------
     def startEpisode(self, volumeNode, segmentationNode, segmentId, request: str = "", view="Red", maxSteps: int = 20) -> dict:
@@ -251,8 +253,7 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         proposal = worked.propose()
         if proposal.error:
             self.log(f"The model's answer could not be read: {proposal.error}")
-            raise AgentStepError("The model's answer could not be read", "invalid-output",
-                                 ValueError(proposal.error), proposal)
+            raise AgentStepError("The model's answer could not be read", InvalidOutputError(proposal.error, proposal))
         self.log(f"Agent: {proposal.action.to_text()} - {proposal.reasoning.strip()}")
         return proposal
 

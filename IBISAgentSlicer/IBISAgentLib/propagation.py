@@ -33,8 +33,10 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from ibisagent.errors import Cancelled
+
 from . import proposal_markups, segment_masks
-from .agent_sessions import AgentStepError, close_quietly
+from .agent_sessions import close_quietly
 from .slice_geometry import SliceGeometry, display_window, find_slice_node, slice_geometry, vtk_matrix_to_numpy
 from .slice_labelmap import SliceLabelmap
 from .worked_slice import WorkedSlice, step_record
@@ -159,11 +161,9 @@ class SegmentPropagation:
                     break
                 try:
                     outcome = self._call("Propagating to the next slice", lambda: self.episode.step_slice(decide))
-                except AgentStepError:
-                    if should_cancel():  # the user cancelled the wait: keep what is written (the
-                        self.cancelled = True  # cancelled call may still be running: leave the engine alone)
-                        break
-                    raise
+                except Cancelled:  # the user cancelled the wait: keep what is written (the cancelled
+                    self.cancelled = True  # call may still be running: leave the engine alone)
+                    break
                 if outcome is None:
                     break
                 self._keep(outcome)

@@ -147,7 +147,7 @@ class WorkedSlice:
                 self._call("Taking the step back", self.session.undo)
             except AgentStepError:
                 pass  # the segment is unchanged; report the write error
-            raise AgentStepError("Writing the new mask into the segment", "engine", error) from error
+            raise AgentStepError("Writing the new mask into the segment", error) from error
         self.markups.clear_proposals()
         return step
 

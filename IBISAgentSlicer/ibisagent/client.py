@@ -11,9 +11,11 @@ What it promises:
 - The image travels once per session. Per step only clicks go up and only the changed box of
   the mask comes back (`ibisagent.mask_codec`); `RemoteSession.mask` is kept bit-exact (CRC
   checked) and is re-read whole if it ever falls out of step.
-- Errors are typed and say what to do: `ServerUnavailableError` (start `ibisagent serve`),
-  `AuthenticationError` (check the token), `SessionExpiredError`, `ServerBusyError` (wait),
-  `BadRequestError`, `IncompatibleServerError` (upgrade the older side), `ServerError`.
+- Errors are typed (`ibisagent.errors`: the tree, and the advice each type carries): no answer
+  is a `ServerUnavailableError` (refused, unreachable, lost) or a timeout (`ReadTimeoutError`:
+  the server took the request and said nothing in time; `ConnectTimeoutError`); an error
+  answer is an `AuthenticationError`, `SessionExpiredError`, `ServerBusyError`,
+  `BadRequestError`, `IncompatibleServerError` or `ServerError`.
 - One interface: `RemoteSession` implements `ibisagent.session.Session` like the in-process
   `Episode` (same records, same run loop, same undo semantics).
 - Nothing is lost: a failed call leaves the local mask as it was. When the server forgot the
@@ -21,8 +23,9 @@ What it promises:
   request) and the call is repeated once, so the user's mask survives; undo stays exact across
   the rebuild.
 - Timeouts: connect (5 s), read (``timeout``), and a longer read for the upload
-  (``upload_timeout``). A keep-alive connection found closed is reopened and the request sent
-  again; read-only calls are also retried once after other connection failures.
+  (``upload_timeout``). Requests travel through a `BaseTransport` (`HTTPTransport` by default:
+  a keep-alive connection found closed is reopened and the request sent again; read-only calls
+  are also retried once after other connection failures); tests may pass an in-process one.
 
 Threading: one client may be shared by threads (calls are serialised on its connection), but
 the Slicer module should make all calls from one worker thread, never the GUI thread.
@@ -45,6 +48,19 @@ import numpy as np
 
 from . import __version__, protocol
 from .clicks import Click
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConnectTimeoutError,
+    IncompatibleServerError,
+    ReadTimeoutError,
+    ResponseError,
+    ServerBusyError,
+    ServerError,
+    ServerUnavailableError,
+    SessionExpiredError,
+    TransportError,
+)
 from .image_codec import ImageCodecError, encode_image
 from .mask_codec import MaskCodecError, decode_mask, encode_mask
 from .session import STOP_TERMINATED, Decide, EpisodeResult, Proposal, Step, run_until_stop
@@ -54,68 +70,73 @@ log = logging.getLogger("ibisagent.client")
 DEFAULT_URL = f"http://{protocol.DEFAULT_HOST}:{protocol.DEFAULT_PORT}"
 
 
-# -- errors -----------------------------------------------------------------------------------
-class AgentError(Exception):
-    """Base of every client error; ``status`` and ``code`` come from the server when it answered."""
-
-    def __init__(self, message: str, status: Optional[int] = None, code: Optional[str] = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-
-
-class ServerUnavailableError(AgentError):
-    """No answer: the server is not running, the URL is wrong, or it timed out. Usual fix: start
-    it with `ibisagent serve`, check the URL, or raise the timeout for a slow model."""
-
-
-class AuthenticationError(AgentError):
-    """401/403: the token is missing or wrong. Use the one `ibisagent serve` printed."""
-
-
-class SessionExpiredError(AgentError):
-    """410: the server no longer has the session (idle too long, closed, or restarted)."""
-
-
-class ServerBusyError(AgentError):
-    """503: the model queue or session table is full, or models are loading. Wait
-    ``retry_after`` seconds and try again."""
-
-    def __init__(self, message: str, retry_after: float = 2.0, status: Optional[int] = 503,
-                 code: Optional[str] = None) -> None:
-        super().__init__(message, status, code)
-        self.retry_after = retry_after
-
-
-class BadRequestError(AgentError, ValueError):
-    """4xx: the request was refused; the message says which value is wrong."""
-
-
-class IncompatibleServerError(AgentError):
-    """The server speaks another major API version, or lacks an endpoint this client needs."""
-
-
-class ServerError(AgentError):
-    """5xx: the model or the server failed; the session is unchanged on the server."""
-
-
 # -- transport --------------------------------------------------------------------------------
+@dataclass
+class Request:
+    """One HTTP request as the client makes it. ``path`` starts with "/" (below the URL's own
+    path); ``timeout``: seconds to wait for the answer; ``idempotent``: safe to send twice."""
+
+    method: str
+    path: str
+    body: Optional[bytes]
+    headers: Dict[str, str]
+    timeout: float
+    idempotent: bool = False
+
+
+@dataclass
+class Response:
+    """The server's answer: status, headers (lower-case names) and body."""
+
+    status: int
+    headers: Dict[str, str]
+    body: bytes
+
+
+class BaseTransport:
+    """How `AgentClient` reaches a server (the interface of httpx's ``BaseTransport``).
+
+    `handle_request` returns the server's `Response` whatever its status, or raises a
+    `ibisagent.errors.TransportError` when no answer came (`ServerUnavailableError`, a
+    `ReadTimeoutError` or `ConnectTimeoutError`). `HTTPTransport` is the real one; a test may
+    pass an in-process fake. ``bytes_sent`` / ``bytes_received`` count the traffic."""
+
+    bytes_sent = 0
+    bytes_received = 0
+
+    def handle_request(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections; safe to call twice."""
+
+
 _CONNECTION_LOST = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine, BrokenPipeError)
 
 
-class _Transport:
-    """One keep-alive HTTP connection with separate connect and read timeouts."""
+def check_url(url: str) -> Tuple[bool, str, int, str]:
+    """(https, host, port, path prefix) of an agent server URL; BadRequestError for anything
+    that is not an http(s) URL with a host (the one place a server URL is checked)."""
+    parts = urlsplit((url or "").strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        raise BadRequestError(f"The server URL must look like http://127.0.0.1:8765; got {url!r}.")
+    https = parts.scheme == "https"
+    return https, parts.hostname, port or (443 if https else 80), parts.path.rstrip("/")
 
-    def __init__(self, url: str, connect_timeout: float) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BadRequestError(f"The server URL must look like http://127.0.0.1:8765; got {url!r}.")
+
+class HTTPTransport(BaseTransport):
+    """One keep-alive HTTP connection with separate connect and read timeouts (stdlib
+    ``http.client``). A keep-alive connection found closed is reopened and the request sent
+    again; an idempotent request is also sent again once after another connection failure. A
+    timeout is never retried: it is reported as one."""
+
+    def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
         self.url = url
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
-        self._prefix = parts.path.rstrip("/")
+        self._https, self._host, self._port, self._prefix = check_url(url)
         self._connect_timeout = connect_timeout
         self._conn: Optional[http.client.HTTPConnection] = None
         self._lock = threading.Lock()
@@ -123,39 +144,39 @@ class _Transport:
         self.bytes_sent = 0
         self.bytes_received = 0
 
-    def request(self, method: str, path: str, body: Optional[bytes], headers: Dict[str, str],
-                read_timeout: float, idempotent: bool) -> Tuple[int, Dict[str, str], bytes]:
+    def handle_request(self, request: Request) -> Response:
+        path = self._prefix + request.path
         with self._lock:
             for attempt in (1, 2):
                 reused = self._conn is not None
                 conn = self._conn or self._open()
                 try:
-                    conn.sock.settimeout(read_timeout)
-                    conn.request(method, self._prefix + path, body, headers)
-                    response = conn.getresponse()
-                    data = response.read()
+                    conn.sock.settimeout(request.timeout)
+                    conn.request(request.method, path, request.body, request.headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
                 except socket.timeout:
                     self._drop()
-                    raise ServerUnavailableError(
-                        f"The server at {self.url} did not answer within {read_timeout:g} s. It may be busy with "
-                        "a slow model: try again, or raise the client's timeout."
+                    raise ReadTimeoutError(
+                        f"The agent server at {self.url} took the request but did not answer within "
+                        f"{request.timeout:g} s."
                     ) from None
                 except (OSError, http.client.HTTPException) as error:
                     self._drop()
                     # A reused keep-alive connection the server had closed: the request never
                     # reached it, so sending again is safe for every method.
-                    if attempt == 1 and (idempotent or (reused and isinstance(error, _CONNECTION_LOST))):
+                    if attempt == 1 and (request.idempotent or (reused and isinstance(error, _CONNECTION_LOST))):
                         continue
                     raise ServerUnavailableError(
-                        f"Lost the connection to the agent server at {self.url} ({error}). "
-                        "Check that `ibisagent serve` is still running."
+                        f"Lost the connection to the agent server at {self.url} ({error})."
                     ) from None
-                if response.will_close:
+                if answer.will_close:
                     self._drop()
-                pairs = response.getheaders()
-                self.bytes_sent += _message_size(f"{method} {self._prefix}{path} HTTP/1.1", headers.items(), body)
-                self.bytes_received += _message_size(f"HTTP/1.1 {response.status} {response.reason}", pairs, data)
-                return response.status, {k.lower(): v for k, v in pairs}, data
+                pairs = answer.getheaders()
+                self.bytes_sent += _message_size(f"{request.method} {path} HTTP/1.1", request.headers.items(),
+                                                 request.body)
+                self.bytes_received += _message_size(f"HTTP/1.1 {answer.status} {answer.reason}", pairs, data)
+                return Response(answer.status, {k.lower(): v for k, v in pairs}, data)
         raise AssertionError("unreachable")
 
     def _open(self) -> http.client.HTTPConnection:
@@ -163,12 +184,14 @@ class _Transport:
         conn = kind(self._host, self._port, timeout=self._connect_timeout)
         try:
             conn.connect()
+        except socket.timeout:
+            conn.close()
+            raise ConnectTimeoutError(
+                f"The agent server at {self.url} did not accept the connection within {self._connect_timeout:g} s."
+            ) from None
         except OSError as error:
             conn.close()
-            raise ServerUnavailableError(
-                f"Cannot reach the agent server at {self.url} ({error}). Start it with `ibisagent serve` "
-                "or check the URL."
-            ) from None
+            raise ServerUnavailableError(f"Cannot reach the agent server at {self.url} ({error}).") from None
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._conn = conn
         return conn
@@ -190,7 +213,9 @@ def _message_size(start_line: str, headers, body: Optional[bytes]) -> int:
     return size + (len(body) if body else 0) + 60
 
 
-def _error_from(status: int, headers: Dict[str, str], data: bytes, path: str) -> AgentError:
+def _error_from(response: Response, path: str) -> ResponseError:
+    """The typed error for an answer with an error status."""
+    status, data = response.status, response.body
     code, message = None, ""
     try:
         detail = json.loads(data.decode("utf-8"))["error"]
@@ -199,20 +224,20 @@ def _error_from(status: int, headers: Dict[str, str], data: bytes, path: str) ->
         message = data[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
     if status in (401, 403):
         return AuthenticationError(
-            f"The agent server refused the token: {message.rstrip('.')}. Check the token: pass the one `ibisagent serve` "
-            f"printed, set {protocol.TOKEN_ENV}, or read {protocol.token_file_path()}.", status, code)
+            f"The agent server refused the token ({message.rstrip('.')}); this client sends the token it was given, "
+            f"else ${protocol.TOKEN_ENV}, else the one in {protocol.token_file_path()}.", status, code)
     if status == 410:
         return SessionExpiredError(message, status, code)
     if status == 503:
         try:
-            retry = float(headers.get(protocol.RETRY_AFTER.lower(), "2"))
+            retry = float(response.headers.get(protocol.RETRY_AFTER.lower(), "2"))
         except ValueError:
             retry = 2.0
         return ServerBusyError(message, retry, status, code)
     if status == 426 or (status in (404, 405) and code in (protocol.NOT_FOUND, protocol.METHOD_NOT_ALLOWED, None)):
         return IncompatibleServerError(
             f"The server does not support {path} ({message}); it is probably older or newer than this client "
-            f"(API {protocol.API_VERSION}). Upgrade the older side.", status, code)
+            f"(API {protocol.API_VERSION}).", status, code)
     if 400 <= status < 500:
         return BadRequestError(message, status, code)
     return ServerError(f"The agent server failed: {message}", status, code)
@@ -250,14 +275,18 @@ def _as_mask(mask: Any, shape: Tuple[int, int]) -> np.ndarray:
 
 # -- client -----------------------------------------------------------------------------------
 class AgentClient:
-    """A connection to one agent server. A context manager; `close()` is safe to call twice."""
+    """A connection to one agent server. A context manager; `close()` is safe to call twice.
+
+    ``transport``: how requests travel (default: an `HTTPTransport` to ``url``, which must then
+    be an http(s) URL); a test may pass an in-process fake `BaseTransport`."""
 
     def __init__(self, url: str = DEFAULT_URL, token: Optional[str] = None, timeout: float = 30.0,
-                 upload_timeout: float = 120.0, connect_timeout: float = 5.0) -> None:
+                 upload_timeout: float = 120.0, connect_timeout: float = 5.0,
+                 transport: Optional[BaseTransport] = None) -> None:
         self.url = url
         self.timeout = timeout
         self.upload_timeout = upload_timeout
-        self._transport = _Transport(url, connect_timeout)
+        self._transport = transport if transport is not None else HTTPTransport(url, connect_timeout)
         self._token = _find_token(token)
         self._info: Optional[Dict[str, Any]] = None
 
@@ -294,7 +323,7 @@ class AgentClient:
             if not compatible:
                 raise IncompatibleServerError(
                     f"The agent server speaks API {server_api}; this client (ibisagent {__version__}) speaks "
-                    f"{protocol.API_VERSION}. Install the same ibisagent version on both sides."
+                    f"{protocol.API_VERSION}."
                 )
             self._info = info
         return self._info
@@ -312,7 +341,8 @@ class AgentClient:
 
     def call(self, method: str, path: str, payload: Optional[Dict[str, Any]] = None,
              timeout: Optional[float] = None, idempotent: bool = False) -> Dict[str, Any]:
-        """One JSON request; returns the decoded answer or raises a typed AgentError."""
+        """One JSON request; returns the decoded answer or raises a typed
+        `ibisagent.errors.AgentError`."""
         headers = {protocol.CLIENT_API_VERSION: protocol.API_VERSION, "Accept": "application/json"}
         if self._token:
             headers[protocol.AUTHORIZATION] = f"{protocol.BEARER} {self._token}"
@@ -320,15 +350,15 @@ class AgentClient:
         if payload is not None:
             body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        status, response_headers, data = self._transport.request(
-            method, path, body, headers, timeout or self.timeout, idempotent
-        )
-        if 200 <= status < 300:
+        response = self._transport.handle_request(
+            Request(method, path, body, headers, timeout or self.timeout, idempotent))
+        if 200 <= response.status < 300:
             try:
-                return json.loads(data.decode("utf-8"))
+                return json.loads(response.body.decode("utf-8"))
             except ValueError:
-                raise ServerError(f"The server sent a response that is not JSON (HTTP {status}).", status) from None
-        raise _error_from(status, response_headers, data, path)
+                raise ServerError(f"The server sent a response that is not JSON (HTTP {response.status}).",
+                                  response.status) from None
+        raise _error_from(response, path)
 
 
 # -- session ----------------------------------------------------------------------------------
@@ -494,7 +524,7 @@ class RemoteSession:
         try:
             self._client.call("DELETE", self._path(protocol.SESSION), idempotent=True,
                               timeout=min(self._client.timeout, CLOSE_TIMEOUT_S))
-        except (SessionExpiredError, ServerUnavailableError):
+        except (SessionExpiredError, TransportError):
             pass
 
     def __enter__(self) -> "RemoteSession":

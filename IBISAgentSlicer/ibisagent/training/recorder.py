@@ -27,14 +27,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..clicks import AGENT, USER_MOVED, Click
+from ..errors import RecordWriteError
 from ..metrics import iou
 from ..session import ACCEPTED, EDITED, USER_ONLY, run_until_stop
 from . import records
-
-
-class RecordWriteError(RuntimeError):
-    """A step could not be written to its record (disk full, folder removed...). The step was
-    taken back, so the session and its record still agree."""
 
 
 class TrainingRecorder:
@@ -268,7 +264,7 @@ class RecordingSession:
         except OSError as error:
             self._session.undo()
             raise RecordWriteError(f"The step could not be recorded for training in {self.recording.folder} "
-                                   f"({error}), so it was taken back; stop recording or record elsewhere.") from error
+                                   f"({error}), so it was taken back.") from error
         return step
 
     def skip(self) -> None:

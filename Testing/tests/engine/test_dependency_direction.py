@@ -13,7 +13,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[3] / "IBISAgentSlicer"
 ENGINE = ROOT / "ibisagent"
 SLICER_SIDE = [ROOT / "IBISAgent.py", *sorted((ROOT / "IBISAgentLib").glob("*.py"))]
-WIRE = [ENGINE / "client.py", ENGINE / "protocol.py", ENGINE / "mask_codec.py"]
+WIRE = [ENGINE / name for name in ("client.py", "protocol.py", "mask_codec.py", "errors.py", "session.py", "engine.py")]
 HEAVY = {"torch", "torchvision", "transformers", "segment_anything", "sam2", "fastapi", "uvicorn", "starlette"}
 
 

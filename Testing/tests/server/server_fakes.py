@@ -125,6 +125,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class SilentServer:
+    """A real TCP server on 127.0.0.1 that accepts every connection, reads what it is sent and
+    never answers (a hung server, or a model far slower than the client's timeout)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted: list = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            self.accepted.append(conn)
+
+    def __enter__(self) -> "SilentServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+        self.thread.join(5)
+
+
 class ServerThread:
     """A real uvicorn server on 127.0.0.1 in a background thread."""
 

@@ -12,7 +12,8 @@ import types
 import numpy as np
 import pytest
 from ibisagent.clicks import Click
-from ibisagent.client import AgentClient, ServerUnavailableError
+from ibisagent.client import AgentClient
+from ibisagent.errors import ServerUnavailableError
 from ibisagent.server.sessions import SessionGone, SessionStore
 from server_fakes import TOKEN, FakeClock, blob_image, free_port, start_fake_server, start_serve_process
 

@@ -15,7 +15,8 @@ import pytest
 from ibisagent import protocol
 from ibisagent.cli import main
 from ibisagent.clicks import USER, USER_MOVED, Click
-from ibisagent.client import AgentClient, SessionExpiredError
+from ibisagent.client import AgentClient
+from ibisagent.errors import SessionExpiredError
 from ibisagent.metrics import iou
 from ibisagent.training import records
 from ibisagent.training.recorder import RecordingSession

@@ -9,7 +9,8 @@ import threading
 
 import pytest
 from ibisagent.clicks import Click
-from ibisagent.client import AgentClient, ServerBusyError
+from ibisagent.client import AgentClient
+from ibisagent.errors import ServerBusyError
 from ibisagent.engine import EngineSpec
 from ibisagent.server.worker import default_workers
 from server_fakes import TOKEN, blob_image, start_fake_server

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from IBISAgentLib import requirements
-from IBISAgentLib.agent_worker import AgentWorker, WaitCancelled, wait_for
+from ibisagent.errors import Cancelled
+from IBISAgentLib.agent_worker import AgentWorker, wait_for
 from IBISAgentLib.local_server import LocalServer, LocalServerError, port_in_use
 from slicer_scene import PACKAGE_DIR, ROOT, free_port
 
@@ -37,29 +38,13 @@ def test_the_wait_ticks_the_event_loop_and_cancel_leaves_the_call_running():
     release = threading.Event()
     future = worker.submit(lambda: release.wait(30) and "done")
     ticks, slow = [], []
-    with pytest.raises(WaitCancelled):
+    with pytest.raises(Cancelled):
         wait_for(future, tick=lambda: ticks.append(1), should_cancel=lambda: len(ticks) >= 3,
                  on_slow=lambda: slow.append(1), slow_after=0.0)
     assert len(ticks) == 3 and slow == [1] and worker.busy and not future.done()
     release.set()
     assert wait_for(future) == "done"
     worker.shutdown()
-
-
-# -- error kinds ---------------------------------------------------------------------------------
-def test_error_kinds_come_from_the_clients_types_not_their_names():
-    from ibisagent import client
-
-    from IBISAgentLib.agent_sessions import classify
-
-    class ServerBusyError(RuntimeError):  # same name as the client's, another type
-        pass
-
-    assert classify(client.ServerBusyError("full")) == "busy"
-    assert classify(client.SessionExpiredError("gone")) == "expired"
-    assert classify(client.BadRequestError("no")) == "bad-request"
-    assert classify(ServerBusyError("not the client's")) == "engine"
-    assert classify(TimeoutError()) == "timeout" and classify(ConnectionRefusedError()) == "unavailable"
 
 
 # -- requirements ----------------------------------------------------------------------------------

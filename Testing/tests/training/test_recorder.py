@@ -21,7 +21,8 @@ from ibisagent.metrics import iou
 from ibisagent.policies.base import Policy
 from ibisagent.segmenters import build_segmenter
 from ibisagent.training import records
-from ibisagent.training.recorder import RecordWriteError, TrainingRecorder
+from ibisagent.errors import RecordWriteError
+from ibisagent.training.recorder import TrainingRecorder
 
 SOURCE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "IBISAgentSlicer")
 
@@ -123,7 +124,7 @@ def test_a_step_that_cannot_be_recorded_is_taken_back(tmp_path):
     session.apply([session.propose().click])
     kept = inner.mask.copy()
     shutil.rmtree(os.path.join(session.recording.folder, records.STEPS_DIR))  # e.g. the folder was removed
-    with pytest.raises(RecordWriteError, match="taken back; stop recording or record elsewhere"):
+    with pytest.raises(RecordWriteError, match="taken back. Turn off Record for training"):
         session.apply([session.propose().click])
     assert len(inner.steps) == len(session.recording.steps) == 1 and np.array_equal(inner.mask, kept)
     session.recording.discard()
