@@ -446,7 +446,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         missing = self._missingInputs()
         busy = "Wait for the agent to answer (or press Stop)." if self._busy else ""
         noEpisode = "" if worked is not None else "Press Continue my mask first."
-        pending = worked is not None and worked.pending is not None and worked.stop_reason is None
+        pending = worked is not None and worked.session.pending is not None and worked.session.stop_reason is None
         noProposal = "" if pending else "No proposal on screen: press Next step."
         pointsShown = worked is not None and worked.markups.proposals.GetNumberOfControlPoints() > 0
         noPoints = "" if pointsShown else "No proposed point on screen."
@@ -801,7 +801,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._addHistory(f"Step {proposal.step + 1}: {action}", proposal.reasoning or "")
         if proposal.answer:
             self._addHistory("Answer", str(proposal.answer), bold=True)
-        stopReason = self.logic.workedSlice.stop_reason if self.logic.workedSlice else None
+        stopReason = self.logic.workedSlice.session.stop_reason if self.logic.workedSlice else None
         if stopReason:
             self._setStatus(f"The agent stopped ({stopReason}). Press Finish, or add points and Accept.")
         else:
@@ -1268,7 +1268,7 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
         widget.ui.acceptButton.click()
         self.assertIsNone(widget.lastError, widget.lastError)
         self.assertTrue(widget.ui.undoButton.enabled)
-        self.assertFalse(worked.steps[-1].clicks[-1].positive)
+        self.assertFalse(worked.session.steps[-1].clicks[-1].positive)
 
         widget.ui.undoButton.click()
         self.assertIsNone(widget.lastError, widget.lastError)

@@ -43,11 +43,11 @@ from __future__ import annotations
 import logging
 import os
 from typing import Callable, List, Optional, Sequence
-from urllib.parse import urlsplit
 
 from ibisagent.clicks import Click
 from ibisagent.engine import DEFAULT_POLICY, DEFAULT_SEGMENTER, build_engine
-from ibisagent.errors import Cancelled, InvalidOutputError
+from ibisagent.client import check_url
+from ibisagent.errors import BadRequestError, Cancelled, InvalidOutputError
 from ibisagent.session import Decide, Proposal, Step, run_until_stop
 
 from . import export, segment_masks
@@ -99,12 +99,10 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         """Use the agent server at ``url`` for the next episodes; an empty or malformed URL is
         refused (it never falls back to the in-process engine: that is `useLocalEngine`)."""
         url = (url or "").strip()
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                f"The agent server URL must look like http://127.0.0.1:8765; got {url!r}. Enter it in the Server "
-                "section, or choose Local (no server)."
-            )
+        try:
+            check_url(url)
+        except BadRequestError as error:
+            raise ValueError(f"{error.message} Enter it in the Server section, or choose Local (no server).") from None
         self.serverUrl, self.token, self.timeout = url, token or None, float(timeout)
 
     def useLocalEngine(self, policy=DEFAULT_POLICY, segmenter=DEFAULT_SEGMENTER, policyOptions=None,
@@ -250,7 +248,7 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         unreadable model answer raises AgentStepError(kind="invalid-output"). Changes no voxel.
         """
         worked = self._require()
-        proposal = worked.propose()
+        proposal = worked.call(worked.session.propose)
         if proposal.error:
             self.log(f"The model's answer could not be read: {proposal.error}")
             raise AgentStepError("The model's answer could not be read", InvalidOutputError(proposal.error, proposal))
@@ -269,8 +267,8 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         clicks = list(worked.markups.read_clicks() if clicks is None else clicks)
         if not clicks:
             raise ValueError("There is no click to apply; place a point, or press Skip or Finish.")
-        step = worked.apply(clicks)
-        self.log(f"Step {len(worked.steps)}: {len(clicks)} click(s) applied; the slice mask has {step.mask_pixels} pixels.")
+        step = worked.call(worked.session.apply, clicks)
+        self.log(f"Step {step.index}: {len(clicks)} click(s) applied; the slice mask has {step.mask_pixels} pixels.")
         return step
 
     def flipProposal(self, index: Optional[int] = None) -> int:
@@ -292,12 +290,15 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
 
     def skipProposal(self) -> None:
         """Drop the shown proposal without changing the mask."""
-        self._require().skip()
+        worked = self._require()
+        worked.call(worked.session.skip)
 
     def undo(self) -> bool:
         """Undo the last change of the slice (a step, or a hand edit), bit-exactly, with its
-        click history. False if there is nothing to undo."""
-        undone = self._require().undo()
+        click history. False if there is nothing to undo. A hand edit not sent yet is sent
+        first, as the session's last change, so this undoes it."""
+        worked = self._require()
+        undone = worked.call(worked.session.undo)
         if undone:
             self.log("Undone.")
         return undone
@@ -309,21 +310,22 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         loop (`ibisagent.session.run_until_stop`). ``decide(proposal)`` returns the clicks
         (default: the points on screen), ``[]`` to skip, None to stop. Returns the stop reason."""
         worked = self._require()
-        limit = min(len(worked.steps) + int(count), worked.max_steps)
-        return run_until_stop(worked, limit, decide or (lambda _proposal: self.onScreenClicks()), onStep, onProposal)
+        return run_until_stop(worked.session, None, decide or (lambda _proposal: self.onScreenClicks()), onStep,
+                              onProposal, more=count, call=worked.call)
 
     def state(self) -> dict:
         """Where the episode stands: slice, steps, pending proposal, stop reason, answer,
         whether undo can change anything, and the statistics of the slice as it is now."""
         worked = self._require()
+        session = worked.session
         return {
             "view": worked.geometry.view,
             "slice_index": worked.geometry.slice_index,
             "shape": list(worked.geometry.shape),
-            "steps": [step_record(step) for step in worked.steps],
-            "proposal": worked.pending.to_dict() if worked.pending else None,
-            "stop_reason": worked.stop_reason,
-            "answer": worked.answer,
+            "steps": [step_record(step) for step in session.steps],
+            "proposal": session.pending.to_dict() if session.pending else None,
+            "stop_reason": session.stop_reason,
+            "answer": session.answer,
             "can_undo": worked.can_undo,
             "statistics": segment_masks.mask_statistics(worked.labelmap.read(), worked.geometry),
         }
@@ -402,8 +404,9 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         self.startEpisode(volumeNode, segmentationNode, segmentId, request, view, maxSteps)
         worked = self.workedSlice
         try:
-            run_until_stop(worked, maxSteps, decide or (lambda _proposal: self.onScreenClicks()))
-            proposals = [proposal.to_dict() for proposal in worked.proposals]
+            run_until_stop(worked.session, maxSteps, decide or (lambda _proposal: self.onScreenClicks()),
+                           call=worked.call)
+            proposals = [proposal.to_dict() for proposal in worked.session.proposals]
             result = self.finish()
         except BaseException:
             self._abandon()

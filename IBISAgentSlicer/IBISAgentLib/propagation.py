@@ -246,8 +246,7 @@ class SegmentPropagation:
         proposal_markups.write_history(self.segmentation, self.segment_id, self.initial_history)
 
     def alive(self) -> bool:
-        return (self.volume.GetScene() is not None and self.segmentation.GetScene() is not None
-                and self.segmentation.GetSegmentation().GetSegment(self.segment_id) is not None)
+        return segment_masks.nodes_alive(self.volume, self.segmentation, self.segment_id)
 
     def close(self) -> None:
         """Release the engine's stack and the client; the segment stays as it is."""
@@ -431,7 +430,8 @@ class PropagationLogic:
 
         set_view_to_slice(worked.geometry, scene=self.workedSlice.volume.GetScene())
         faded = run.episode.current_faded
-        self.log(f"Slice {worked.geometry.slice_index}: {int(worked.mask.sum())} pixels carried from its neighbour."
+        self.log(f"Slice {worked.geometry.slice_index}: {int(worked.session.mask.sum())} pixels carried from its "
+                 "neighbour."
                  + (" It no longer stands out as the target did on the start slice: unless you change it, the"
                     " propagation ends here in this direction." if faded else ""))
         return {"slice": worked.geometry.slice_index, "faded": faded, "state": self.state()}

@@ -17,11 +17,12 @@ What it promises:
   answer is an `AuthenticationError`, `SessionExpiredError`, `ServerBusyError`,
   `BadRequestError`, `IncompatibleServerError` or `ServerError`.
 - One interface: `RemoteSession` implements `ibisagent.session.Session` like the in-process
-  `Episode` (same records, same run loop, same undo semantics).
-- Nothing is lost: a failed call leaves the local mask as it was. When the server forgot the
-  session (idle expiry, restart) the session is rebuilt from local state (image, current mask,
-  request) and the call is repeated once, so the user's mask survives; undo stays exact across
-  the rebuild.
+  `Episode` (same records, same run loop, same listeners). The server is the one authority for
+  the session's state, undo included; the client shows the server's answers and keeps no undo.
+- Nothing is lost: a failed call leaves the mask as it was. When the server forgot the session
+  (idle expiry, restart) it is opened again from the image, the current mask and the request,
+  and the call is repeated once, so the user's mask survives bit for bit; undo then reaches back
+  to that moment (see `RemoteSession`).
 - Timeouts: connect (5 s), read (``timeout``), and a longer read for the upload
   (``upload_timeout``). Requests travel through a `BaseTransport` (`HTTPTransport` by default:
   a keep-alive connection found closed is reopened and the request sent again; read-only calls
@@ -41,7 +42,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -63,7 +64,7 @@ from .errors import (
 )
 from .image_codec import ImageCodecError, encode_image
 from .mask_codec import MaskCodecError, decode_mask, encode_mask
-from .session import STOP_TERMINATED, Decide, EpisodeResult, Proposal, Step, run_until_stop
+from .session import APPLIED, MASK_REPLACED, PROPOSED, REBUILT, SKIPPED, UNDONE, Proposal, SessionEvents, Step
 
 log = logging.getLogger("ibisagent.client")
 
@@ -366,37 +367,34 @@ class AgentClient:
 CLOSE_TIMEOUT_S = 3.0
 
 
-@dataclass
-class _UndoEntry:
-    """The local state before one apply or replace_mask. ``on_server``: the server's own undo
-    stack still holds the matching entry (False once the server session was rebuilt)."""
+class RemoteSession(SessionEvents):
+    """One episode on an agent server; implements `ibisagent.session.Session`, so code written
+    for an in-process `Episode` drives it unchanged (listeners included).
 
-    mask: np.ndarray
-    clicks: List[Click]
-    steps: List[Step]
-    stop_reason: Optional[str]
-    answer: Optional[str]
-    on_server: bool = True
+    The server is the one authority for the episode's state: the mask, the tool's clicks and
+    state, the steps and the undo stack. This object shows the server's last answer as it is:
+    ``mask`` (bool (H, W), followed bit-exactly through CRC-checked deltas), ``clicks``,
+    ``pending``, ``stop_reason``, ``answer`` and ``can_undo``; it computes none of them, and
+    `undo` is the server's.
 
+    Its own are only what the server cannot know: ``image`` and ``request`` (to open the session
+    again), ``initial_mask``, ``proposals`` (every proposal it was sent) and ``steps``, the steps
+    of this episode, oldest first: the server session's steps, behind those of the server
+    sessions it replaced.
 
-class RemoteSession:
-    """One episode on the server, mirrored locally; implements `ibisagent.session.Session`, so
-    code written for an in-process `Episode` drives it unchanged.
-
-    The local mirror is what callers read: ``mask`` (bool (H, W), kept bit-exact with the
-    server), ``clicks`` (the clicks the server's tool uses now: a hand edit or a rebuild restarts
-    them), ``steps`` and ``proposals`` (`Step` / `Proposal` records, oldest first), ``pending``,
-    ``stop_reason``, ``answer``, ``can_undo``.
-
-    Undo is kept here, one entry per apply or replace_mask, so it stays exact even after the
-    server forgot the session: an entry the server still holds is undone there (the tool's own
-    state comes back too); an older one is restored by sending its mask. ``rebuilds`` counts
-    how often the session was rebuilt after the server lost it; ``on_rebuild`` (optional
-    callable taking the session) is called each time.
+    When the server forgot the session (idle past ``serve --session-ttl``, closed, or
+    restarted), the call that finds out opens it again from the image, the request and the
+    current mask, and is sent once more: the mask comes through bit for bit and ``steps`` keeps
+    every step. The new server session starts a new undo history, so `undo` reaches back to that
+    moment and no further: the history before it died with the server session that held it, and
+    a copy of it here would be a second authority that can disagree. Nothing the user made is
+    lost (the mask is exact, and in Slicer every step is already in the segment and its click
+    history). ``rebuilds`` counts these; listeners get a `REBUILT` change.
     """
 
     def __init__(self, client: AgentClient, image: np.ndarray, request: str, mask: Optional[np.ndarray],
                  max_steps: int, image_meta: Dict[str, Any]) -> None:
+        super().__init__()
         try:
             self._image_payload = encode_image(image)
         except ImageCodecError as error:
@@ -409,32 +407,30 @@ class RemoteSession:
         start = None if mask is None else _as_mask(mask, image.shape[:2])
         self.mask = np.zeros(image.shape[:2], dtype=bool) if start is None else start
         self.initial_mask = self.mask.copy()
-        self.clicks: List[Click] = []
-        self.steps: List[Step] = []
         self.proposals: List[Proposal] = []
+        self.steps: List[Step] = []
+        self.clicks: List[Click] = []
         self.pending: Optional[Proposal] = None
         self.stop_reason: Optional[str] = None
         self.answer: Optional[str] = None
+        self.can_undo = False
         self.rebuilds = 0
         self.uploads = 0
-        self.on_rebuild: Optional[Callable[["RemoteSession"], None]] = None
-        self._undo: List[_UndoEntry] = []
         self.closed = False
         self.id = ""
         self.revision = 0
+        self._earlier = 0  # steps made in the server sessions this one replaced
         self._create(start)
 
     # -- the loop ----------------------------------------------------------------------------
     def propose(self) -> Proposal:
-        """The policy's next proposal; changes no mask. Sets ``stop_reason`` as the server's
-        episode did (terminate, unreadable output, repeated action)."""
+        """The policy's next proposal; changes no mask. ``stop_reason`` is the server's (terminate,
+        unreadable output, repeated action)."""
         data = self._call("POST", protocol.SESSION_PROPOSE)
         proposal = Proposal.from_dict(data)
         self.proposals.append(proposal)
-        self.pending = proposal
-        self.stop_reason = data.get("stop_reason")
-        if self.stop_reason == STOP_TERMINATED:
-            self.answer = proposal.answer
+        self._show(data["view"], proposal)
+        self._notify(PROPOSED, proposal=proposal)
         return proposal
 
     def apply(self, clicks: Sequence[Click]) -> Step:
@@ -442,74 +438,41 @@ class RemoteSession:
         clicks = [c if isinstance(c, Click) else Click.from_dict(c) for c in clicks]
         if not clicks:
             raise BadRequestError("No clicks to apply; call skip() to pass on a proposal.")
-        before, rebuilds = self._entry(), self.rebuilds
+        before = self.mask
         answer = self._call("POST", protocol.SESSION_APPLY, {"clicks": [c.to_dict() for c in clicks]})
         self._follow(answer["mask"])
-        if self.rebuilds != rebuilds:
-            before.clicks = []  # undoing this step returns to the rebuilt session, which has no clicks
         step = Step.from_dict(answer["step"])
-        step.index = len(self.steps) + 1  # a rebuilt server session counts its steps from 1 again
-        self._undo.append(before)
-        self.clicks = self.clicks + step.clicks
-        self.steps = self.steps + [step]
-        self.pending = None
-        self.stop_reason = answer["stop_reason"]
+        step.index += self._earlier
+        self.steps.append(step)
+        self._show(answer["view"])
+        self._notify(APPLIED, step=step, mask_before=before, chain_start=len(self.clicks) == len(step.clicks))
         return step
 
     def skip(self) -> None:
         """Drop the pending proposal."""
-        self._call("POST", protocol.SESSION_SKIP)
-        self.pending = None
+        self._show(self._call("POST", protocol.SESSION_SKIP)["view"])
+        self._notify(SKIPPED)
 
     def replace_mask(self, mask: np.ndarray) -> None:
         """Continue from a mask the user edited by hand (earlier clicks no longer apply); one
-        undo entry, like a step."""
+        undo entry on the server, like a step."""
         new = _as_mask(mask, self.mask.shape)
-        before = self._entry()
         answer = self._call("PUT", protocol.SESSION_MASK, {"mask": _b64(encode_mask(new))})
         self._follow(answer["mask"])
-        self._undo.append(before)
-        self.clicks = []
-        self.pending = None
-        self.stop_reason = None
+        self._show(answer["view"])
+        self._notify(MASK_REPLACED)
 
     def undo(self) -> bool:
-        """Return exactly to the state before the last apply or replace_mask; False if there is
-        nothing to undo."""
-        if not self._undo:
+        """The server undoes its last apply or replace_mask (exactly: the tool's own state comes
+        back too); False when it has nothing to undo (see the class docstring on rebuilds)."""
+        if not self.can_undo:
             return False
-        entry = self._undo[-1]
-        if entry.on_server:
-            try:
-                answer = self._client.call("POST", self._path(protocol.SESSION_UNDO))
-            except SessionExpiredError:
-                self._rebuild(entry.mask)  # the new session starts from the state undone to
-            else:
-                self._follow(answer["mask"])
-        else:
-            answer = self._call("PUT", protocol.SESSION_MASK, {"mask": _b64(encode_mask(entry.mask))})
-            self._follow(answer["mask"])
-        self._undo.pop()
-        self.clicks = list(entry.clicks) if entry.on_server else []
-        self.steps = list(entry.steps)
-        self.stop_reason, self.answer = entry.stop_reason, entry.answer
-        self.pending = None
-        return True
-
-    @property
-    def can_undo(self) -> bool:
-        return bool(self._undo)
-
-    def run(self, max_steps: Optional[int] = None, decide: Optional[Decide] = None,
-            on_step: Optional[Callable[[Step], None]] = None) -> EpisodeResult:
-        """Propose and apply until a stop rule fires or the episode has ``max_steps`` steps
-        (default: the session's max_steps); `ibisagent.session.run_until_stop`, the same loop
-        as `Episode.run`. Without ``decide`` every proposal is accepted."""
-        run_until_stop(self, max_steps, decide, on_step)
-        return self.result()
-
-    def result(self) -> EpisodeResult:
-        return EpisodeResult(self.mask.copy(), list(self.steps), self.stop_reason, self.answer, list(self.proposals))
+        answer = self._call("POST", protocol.SESSION_UNDO)
+        self._follow(answer["mask"])
+        self._show(answer["view"])
+        if answer["undone"]:
+            self._notify(UNDONE)
+        return bool(answer["undone"])
 
     def state(self) -> Dict[str, Any]:
         """The server's view of the episode (clicks, steps, pending proposal, lease)."""
@@ -533,9 +496,15 @@ class RemoteSession:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    # -- keeping in step ----------------------------------------------------------------------
-    def _entry(self) -> _UndoEntry:
-        return _UndoEntry(self.mask.copy(), list(self.clicks), list(self.steps), self.stop_reason, self.answer)
+    # -- showing the server's state --------------------------------------------------------------
+    def _show(self, view: Dict[str, Any], proposal: Optional[Proposal] = None) -> None:
+        """Take the server's view as it is (``proposal``: the one this answer carried)."""
+        self.clicks = [Click.from_dict(c) for c in view["clicks"]]
+        del self.steps[self._earlier + int(view["step_count"]):]
+        self.pending = (proposal or self.pending) if view["pending"] else None
+        self.stop_reason = view["stop_reason"]
+        self.answer = view["answer"]
+        self.can_undo = bool(view["can_undo"])
 
     def _create(self, mask: Optional[np.ndarray]) -> None:
         payload = {
@@ -549,23 +518,16 @@ class RemoteSession:
         self.uploads += 1
         self.id = state["session_id"]
         self.revision = state["revision"]
+        self._show(dict(state, step_count=len(state["steps"]), pending=state["pending"] is not None))
 
-    def _rebuild(self, mask: Optional[np.ndarray] = None) -> None:
-        """The server lost the session: open a new one from the image, ``mask`` (default: the
-        current mask) and the request. The tool's clicks restart; the local steps and undo
-        stack are kept (their entries are no longer on the server)."""
-        log.warning("session %s is gone on the server; rebuilding it from the local mask", self.id)
-        start = self.mask if mask is None else mask
-        self._create(start if start.any() else None)
-        self.mask = start.copy()
-        for entry in self._undo:
-            entry.on_server = False
-        self.clicks = []
-        self.pending = None
-        self.stop_reason = None
+    def _rebuild(self) -> None:
+        """The server lost the session: open a new one from the image, the current mask and
+        the request (see the class docstring)."""
+        log.warning("session %s is gone on the server; opening it again from the current mask", self.id)
+        self._earlier = len(self.steps)
+        self._create(self.mask if self.mask.any() else None)
         self.rebuilds += 1
-        if self.on_rebuild is not None:
-            self.on_rebuild(self)
+        self._notify(REBUILT)
 
     def _call(self, method: str, template: str, payload: Optional[Dict[str, Any]] = None,
               idempotent: bool = False) -> Dict[str, Any]:

@@ -82,8 +82,7 @@ def run_case(
         stop_rules["repeat_limit"] = clicks + 1
     episode = Episode(image_rgb, segmenter, policy, request=request, initial_mask=initial, max_steps=clicks,
                       **stop_rules)
-    if recorder is not None:
-        episode = recorder.wrap(episode, source="eval", truth=truth)
+    recording = recorder.record(episode, source="eval", truth=truth) if recorder is not None else None
     ious: List[float] = []
     seconds: List[float] = []
 
@@ -92,8 +91,8 @@ def run_case(
         seconds.append(step.seconds)
 
     result = episode.run(on_step=record)
-    if recorder is not None:
-        episode.finish()
+    if recording is not None:
+        recording.finish()
     start = iou(episode.initial_mask, truth)
     last = ious[-1] if ious else start
     ious.extend([last] * (clicks - len(ious)))
