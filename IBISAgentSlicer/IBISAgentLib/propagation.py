@@ -279,6 +279,7 @@ class PropagationLogic:
 
         self._endWorkedSlice()
         self._endPropagation()
+        self._checkAgent()
         if volumeNode is None or volumeNode.GetScene() is None:
             raise ValueError("No volume is selected (or it was removed); choose a volume first.")
         if direction not in DIRECTIONS:
@@ -293,7 +294,7 @@ class PropagationLogic:
         engine_direction = direction if step > 0 or direction == "both" else {"up": "down", "down": "up"}[direction]
         slices = volume_slices(volumeNode, geometry)
         client, options = None, {}
-        if self.serverUrl is not None:
+        if not self.local:
             from ibisagent.client import AgentClient
 
             client = AgentClient(self.serverUrl, self.token, self.timeout)
@@ -334,7 +335,11 @@ class PropagationLogic:
         """
         run = self._openPropagation(volumeNode, segmentationNode, segmentId, view, direction, first, last, maxSlices,
                                     stepsPerSlice, request, minFraction, propagation)
-        run.run(decide, onSlice, shouldCancel)
+        self.propagating = True
+        try:
+            run.run(decide, onSlice, shouldCancel)
+        finally:
+            self.propagating = False
         self.lastPropagation = run
         summary = run.summary()
         self.log(f"Propagation: {len(summary['written'])} slice(s) written; "
@@ -404,6 +409,11 @@ class PropagationLogic:
         self.lastPropagation = None
         self.log(f"Propagation undone: {len(run.touched)} slice(s) back as they were.")
         return True
+
+    def lastPropagationSummary(self) -> Optional[dict]:
+        """`propagate`'s dict for the propagation under review, else the last one, or None."""
+        run = self.propagation or self.lastPropagation
+        return None if run is None else run.summary()
 
     def propagationState(self) -> Optional[dict]:
         """The review's progress (`propagate`'s dict plus the open slice), or None."""

@@ -45,6 +45,22 @@ class IBISAgentSelfTest(unittest.TestCase):
         )
         self.assertEqual(ui.agentModeComboBox.itemText(1), "Local (no server)")
 
+    def test_moduleParts(self):
+        """The template's parts: the widget's logic is the console's, every control the .ui binds
+        names a parameter, and the help lists every shortcut key."""
+        import IBISAgent
+        from IBISAgentLib.logic import IBISAgentLogic
+        from IBISAgentLib.shortcuts import SHORTCUTS
+
+        self.assertIsInstance(self.widget.logic, IBISAgentLogic)
+        bound = [str(w.property(IBISAgent.PARAMETER_PROPERTY)) for w in vars(self.widget.ui).values()
+                 if hasattr(w, "property") and w.property(IBISAgent.PARAMETER_PROPERTY)]
+        self.assertGreater(len(bound), 5)
+        for name in bound:
+            self.assertTrue(hasattr(self.widget._parameterNode, name), name)
+        for _name, key, _what in SHORTCUTS:
+            self.assertIn(f"<b>{key}</b>", slicer.modules.ibisagent.helpText)
+
     def test_buttonsSayWhatIsMissing(self):
         ui = self.widget.ui
         self.assertFalse(ui.continueButton.enabled)
@@ -143,7 +159,8 @@ class IBISAgentSelfTest(unittest.TestCase):
         import IBISAgent
         from ibisagent import protocol
         from IBISAgentLib import requirements
-        from IBISAgentLib.local_server import port_in_use
+        from IBISAgentLib.local_server import START_TIMEOUT_S, port_in_use
+        from IBISAgentLib.settings import SERVER
 
         widget = self.widget
         serverPython = os.environ.get("IBISAGENT_SERVER_PYTHON", "")
@@ -159,15 +176,15 @@ class IBISAgentSelfTest(unittest.TestCase):
         test = IBISAgent.IBISAgentTest()
         test.setUp()
         with test.keptPanelFields(widget):
-            widget.ui.agentModeComboBox.currentIndex = IBISAgent.AGENT_MODE_SERVER
+            widget.ui.agentModeComboBox.currentIndex = IBISAgent.AGENT_MODES.index(SERVER)
             widget.ui.serverPythonLineEdit.text = serverPython
             widget.ui.serverUrlLineEdit.text = f"http://{protocol.DEFAULT_HOST}:{port}"
             widget.ui.serverArgumentsLineEdit.text = ""
             widget.ui.tokenLineEdit.text = ""
             widget.ui.startServerButton.click()
             try:
-                deadline = time.monotonic() + IBISAgent.SERVER_START_TIMEOUT_S
-                while not widget.isServerReady():
+                deadline = time.monotonic() + START_TIMEOUT_S
+                while not widget.logic.localServerReady:  # the panel's timer polls it
                     self.assertLess(time.monotonic(), deadline, "the local server did not become ready")
                     slicer.app.processEvents()
                     time.sleep(0.05)
@@ -176,7 +193,7 @@ class IBISAgentSelfTest(unittest.TestCase):
                 self.assertTrue(widget.ui.connectionStatusLabel.text.startswith("Connected"))
             finally:
                 widget.stopLocalServer()
-        self.assertFalse(widget._serverRunning())
+        self.assertIsNone(widget.logic.localServer)
         self.assertFalse(port_in_use(protocol.DEFAULT_HOST, port))  # the real server is gone, not just its launcher
 
 

@@ -1,26 +1,20 @@
-"""The Slicer extension files agree with each other and with the repository.
+"""The extension as the Slicer Extensions Index reads it: the build description agrees with
+itself and with the repository.
 
-Checks, without Slicer: every file the CMake files list exists; IBISAgent.s4ext has every legacy
-field and agrees with CMakeLists.txt; the .ui file parses and has every widget the module code
-looks up (names extracted from the source with `ast`); parameter-node bindings in the .ui name
-real parameters; the module file is Python 3.9 syntax and imports nothing heavy.
+Checks, without Slicer, on the files the Index and CMake read (not on Python source): every
+file the CMake files list exists; IBISAgent.s4ext has every legacy field and agrees with
+CMakeLists.txt; the icon is the committed 128 px PNG.
 """
 
-import ast
 import glob
 import os
 import re
 import struct
-import sys
-import xml.etree.ElementTree as ET
 
 import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 MODULE_DIR = os.path.join(REPO, "IBISAgentSlicer")
-MODULE_FILE = os.path.join(MODULE_DIR, "IBISAgent.py")
-SELF_TEST_FILE = os.path.join(REPO, "Testing", "Python", "IBISAgentSelfTest.py")
-UI_FILE = os.path.join(REPO, "Resources", "UI", "IBISAgent.ui")
 S4EXT_FILE = os.path.join(REPO, "IBISAgent.s4ext")
 
 
@@ -316,180 +310,3 @@ def test_icon_url_names_the_committed_128px_icon():
         header = handle.read(24)
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", header[16:24]) == (128, 128)
-
-
-# -- .ui and the module code -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ui_tree():
-    return ET.parse(UI_FILE)
-
-
-def _ui_widgets(tree):
-    return {w.get("name"): w.get("class") for w in tree.iter("widget")}
-
-
-def _names_looked_up(path):
-    """Widget names the code reads: `<anything>.ui.<name>`, `ui.<name>`, findChild(..., "<name>")."""
-    names = set()
-    for node in ast.walk(ast.parse(_read(path))):
-        if isinstance(node, ast.Attribute):
-            owner = node.value
-            if (isinstance(owner, ast.Attribute) and owner.attr == "ui") or (
-                isinstance(owner, ast.Name) and owner.id == "ui"
-            ):
-                names.add(node.attr)
-        if isinstance(node, ast.Call):
-            function = node.func
-            called = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
-            if called in ("findChild", "findChildren") and node.args:
-                last = node.args[-1]
-                if isinstance(last, ast.Constant) and isinstance(last.value, str):
-                    names.add(last.value)
-    return names
-
-
-def test_ui_root_and_custom_widgets(ui_tree):
-    root = ui_tree.getroot()
-    assert root.tag == "ui" and root.findtext("class") == "IBISAgent"
-    top = root.find("widget")
-    assert top.get("class") == "qMRMLWidget" and top.get("name") == "IBISAgent"
-    declared = {c.findtext("class"): c for c in root.iter("customwidget")}
-    used = {w.get("class") for w in root.iter("widget")}
-    for cls in used:
-        if not cls.startswith("Q"):
-            assert cls in declared, f"{cls} is used but not declared in <customwidgets>"
-            assert declared[cls].findtext("header") == cls + ".h"
-    receivers = {
-        c.findtext("receiver")
-        for c in root.iter("connection")
-        if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
-    }
-    mrml_widgets = {
-        name for name, cls in _ui_widgets(ui_tree).items() if cls.startswith("qMRML") and name != "IBISAgent"
-    }
-    assert mrml_widgets <= receivers, f"MRML widgets without a scene: {mrml_widgets - receivers}"
-
-
-def test_ui_names_are_unique(ui_tree):
-    names = [w.get("name") for w in ui_tree.iter("widget")]
-    assert len(names) == len(set(names))
-
-
-@pytest.mark.parametrize(
-    "source", [MODULE_FILE, SELF_TEST_FILE], ids=["IBISAgent.py", "IBISAgentSelfTest.py"]
-)
-def test_every_widget_the_code_looks_up_exists(ui_tree, source):
-    looked_up = _names_looked_up(source)
-    assert len(looked_up) >= 5
-    missing = looked_up - set(_ui_widgets(ui_tree))
-    assert not missing, f"{os.path.basename(source)} looks up widgets missing from the .ui: {sorted(missing)}"
-
-
-def test_training_section_has_its_controls(ui_tree):
-    """Record for training: a toggle, a folder picker (a directory button, not a typed path, so
-    no half-typed folder is ever created) and the count of recorded steps, all used by the code."""
-    widgets = _ui_widgets(ui_tree)
-    controls = {"recordCheckBox": "QCheckBox", "recordFolderButton": "ctkDirectoryButton",
-                "recordedStepsLabel": "QLabel"}
-    assert {name: widgets.get(name) for name in controls} == controls
-    assert set(controls) <= _names_looked_up(MODULE_FILE)
-
-
-def _parameter_annotations():
-    tree = ast.parse(_read(MODULE_FILE))
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and any(
-            getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list
-        ):
-            return {s.target.id: ast.unparse(s.annotation) for s in node.body if isinstance(s, ast.AnnAssign)}
-    raise AssertionError("no @parameterNodeWrapper class in IBISAgent.py")
-
-
-def test_parameter_bindings_name_real_parameters(ui_tree):
-    annotations = _parameter_annotations()
-    # widget class -> what the parameter node wrapper can bind it to
-    binds = {"QLineEdit": "str", "QComboBox": "Choice", "QSpinBox": "int", "qMRMLNodeComboBox": "vtkMRML"}
-    bound = {}
-    for widget in ui_tree.iter("widget"):
-        for prop in widget.findall("property"):
-            if prop.get("name") == "SlicerParameterName":
-                bound[prop.findtext("string")] = widget.get("class")
-    assert {"inputVolume", "segmentation", "view", "request", "serverUrl", "maxSteps"} <= set(bound)
-    for parameter, widget_class in bound.items():
-        assert parameter in annotations, f"the .ui binds unknown parameter '{parameter}'"
-        assert binds[widget_class] in annotations[parameter], (
-            parameter,
-            widget_class,
-            annotations[parameter],
-        )
-
-
-def test_module_source_is_slicer_python_compatible():
-    for path in (MODULE_FILE, SELF_TEST_FILE):
-        source = _read(path)
-        tree = ast.parse(source, feature_version=(3, 9))
-        compile(source, path, "exec")
-        imported = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                imported.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                imported.add(node.module)
-        heavy = {
-            name
-            for name in imported
-            if name.split(".")[0]
-            in ("torch", "torchvision", "transformers", "fastapi", "uvicorn", "sam2", "segment_anything")
-            or name.startswith("ibisagent.server")
-        }
-        assert not heavy, f"{os.path.basename(path)} imports server-side packages: {heavy}"
-
-
-def test_module_classes_follow_slicer_conventions():
-    tree = ast.parse(_read(MODULE_FILE))
-    classes = {
-        node.name: [ast.unparse(b) for b in node.bases]
-        for node in tree.body
-        if isinstance(node, ast.ClassDef)
-    }
-    assert classes["IBISAgent"] == ["ScriptedLoadableModule"]
-    assert "ScriptedLoadableModuleWidget" in classes["IBISAgentWidget"]
-    assert classes["IBISAgentTest"] == ["ScriptedLoadableModuleTest"]
-    # The widget's logic is the console's IBISAgentLogic (imported from IBISAgentLib.logic).
-    imported = {alias.asname or alias.name: node.module for node in tree.body if isinstance(node, ast.ImportFrom)
-                for alias in node.names}
-    made = [node.value.func.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Attribute) and t.attr == "logic" for t in node.targets)
-            and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)]
-    assert made == ["IBISAgentLogic"] and imported["IBISAgentLogic"] == "IBISAgentLib.logic"
-
-
-def test_help_lists_every_shortcut():
-    """The module's help is built by IBISAgentLib.shortcuts.help_rows, which lists every key."""
-    sys.path.insert(0, MODULE_DIR)
-    from IBISAgentLib import shortcuts
-
-    rows = shortcuts.help_rows()
-    assert {name for name, _key, _what in shortcuts.SHORTCUTS} == {"accept", "next", "undo", "flip", "finish"}
-    for _name, key, what in shortcuts.SHORTCUTS:
-        assert f"<b>{key}</b>: {what}" in rows
-    module_class = next(node for node in ast.parse(_read(MODULE_FILE)).body
-                        if isinstance(node, ast.ClassDef) and node.name == "IBISAgent")
-    called = {node.func.id for node in ast.walk(module_class) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
-    assert "help_rows" in called
-
-
-def test_single_key_shortcuts_give_typing_widgets_their_keys():
-    sys.path.insert(0, MODULE_DIR)
-    from IBISAgentLib.shortcuts import live_shortcuts
-
-    everything = {"accept", "next", "undo", "flip", "finish"}
-    in_a_view = lambda name: name in ("QWidget", "QVTKOpenGLNativeWidget")  # noqa: E731
-    in_a_tree = lambda name: name in ("QWidget", "QAbstractItemView", "QTreeView")  # noqa: E731
-    in_a_combo = lambda name: name in ("QWidget", "QComboBox")  # noqa: E731
-    assert live_shortcuts(True, in_a_view) == everything
-    assert live_shortcuts(True, None) == everything
-    assert live_shortcuts(True, in_a_tree) == live_shortcuts(True, in_a_combo) == {"undo", "finish"}
-    assert live_shortcuts(False, in_a_view) == frozenset()
