@@ -52,19 +52,6 @@ AGENT_MODES = (SERVER, LOCAL)
 PARAMETER_PROPERTY = "SlicerParameterName"
 
 
-def resourceFile(relativePath):
-    """Absolute path of a resource (e.g. "UI/IBISAgent.ui").
-
-    Installed extensions keep Resources/ next to this file (CMake copies it there); a source
-    checkout keeps it at the repository top level, one folder up.
-    """
-    for base in (MODULE_DIR, os.path.dirname(MODULE_DIR)):
-        candidate = os.path.join(base, "Resources", relativePath)
-        if os.path.exists(candidate):
-            return candidate
-    return os.path.join(MODULE_DIR, "Resources", relativePath)
-
-
 #
 # IBISAgent
 #
@@ -105,8 +92,21 @@ text field, list or combo box):</p><ul>{help_rows()}</ul>
 """
         self.parent.acknowledgementText = """
 Built on the IBISAgent method (CVPR 2026, arXiv 2601.03054; code released under the MIT licence)
-and on 3D Slicer's scripted module template. The classical segmentation tool uses SimpleITK.
+and on 3D Slicer's scripted module template. The classical segmentation tool uses SimpleITK. The
+sample data is derived from the MNI ICBM152 2009a template (Copyright (C) 1993-2009 Louis Collins,
+McConnell Brain Imaging Centre, Montreal Neurological Institute, McGill University).
 """
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """Called when Slicer has started: list the module's sample (a small MRI volume and a rough
+    segment, shipped with the module) in the Sample Data module."""
+    import SampleData
+
+    from IBISAgentLib import sample_data_source
+
+    sample_data_source.register(SampleData.SampleDataLogic)
 
 
 #
@@ -182,7 +182,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(resourceFile("UI/IBISAgent.ui"))
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/IBISAgent.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
@@ -810,8 +810,9 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class IBISAgentTest(ScriptedLoadableModuleTest):
-    """Runs the panel's flow in a real Slicer with the CPU defaults: in Local (no server) mode,
-    the weight-free policy and the classical tool run inside Slicer. Testing/Python/
+    """Runs the panel's flow in a real Slicer with the CPU defaults, on the module's sample data
+    (IBISAgentBrain, loaded through the Sample Data module): in Local (no server) mode, the
+    weight-free policy and the classical tool run inside Slicer. Testing/Python/
     IBISAgentSelfTest.py runs the same flow against a local agent server. The user's remembered
     settings are never written (the tests set fields in code, and only user edits save them),
     and the fields a test changes are put back afterwards."""
@@ -825,26 +826,17 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_widgetFlow()
 
-    def _makeVolumeAndSegment(self):
-        """A synthetic bright ellipsoid in a noisy volume, and a rough (eroded) segment of it."""
-        import numpy as np
+    def loadSample(self):
+        """The module's sample through the Sample Data module: (volume, segmentation, segment id)."""
+        import SampleData
 
-        shape = (24, 96, 96)  # k, j, i
-        k, j, i = np.mgrid[0 : shape[0], 0 : shape[1], 0 : shape[2]]
-        inside = ((i - 48) / 30.0) ** 2 + ((j - 44) / 22.0) ** 2 + ((k - 12) / 10.0) ** 2 <= 1.0
-        rng = np.random.default_rng(0)
-        voxels = (inside * 200 + rng.normal(40, 10, shape)).astype(np.int16)
-        volume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "IBISAgentTestVolume")
-        slicer.util.updateVolumeFromArray(volume, voxels)
-        volume.CreateDefaultDisplayNodes()
+        from IBISAgentLib.sample_data_source import SAMPLE
+
+        if SampleData.SampleDataLogic().sourceForSampleName(SAMPLE["sampleName"]) is None:
+            registerSampleData()  # when the test runs before Slicer's startupCompleted
+        volume, segmentation = SampleData.downloadSamples(SAMPLE["sampleName"])
         slicer.util.setSliceViewerLayers(background=volume, fit=True)
-        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "IBISAgentTestSegmentation")
-        segmentation.CreateDefaultDisplayNodes()
-        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-        segmentId = segmentation.GetSegmentation().AddEmptySegment("target")
-        rough = ((i - 48) / 18.0) ** 2 + ((j - 44) / 12.0) ** 2 + ((k - 12) / 6.0) ** 2 <= 1.0
-        slicer.util.updateSegmentBinaryLabelmapFromArray(rough.astype(np.uint8), segmentation, segmentId, volume)
-        return volume, segmentation, segmentId, inside
+        return volume, segmentation, segmentation.GetSegmentation().GetNthSegmentID(0)
 
     @staticmethod
     @contextlib.contextmanager
@@ -883,10 +875,10 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
 
         import numpy as np
 
-        volume, segmentation, segmentId, _truth = self._makeVolumeAndSegment()
+        volume, segmentation, segmentId = self.loadSample()
         p = widget._parameterNode
         p.inputVolume, p.segmentation, p.segmentId = volume, segmentation, segmentId
-        p.view, p.request = "Red", "Segment the bright blob."
+        p.view, p.request = "Red", "Segment the brain."
         self.assertTrue(widget.ui.continueButton.enabled, widget.ui.continueButton.toolTip)
         self.assertFalse(widget.ui.undoButton.enabled)
         for button in (widget.ui.testConnectionButton, widget.ui.continueButton):

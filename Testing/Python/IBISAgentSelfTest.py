@@ -1,7 +1,8 @@
 """In-Slicer self-test of the IBISAgent panel (registered with ctest by Testing/Python/CMakeLists.txt).
 
 Runs inside a real Slicer (`Slicer --testing --python-code "import slicer.testing; ..."`):
-checks that the panel loads its .ui with every control, that buttons explain what is missing,
+checks that the panel loads its .ui with every control, that its sample data is listed in
+Sample Data and loads, that buttons explain what is missing,
 that the shortcuts are live only while the module is shown (and the single letters not while
 typing), that module enters keep one parameter-node connection and that choosing another
 segmentation sticks; runs the console API (IBISAgentLogic with the in-process engine), the
@@ -61,6 +62,17 @@ class IBISAgentSelfTest(unittest.TestCase):
         for _name, key, _what in SHORTCUTS:
             self.assertIn(f"<b>{key}</b>", slicer.modules.ibisagent.helpText)
 
+    def test_sampleDataIsListedAndLoads(self):
+        """Sample Data lists IBISAgentBrain; it loads a volume and a rough segment."""
+        import SampleData
+
+        from IBISAgentLib.sample_data_source import SAMPLE
+
+        self.assertIsNotNone(SampleData.SampleDataLogic().sourceForSampleName(SAMPLE["sampleName"]))
+        volume, segmentation = SampleData.downloadSamples(SAMPLE["sampleName"])
+        self.assertTrue(volume.IsA("vtkMRMLScalarVolumeNode") and segmentation.IsA("vtkMRMLSegmentationNode"))
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+
     def test_buttonsSayWhatIsMissing(self):
         ui = self.widget.ui
         self.assertFalse(ui.continueButton.enabled)
@@ -101,7 +113,7 @@ class IBISAgentSelfTest(unittest.TestCase):
         import IBISAgent
 
         test = IBISAgent.IBISAgentTest()
-        volume, first, _firstId, _truth = test._makeVolumeAndSegment()
+        volume, first, _firstId = test.loadSample()
         second = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "second")
         secondId = second.GetSegmentation().AddEmptySegment("other")
         self.widget.ui.segmentationSelector.setCurrentNode(first)
@@ -122,14 +134,14 @@ class IBISAgentSelfTest(unittest.TestCase):
         missing = requirements.missing(requirements.engine_requirements())
         if missing:
             self.skipTest("Skipped: the in-process agent needs " + ", ".join(missing))
-        volume, segmentation, segmentId, _truth = IBISAgent.IBISAgentTest()._makeVolumeAndSegment()
+        volume, segmentation, segmentId = IBISAgent.IBISAgentTest().loadSample()
         before = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume).copy()
         logic = IBISAgentLogic()
         logic.useLocalEngine("heuristic", "graphcut")
         self.assertTrue(logic.pingServer())
         self.assertTrue(logic.serverInfo()["local"])
 
-        logic.startEpisode(volume, segmentation, segmentId, "Segment the bright blob.", view="Red")
+        logic.startEpisode(volume, segmentation, segmentId, "Segment the brain.", view="Red")
         proposal = logic.proposeNext()
         if proposal.click is not None:
             self.assertEqual(logic.flipProposal(), 0)
@@ -140,7 +152,7 @@ class IBISAgentSelfTest(unittest.TestCase):
         after = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
         np.testing.assert_array_equal(before, after)
 
-        result = logic.continueMask(volume, segmentation, segmentId, "Segment the bright blob.", view="Red", maxSteps=4)
+        result = logic.continueMask(volume, segmentation, segmentId, "Segment the brain.", view="Red", maxSteps=4)
         self.assertIn("statistics", result)
         final = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
         changed = np.argwhere(final != before)

@@ -2,20 +2,31 @@
 itself and with the repository.
 
 Checks, without Slicer, on the files the Index and CMake read (not on Python source): every
-file the CMake files list exists; IBISAgent.s4ext has every legacy field and agrees with
-CMakeLists.txt; the icon is the committed 128 px PNG.
+file the CMake files list exists and Resources/ ships beside the module; the catalog entry
+(IBISAgent.json, the Index's JSON format) and the legacy IBISAgent.s4ext agree with
+CMakeLists.txt; the licence file the Index looks for is there; the icon and screenshot the URLs
+name are committed; the model weights a user may load are listed with their licences.
 """
 
 import glob
+import json
 import os
 import re
 import struct
+import sys
 
 import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 MODULE_DIR = os.path.join(REPO, "IBISAgentSlicer")
 S4EXT_FILE = os.path.join(REPO, "IBISAgent.s4ext")
+CATALOG_FILE = os.path.join(REPO, "IBISAgent.json")
+#: The catalog entry schema the Index validates against (Slicer/ExtensionsIndex schemas/):
+#: its version, its required keys and every key it allows (additionalProperties: false).
+CATALOG_SCHEMA = "https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json#"
+CATALOG_REQUIRED = {"$schema", "category", "scm_url"}
+CATALOG_KEYS = CATALOG_REQUIRED | {"scm_revision", "scm_type", "build_dependencies", "dicom_support_rule",
+                                   "build_subdirectory", "enabled", "tier"}
 
 
 def _read(path):
@@ -227,26 +238,26 @@ def test_every_file_the_module_cmake_lists_exists(module_cmake):
     assert "ibisagent/protocol.py" in lib_scripts
 
 
-def test_shared_resources_land_next_to_the_module(module_cmake):
-    """Resources/ is at the top level; the module CMake copies it to <module dir>/Resources."""
-    source_dir = module_cmake.variables["MODULE_SHARED_RESOURCES_DIR"][0]
-    resources = module_cmake.variables["MODULE_SHARED_RESOURCES"]
-    assert os.path.normpath(source_dir) == os.path.join(REPO, "Resources")
-    assert "UI/IBISAgent.ui" in resources and "Icons/IBISAgent.png" in resources
-    for relative in resources:
-        assert os.path.isfile(os.path.join(source_dir, relative)), relative
-    # Evaluated with stand-ins for Slicer's folders: the build tree gets <module dir>/Resources
-    # (what resourcePath() joins to the module's folder), and so does the install tree.
-    slicer_dirs = {"CMAKE_BINARY_DIR": ["BUILD"], "Slicer_QTSCRIPTEDMODULES_LIB_DIR": ["MODULES"],
-                   "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR": ["INSTALLED"], "MODULE_NAME": ["IBISAgent"]}
-    evaluated = CMakeFile(module_cmake.path, slicer_dirs)
-    assert evaluated.variables["_module_build_resources_dir"] == ["BUILD/MODULES/Resources"]
-    keywords = {"FILES", "DESTINATION", "COMPONENT", "PROGRAMS", "RENAME"}
-    destinations = [evaluated.keyword_values(call, "DESTINATION", keywords)[0] for call in evaluated.calls("install")
-                    if "FILES" in call]
-    assert destinations and all(d.startswith("INSTALLED/Resources/") or d == "INSTALLED" for d in destinations)
-    assert "INSTALLED/Resources/" in destinations
+def _resources(module_cmake):
+    keywords = {"NAME", "SCRIPTS", "RESOURCES", "WITH_GENERIC_TESTS", "WITH_SUBDIR", "VERBOSE"}
+    (call,) = module_cmake.calls("slicerMacroBuildScriptedModule")
+    return module_cmake.keyword_values(call, "RESOURCES", keywords)
+
+
+def test_resources_live_beside_the_module_and_all_ship(module_cmake):
+    """Resources/ is next to IBISAgent.py, where ScriptedLoadableModuleWidget.resourcePath()
+    looks, and the build copies every file there (screenshots excepted: the Index links them)."""
+    assert not os.path.exists(os.path.join(REPO, "Resources"))
+    listed = {os.path.normpath(r) for r in _resources(module_cmake)}
+    shipped = {os.path.normpath(os.path.relpath(path, MODULE_DIR))
+               for path in glob.glob(os.path.join(MODULE_DIR, "Resources", "**", "*"), recursive=True)
+               if os.path.isfile(path) and os.sep + "Screenshots" + os.sep not in path}
+    assert shipped and shipped <= listed, f"not shipped: {sorted(shipped - listed)}"
+    assert {"Resources/UI/IBISAgent.ui", "Resources/Icons/IBISAgent.png"} <= {r.replace(os.sep, "/") for r in listed}
     # pyproject.toml (where IBISAgentLib.requirements reads what to install) goes next to the module.
+    slicer_dirs = {"Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR": ["INSTALLED"], "MODULE_NAME": ["IBISAgent"]}
+    evaluated = CMakeFile(module_cmake.path, slicer_dirs)
+    keywords = {"FILES", "DESTINATION", "COMPONENT", "PROGRAMS", "RENAME"}
     project = [call for call in evaluated.calls("install") if any(a.endswith("pyproject.toml") for a in evaluated.expand(call))]
     assert [evaluated.keyword_values(call, "DESTINATION", keywords) for call in project] == [["INSTALLED"]]
     assert os.path.isfile(evaluated.variables["MODULE_PROJECT_FILE"][0])
@@ -302,11 +313,57 @@ def test_s4ext_agrees_with_cmake(top_cmake):
         assert url.startswith("https://") and "example" not in url, url
 
 
-def test_icon_url_names_the_committed_128px_icon():
+def test_icon_and_screenshot_urls_name_committed_pngs():
     fields = _s4ext()
-    relative = fields["iconurl"].split("/main/", 1)[1]
-    path = os.path.join(REPO, relative)
-    with open(path, "rb") as handle:
-        header = handle.read(24)
-    assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", header[16:24]) == (128, 128)
+    for url in [fields["iconurl"]] + fields["screenshoturls"].split():
+        path = os.path.join(REPO, url.split("/main/", 1)[1])
+        with open(path, "rb") as handle:
+            header = handle.read(24)
+        assert header[:8] == b"\x89PNG\r\n\x1a\n", url
+        if url == fields["iconurl"]:
+            assert struct.unpack(">II", header[16:24]) == (128, 128)
+
+
+# -- the catalog entry, the licence, the model weights ----------------------------------------
+
+
+def test_catalog_entry_follows_the_index_schema_and_agrees_with_cmake_and_s4ext(top_cmake):
+    with open(CATALOG_FILE, "rb") as handle:
+        raw = handle.read()
+    assert b"\r" not in raw  # the Index refuses CR or CRLF line endings
+    entry = json.loads(raw)
+    assert os.path.splitext(os.path.basename(CATALOG_FILE))[0] == top_cmake.calls("project")[0][0]
+    assert entry["$schema"] == CATALOG_SCHEMA
+    assert CATALOG_REQUIRED <= set(entry) <= CATALOG_KEYS
+    types = {"build_dependencies": list, "enabled": bool, "tier": int}
+    for key, value in entry.items():
+        assert isinstance(value, types.get(key, str)), key
+    assert 1 <= entry["tier"] <= 5 and entry["scm_type"] == "git"
+    variables, fields = top_cmake.variables, _s4ext()
+    assert entry["category"] == variables["EXTENSION_CATEGORY"][0] == fields["category"]
+    assert entry["build_subdirectory"] == variables["EXTENSION_BUILD_SUBDIRECTORY"][0] == fields["build_subdirectory"]
+    depends = [] if variables["EXTENSION_DEPENDS"] == ["NA"] else variables["EXTENSION_DEPENDS"]
+    assert entry["build_dependencies"] == depends and fields["depends"] == (" ".join(depends) or "NA")
+    assert entry["scm_url"] == fields["scmurl"] and entry["scm_url"].startswith(variables["EXTENSION_HOMEPAGE"][0])
+    assert entry["scm_revision"] == fields["scmrevision"]
+    assert entry["enabled"] == (fields["enabled"] == "1")
+
+
+def test_the_licence_file_the_index_looks_for_is_mit():
+    with open(os.path.join(REPO, "LICENSE.txt"), encoding="utf-8") as handle:
+        text = handle.read()
+    assert text.startswith("MIT License") and "WITHOUT WARRANTY OF ANY KIND" in text
+    with open(os.path.join(REPO, "pyproject.toml"), encoding="utf-8") as handle:
+        assert re.search(r'^license = "MIT"$', handle.read(), re.MULTILINE)
+
+
+def test_every_loadable_model_is_listed_with_its_licence():
+    sys.path.insert(0, MODULE_DIR)
+    from ibisagent.engine import MODEL_TOOLS
+
+    with open(os.path.join(REPO, "MODEL_WEIGHTS.md"), encoding="utf-8") as handle:
+        rows = [line for line in handle if line.startswith("| ") and "---" not in line][1:]
+    loaded_with = " ".join(row.split("|")[2] for row in rows)
+    for option in [f"--segmenter {tool}" for tool in MODEL_TOOLS] + ["--policy qwen"]:
+        assert option in loaded_with, option
+    assert all(row.split("|")[4].strip() for row in rows)  # a licence, or what the source leaves unsaid

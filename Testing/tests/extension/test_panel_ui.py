@@ -14,7 +14,7 @@ import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 MODULE_DIR = os.path.join(REPO, "IBISAgentSlicer")
-UI_FILE = os.path.join(REPO, "Resources", "UI", "IBISAgent.ui")
+UI_FILE = os.path.join(MODULE_DIR, "Resources", "UI", "IBISAgent.ui")
 if MODULE_DIR not in sys.path:
     sys.path.insert(0, MODULE_DIR)
 
