@@ -395,8 +395,10 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                              str(recordFolder or self.logic.settings.recordFolder))
 
     def _showSettings(self, settings: AgentSettings) -> None:
+        """Show ``settings`` in the fields without applying them field by field."""
         ui = self.ui
-        for widget in (ui.agentModeComboBox, ui.recordCheckBox, ui.recordFolderButton):
+        blocked = (ui.agentModeComboBox, ui.serverUrlLineEdit, ui.recordCheckBox, ui.recordFolderButton)
+        for widget in blocked:
             widget.blockSignals(True)
         ui.agentModeComboBox.currentIndex = AGENT_MODES.index(settings.mode)
         ui.serverUrlLineEdit.text, ui.tokenLineEdit.text = settings.serverUrl, settings.token
@@ -404,7 +406,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui.recordCheckBox.checked = settings.record
         if settings.recordFolder:
             ui.recordFolderButton.directory = settings.recordFolder
-        for widget in (ui.agentModeComboBox, ui.recordCheckBox, ui.recordFolderButton):
+        for widget in blocked:
             widget.blockSignals(False)
         self.logic.settings = settings
 
@@ -428,9 +430,11 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     @contextlib.contextmanager
     def _action(self, failureMessage):
-        """Wrap one user action: wait cursor at once, controls locked, one error display. A
-        cancelled wait ends the agent session quietly (the steps applied before stay)."""
+        """Wrap one user action: the logic takes the settings the fields show (a script may have
+        set them), wait cursor at once, controls locked, one error display. A cancelled wait
+        ends the agent session quietly (the steps applied before stay)."""
         self._stopPlacing()
+        self._applySettings(False, showErrors=False)
         self._busy, self._cancelRequested, self._stopRequested = True, False, False
         self._refresh()
         qt.QApplication.setOverrideCursor(qt.Qt.WaitCursor)

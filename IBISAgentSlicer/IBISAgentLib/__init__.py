@@ -1,5 +1,8 @@
 """IBISAgentLib: the Slicer side of IBISAgent, MRML only (no Qt, no torch), Python 3.9+.
 
+The layout: the panel (``IBISAgent.py``) only wires controls to `logic.IBISAgentLogic`, which
+is also the Python console's API; the logic drives ``ibisagent`` sessions (in process, or on an
+agent server through the torch-free client) and the MRML adapters below keep the scene in step.
 One module per concern:
 
 - `slice_geometry`: the current slice of a Red/Yellow/Green view as a 2D image in display order,
