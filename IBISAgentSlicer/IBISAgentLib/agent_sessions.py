@@ -46,14 +46,14 @@ class AgentLogic:
     without a usable URL; it never falls back to the in-process engine. ``settings``: what the
     panel last configured (`configure`)."""
 
-    serverUrl: Optional[str] = None
-    token: Optional[str] = None
-    timeout = 60.0
-    local = True
-    agentProblem = ""
-    engine = None
-    _engineRecipe: tuple = ()
-    settings = AgentSettings(mode="local")
+    serverUrl: Optional[str]
+    token: Optional[str]
+    timeout: float
+    local: bool
+    agentProblem: str
+    engine: object  # an ibisagent.engine.Engine, or None until built
+    _engineRecipe: tuple
+    settings: AgentSettings
     callAgent: Callable[[Callable], object]
     log: Callable[[str], None]
 
