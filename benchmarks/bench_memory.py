@@ -55,7 +55,7 @@ def child(tool: str, steps: int) -> Dict:
     from ibisagent.client import AgentClient
     from ibisagent.policies import build_policy
     from ibisagent.segmenters import build_segmenter
-    from ibisagent.server.worker import Engine
+    from ibisagent.engine import Engine
 
     options: Dict = {}
     folder = tempfile.mkdtemp(prefix="ibis-mem-")

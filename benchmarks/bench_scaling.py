@@ -160,7 +160,7 @@ def clients(counts: Sequence[int] = (1, 2, 4, 8), tool: str = "graphcut", size: 
     client's clicks (human-paced). ``p95_x_single``: the row's p95 over the median of the
     single-client row with the same workers, step and load."""
     from ibisagent.policies import build_policy
-    from ibisagent.server.worker import Engine
+    from ibisagent.engine import Engine
 
     image, truth = square_case(size)
     rows = []

@@ -38,7 +38,7 @@ from ibisagent.policies.base import Observation, Policy
 from ibisagent.segmenters.base import Prediction, Segmenter
 from ibisagent.server.app import make_app
 from ibisagent.server.settings import Settings
-from ibisagent.server.worker import Engine
+from ibisagent.engine import Engine
 
 TOKEN = "bench-token"
 RADIUS = 24

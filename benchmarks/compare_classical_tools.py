@@ -33,7 +33,8 @@ os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 import bench_common as common  # noqa: E402
 from bench_common import format_table  # noqa: E402
 
-from ibisagent.evaluate import EngineSpec, evaluate_folder  # noqa: E402
+from ibisagent.engine import EngineSpec  # noqa: E402
+from ibisagent.evaluate import evaluate_folder  # noqa: E402
 
 DEVSET_2D = os.path.join(common.ROOT, "..", "shared", "data", "devset", "2d")
 TOOLS = ("graphcut", "growcut", "watershed")
@@ -49,7 +50,7 @@ def evaluate(devset: str, tool: str, scenario: str, clicks: int, workers: int) -
     initial = os.path.join(devset, "initial") if scenario == "continue" else None
     with tempfile.TemporaryDirectory() as out:
         return evaluate_folder(os.path.join(devset, "images"), os.path.join(devset, "masks"), out,
-                               EngineSpec(tool), clicks=clicks, initial_dir=initial, progress=False,
+                               EngineSpec(tool, policy="simulated"), clicks=clicks, initial_dir=initial, progress=False,
                                log=lambda line: print(f"  {tool} {scenario}: {line}"), workers=workers)
 
 

@@ -257,7 +257,7 @@ def server_rows(qwen, sam2_options: Dict, settings: Dict, tokens: int) -> List[D
     from ibisagent.client import AgentClient
     from ibisagent.policies.base import Policy
     from ibisagent.segmenters import build_segmenter
-    from ibisagent.server.worker import Engine
+    from ibisagent.engine import Engine
 
     Policy.register(GeneratingAnnotator)
     policy = GeneratingAnnotator(qwen)

@@ -1,5 +1,8 @@
 """IBISAgentLib: the Slicer side of IBISAgent, MRML only (no Qt, no torch), Python 3.9+.
 
+The layout: the panel (``IBISAgent.py``) only wires controls to `logic.IBISAgentLogic`, which
+is also the Python console's API; the logic drives ``ibisagent`` sessions (in process, or on an
+agent server through the torch-free client) and the MRML adapters below keep the scene in step.
 One module per concern:
 
 - `slice_geometry`: the current slice of a Red/Yellow/Green view as a 2D image in display order,
@@ -10,13 +13,18 @@ One module per concern:
 - `worked_slice`: an agent session bound to one slice of one segment (MRML follows the session).
 - `propagation`: a segment carried through the slices of a volume, the agent checking every slice
   (run through or slice by slice), one undo for the whole propagation.
-- `agent_sessions`: opening in-process or remote agent sessions; the agent error type.
+- `agent_sessions`: which agent the logic uses (a server, or the one in-process engine), opening
+  sessions on it, and the agent error type.
 - `agent_worker`: the worker thread for agent calls and the GIL-friendly wait for them.
-- `local_server`: ``ibisagent serve`` as a child process (start, readiness, log, stop).
-- `requirements`: what the in-process engine and a local server need (from pyproject.toml).
+- `local_server`: ``ibisagent serve`` as a child process, and its life cycle in the logic.
+- `requirements`: what the in-process engine and a local server need (from pyproject.toml), and
+  installing it.
+- `settings`: the panel's saved settings, one small object.
+- `actions`: what the user may do now and why not (the panel's enabled states and tooltips).
+- `history_text`: the lines the panel's history and status show.
 - `export`: .seg.nrrd and NIfTI labelmap files.
 - `batch_io`: image/mask files loaded as batch cases.
-- `training_record`: "Record for training": the worked slice's session recorded into a local folder.
+- `training_record`: "Record for training": a recording listening to the worked slice's session.
 - `logic`: `IBISAgentLogic`, used by the module widget, the Python console and batch runs.
 
 Modules import ``slicer`` lazily where they can, so importing this package is cheap.

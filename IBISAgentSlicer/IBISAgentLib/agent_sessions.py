@@ -1,103 +1,186 @@
-"""Opening agent sessions, and the one error type the logic raises for agent failures.
+"""Which agent the logic uses, opening sessions on it, and the one error type for its failures.
 
-Both kinds of session implement ``ibisagent.session.Session`` (mask, clicks, steps, undo,
-propose/apply/skip/replace_mask/undo/close), so the logic drives them the same way:
+`AgentLogic` (a part of `IBISAgentLogic`) holds the agent: an agent server (`connect`), or the
+in-process engine (`useLocalEngine`: one ``ibisagent.engine.Engine``, built on first use and
+kept), or, from the panel, whichever its `settings.AgentSettings` describe (`configure`). It
+opens sessions on it (both implement ``ibisagent.session.Session``: an ``Episode`` in this
+process, a ``RemoteSession`` on a server), answers `pingServer` and `serverInfo`, lists the
+Python packages the chosen agent still needs here and installs them (after the panel asked).
 
-- `open_local_episode`: an ``ibisagent.episode.Episode`` in this process (no server; the
-  weight-free "heuristic" policy and the classical "graphcut" tool by default);
-- `open_remote_session`: an ``ibisagent.client.RemoteSession`` on an agent server.
-
-`AgentStepError` wraps anything that goes wrong while talking to the agent. Its ``kind`` names
-the cause (from the client's typed errors), and its message ends with what to do about it.
+`AgentStepError` wraps anything that goes wrong while the agent works on a step. Its ``kind``
+and ``advice`` are its cause's, chosen by type in ``ibisagent.errors.describe``; its message says
+what failed and that the segment was not changed, and ends with the advice.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, List, Optional
 
-import numpy as np
+from ibisagent.client import AgentClient, check_url
+from ibisagent.engine import DEFAULT_POLICY, DEFAULT_SEGMENTER, build_engine
+from ibisagent.errors import AgentError, BadRequestError, Cancelled, describe, message_of
 
-#: kind -> what the user should do next.
-ADVICE = {
-    "unavailable": "Start the agent server (or check its URL) and try again.",
-    "authentication": "Check the server token in the module settings and try again.",
-    "expired": "The server forgot this session; press 'Continue my mask' to start a new one.",
-    "busy": "The server is busy; wait a few seconds and try again.",
-    "bad-request": "The server refused the request; check the inputs and try again.",
-    "incompatible": "The server's version does not match this module; update one of them.",
-    "timeout": "The agent took too long to answer; try again, or raise the timeout.",
-    "invalid-output": "The model's answer could not be read; ask again, place a click yourself, or finish.",
-    "record": "Turn off Record for training (Training section) or choose another record folder.",
-    "engine": "The agent failed; see the log for details and try again.",
-}
+from . import requirements
+from .settings import AgentSettings
 
 
-class AgentStepError(RuntimeError):
+class AgentStepError(AgentError):
     """The agent could not complete a step; the segment is exactly as it was before the call.
 
-    ``kind`` is one of `ADVICE`'s keys; ``cause`` the original exception (or None);
-    ``proposal`` the `ibisagent.session.Proposal` for ``invalid-output``.
+    ``cause``: the original exception; ``kind`` and ``advice``: the cause's
+    (``ibisagent.errors.describe``), e.g. "unavailable", "timeout", "invalid-output", "record".
     """
 
-    def __init__(self, what: str, kind: str, cause: Optional[BaseException] = None, proposal=None):
-        detail = f": {cause}" if cause is not None and str(cause) else ""
-        super().__init__(f"{what}{detail}. The segment was not changed. {ADVICE.get(kind, ADVICE['engine'])}")
-        self.kind = kind
+    def __init__(self, what: str, cause: BaseException) -> None:
+        detail = message_of(cause).strip().rstrip(".")
+        super().__init__(f"{what}{': ' + detail if detail else ''}. The segment was not changed.")
+        self.kind, self.advice = describe(cause)
         self.cause = cause
-        self.proposal = proposal
 
 
-def classify(error: BaseException) -> str:
-    """The `ADVICE` kind for an exception raised by a session or the client."""
-    from ibisagent import client
-    from ibisagent.training.recorder import RecordWriteError
+class AgentLogic:
+    """The agent part of `IBISAgentLogic` (a mixin; `IBISAgentLogic.__init__` sets the state).
 
-    typed = (
-        (RecordWriteError, "record"),
-        (client.ServerUnavailableError, "unavailable"),
-        (client.AuthenticationError, "authentication"),
-        (client.SessionExpiredError, "expired"),
-        (client.ServerBusyError, "busy"),
-        (client.BadRequestError, "bad-request"),
-        (client.IncompatibleServerError, "incompatible"),
-    )
-    for error_type, kind in typed:
-        if isinstance(error, error_type):
-            return kind
-    if isinstance(error, TimeoutError):
-        return "timeout"
-    if isinstance(error, (ConnectionError, OSError)):
-        return "unavailable"
-    return "engine"
+    ``local``: the in-process engine is the agent, else the server at ``serverUrl``.
+    ``agentProblem``: why no agent can be used now ("" when one can): the panel's server mode
+    without a usable URL; it never falls back to the in-process engine. ``settings``: what the
+    panel last configured (`configure`)."""
 
+    serverUrl: Optional[str]
+    token: Optional[str]
+    timeout: float
+    local: bool
+    agentProblem: str
+    engine: object  # an ibisagent.engine.Engine, or None until built
+    _engineRecipe: tuple
+    settings: AgentSettings
+    callAgent: Callable[[Callable], object]
+    log: Callable[[str], None]
 
-def open_local_episode(image_rgb: np.ndarray, request: str = "", mask: Optional[np.ndarray] = None,
-                       max_steps: int = 20, policy="heuristic", segmenter="graphcut",
-                       policy_options: Optional[dict] = None, segmenter_options: Optional[dict] = None):
-    """An in-process ``Episode`` on ``image_rgb``. ``policy``/``segmenter``: registry names or
-    ready objects (reusing one segmenter object across episodes is fine: each sets its image)."""
-    from ibisagent.episode import Episode
-    from ibisagent.policies import build_policy
-    from ibisagent.segmenters import build_segmenter
+    # -- which agent ------------------------------------------------------------------------------
+    def connect(self, url: str, token: Optional[str] = None, timeout: float = 60.0) -> None:
+        """Use the agent server at ``url`` for the next episodes; an empty or malformed URL is
+        refused (it never falls back to the in-process engine: that is `useLocalEngine`)."""
+        url = (url or "").strip()
+        try:
+            check_url(url)
+        except BadRequestError as error:
+            raise ValueError(f"{error.message} Enter it in the Server section, or choose Local (no server).") from None
+        self.serverUrl, self.token, self.timeout = url, token or None, float(timeout)
+        self.local, self.agentProblem = False, ""
 
-    if isinstance(policy, str):
-        policy = build_policy(policy, **(policy_options or {}))
-    if isinstance(segmenter, str):
-        segmenter = build_segmenter(segmenter, **(segmenter_options or {}))
-    return Episode(image_rgb, segmenter, policy, request=request, initial_mask=mask, max_steps=max_steps)
+    def useLocalEngine(self, policy=DEFAULT_POLICY, segmenter=DEFAULT_SEGMENTER, policyOptions=None,
+                       segmenterOptions=None) -> None:
+        """Run the agent in this process (no server). ``policy``/``segmenter``: registry names
+        (default: the CPU engine, weight-free heuristic policy and classical graphcut tool) or
+        ready objects (e.g. a scripted policy for tests). The engine is built once, on first use
+        (`localEngine`), and serves every later episode, propagation and connection test; asking
+        for the same engine again keeps it."""
+        self.local, self.agentProblem = True, ""
+        recipe = (policy, segmenter, dict(policyOptions or {}), dict(segmenterOptions or {}))
+        if recipe != self._engineRecipe:
+            self.engine, self._engineRecipe = None, recipe
 
+    def configure(self, settings: AgentSettings) -> None:
+        """Use the agent the panel's settings describe (`settings.AgentSettings`: Local mode,
+        or the server URL and token) and record for training as they say. A server URL that
+        cannot be used leaves no agent (`agentProblem` says why; `actions` shows it) rather
+        than the in-process one. Raises ValueError for a record folder that cannot be used."""
+        self.settings = settings
+        if settings.local:
+            self.useLocalEngine()
+        else:
+            try:
+                self.connect(settings.serverUrl, settings.token or None, self.timeout)
+            except ValueError as error:
+                self.local, self.serverUrl, self.agentProblem = False, None, str(error)
+        self.setTrainingRecord(settings.recordFolder if settings.record else None, source="panel")
 
-def open_remote_session(url: str, token: Optional[str], timeout: float, image_rgb, request, mask, max_steps):
-    """A session on an agent server; returns (client, session)."""
-    from ibisagent.client import AgentClient
+    def localEngine(self):
+        """The in-process ``ibisagent.engine.Engine``, built the first time it is needed."""
+        if self.engine is None:
+            self.engine = build_engine(*(self._engineRecipe or (DEFAULT_POLICY, DEFAULT_SEGMENTER)))
+        return self.engine
 
-    client = AgentClient(url, token, timeout)
-    try:
-        session = client.open_session(image_rgb, request=request, mask=mask, max_steps=max_steps)
-    except BaseException:
-        close_quietly(client)
-        raise
-    return client, session
+    def localEnginePackages(self) -> List[str]:
+        """The packages the in-process engine still needs in this Python ([] for a server: it
+        brings its own)."""
+        return requirements.missing(requirements.engine_requirements()) if self.local else []
+
+    def installPackages(self, packages: List[str]) -> None:
+        """Install ``packages`` into Slicer's Python (`requirements.install`; main thread). The
+        panel asks the user first, once, with the full list."""
+        self.log("Installing " + ", ".join(packages) + " (this takes a few minutes)...")
+        requirements.install(packages)
+        self.log("Installed " + ", ".join(packages) + ".")
+
+    # -- asking it ---------------------------------------------------------------------------------
+    def pingServer(self, timeout: float = 3.0) -> bool:
+        """True when the agent answers: the server's /health, or always for the in-process
+        engine. Never raises. Runs in the calling thread, not through ``callAgent``, and touches
+        no MRML, so the widget may run it on its worker thread."""
+        if self.local:
+            return True
+        try:
+            wait = min(self.timeout, float(timeout))
+            with AgentClient(self.serverUrl, self.token, timeout=wait, connect_timeout=wait) as client:
+                return bool(client.ping())
+        except Exception:  # noqa: BLE001 - a ping answers yes or no, whatever went wrong
+            return False
+
+    def serverInfo(self) -> dict:
+        """What the agent runs: the server's /info (``version``, ``api_version``, ``policy``,
+        ``segmenter``, ``device``, ``capabilities``...), or for the in-process engine the policy
+        and tool names of its one engine (``local``: True). Goes through ``callAgent``; raises
+        AgentStepError (``unavailable``, ``timeout``, ``authentication``, ``incompatible``,
+        ``engine`` for a local engine that cannot load)."""
+        self._checkAgent()
+        if not self.local:
+            return self._agent("Asking the agent server what it runs", self._remoteInfo)
+        return self._agent("Loading the in-process agent", self._localInfo)
+
+    def _remoteInfo(self) -> dict:
+        with AgentClient(self.serverUrl, self.token, self.timeout) as client:
+            return dict(client.info(refresh=True))
+
+    def _localInfo(self) -> dict:
+        from ibisagent import __version__, protocol
+
+        engine = self.localEngine()
+        return {"local": True, "version": __version__, "api_version": protocol.API_VERSION,
+                "policy": engine.policy.name, "segmenter": engine.segmenter.name, "device": engine.device}
+
+    def _checkAgent(self) -> None:
+        if self.agentProblem:
+            raise ValueError(self.agentProblem)
+
+    def _openSession(self, image, request, mask, maxSteps):
+        """(client or None, session) on the agent: an in-process ``Episode`` on the one engine,
+        or a ``RemoteSession``. Runs on the agent's thread."""
+        if self.local:
+            from ibisagent.episode import Episode
+
+            engine = self.localEngine()
+            return None, Episode(image, engine.segmenter, engine.policy, request=request, initial_mask=mask,
+                                 max_steps=maxSteps)
+        client = AgentClient(self.serverUrl, self.token, self.timeout)
+        try:
+            return client, client.open_session(image, request=request, mask=mask, max_steps=maxSteps)
+        except BaseException:
+            close_quietly(client)
+            raise
+
+    def _agent(self, what: str, function):
+        """Run one agent call through ``callAgent``; turn any failure into AgentStepError. A
+        cancelled wait (``ibisagent.errors.Cancelled``) passes through as it is."""
+        try:
+            return self.callAgent(function)
+        except (AgentStepError, Cancelled):
+            raise
+        except Exception as error:  # noqa: BLE001 - every agent failure becomes one typed error
+            failure = AgentStepError(what, error)
+            self.log(f"{what} failed ({failure.kind}): {error}")
+            raise failure from error
 
 
 def close_quietly(*things) -> None:

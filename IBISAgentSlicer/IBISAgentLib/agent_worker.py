@@ -23,13 +23,10 @@ import time
 from concurrent.futures import Future, wait
 from typing import Callable, Optional
 
+from ibisagent.errors import Cancelled
+
 #: Seconds between two ``tick`` calls while waiting (the GIL is free during each wait).
 WAIT_INTERVAL_S = 0.03
-
-
-class WaitCancelled(Exception):
-    """``should_cancel`` returned True before the call finished (the call goes on in the
-    background; its result is dropped)."""
 
 
 class AgentWorker:
@@ -78,8 +75,8 @@ def wait_for(future: Future, tick: Callable[[], None] = lambda: None,
              interval: float = WAIT_INTERVAL_S, on_slow: Optional[Callable[[], None]] = None,
              slow_after: float = 2.0):
     """The result of ``future`` (or its exception), waiting with the GIL released and calling
-    ``tick`` every ``interval`` seconds. Raises `WaitCancelled` as soon as ``should_cancel()``
-    is true. ``on_slow`` is called once, after ``slow_after`` seconds (the progress dialog)."""
+    ``tick`` every ``interval`` seconds. Raises ``ibisagent.errors.Cancelled`` as soon as
+    ``should_cancel()`` is true. ``on_slow`` is called once, after ``slow_after`` seconds (the progress dialog)."""
     started = time.monotonic()
     while True:
         done, _ = wait([future], timeout=interval)
@@ -87,7 +84,7 @@ def wait_for(future: Future, tick: Callable[[], None] = lambda: None,
             return future.result()
         tick()
         if should_cancel():
-            raise WaitCancelled()
+            raise Cancelled("Waiting for the agent was cancelled; its answer will be dropped.")
         if on_slow is not None and time.monotonic() - started >= slow_after:
             on_slow()
             on_slow = None

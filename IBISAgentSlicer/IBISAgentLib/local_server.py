@@ -1,6 +1,10 @@
 """`ibisagent serve` on this computer as a child process of Slicer: start, readiness, log, stop.
 
-Qt-free, so the same code runs (and is tested) outside Slicer.
+`LocalServer` is the process; `LocalServerLogic` (a part of `IBISAgentLogic`) is its life cycle
+as the panel and the Python console use it: ``logic.startLocalServer()`` (the logic then uses
+it as its agent server), ``logic.waitForLocalServer()``, ``logic.pollLocalServer()`` (new log
+lines and a status line, for the panel's timer), ``logic.stopLocalServer()``. Qt-free, so the
+same code runs (and is tested) outside Slicer.
 
 - **Log in a file, not a pipe.** The server's output goes to a log file that `read_output`
   reads from where it left off (the widget calls it from a timer). A pipe would need a reader
@@ -16,18 +20,25 @@ Qt-free, so the same code runs (and is tested) outside Slicer.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence
+from urllib.parse import urlsplit
 
 from ibisagent import protocol
 
+from . import requirements
+
 #: Seconds `stop` waits for the server to end after asking, then after killing.
 STOP_TIMEOUT_S = 5.0
+#: Seconds a freshly started local server gets to say it is ready.
+START_TIMEOUT_S = 120.0
 
 
 class LocalServerError(RuntimeError):
@@ -198,3 +209,119 @@ def default_python() -> str:
     """The interpreter to run a server with when none is set: in Slicer, ``sys.executable``
     is PythonSlicer (set by qSlicerCoreApplication), elsewhere this Python."""
     return sys.executable
+
+
+def is_slicer_python(python: str) -> bool:
+    """Whether ``python`` is Slicer's own interpreter (PythonSlicer, or the one running now)."""
+    return os.path.basename(python).lower().startswith("pythonslicer") or python == sys.executable
+
+
+def server_environment(python: str) -> Dict[str, str]:
+    """The environment to run ``python`` in: Slicer's own Python needs Slicer's environment (this
+    process's); another Python gets the one Slicer was started with, when known."""
+    if not is_slicer_python(python):
+        try:
+            import slicer.util
+
+            return dict(slicer.util.startupEnvironment())
+        except Exception:  # noqa: BLE001 - outside Slicer (no slicer.app): this process's
+            pass
+    return dict(os.environ)
+
+
+@dataclass
+class ServerStatus:
+    """One look at the local server: ``lines`` it wrote since the last look, ``text`` (one line
+    for the panel), ``running`` and ``ready``."""
+
+    lines: List[str]
+    text: str
+    running: bool
+    ready: bool
+
+
+class LocalServerLogic:
+    """The local server's life cycle, for `IBISAgentLogic` (a mixin: it uses the logic's
+    settings, `connect` and `log`). One server at a time; Slicer stops it when quitting."""
+
+    localServer: Optional[LocalServer] = None
+    #: The local server answered /health with its models loaded (`pollLocalServer` notes it).
+    localServerReady = False
+    _localServerDeadline = 0.0
+
+    def localServerPackages(self, python: Optional[str] = None) -> List[str]:
+        """The packages ``ibisagent serve`` still needs when it runs in Slicer's own Python
+        (default: the settings' Server Python, else Slicer's); [] for another Python (its
+        environment is the user's)."""
+        python = python or self.settings.serverPython or default_python()
+        return requirements.missing(requirements.server_requirements()) if is_slicer_python(python) else []
+
+    def startLocalServer(self, python: Optional[str] = None, port: Optional[int] = None,
+                         arguments: Optional[Sequence[str]] = None, token: Optional[str] = None) -> LocalServer:
+        """Start ``ibisagent serve`` on 127.0.0.1 as a child process in a process group of its own,
+        and use it as the agent server (`connect`). Defaults come from the settings: Server Python
+        (else Slicer's), the port of the server URL (else 8765), Server arguments, the token.
+        Returns at once (`waitForLocalServer`, `pollLocalServer` tell when it is ready); refuses
+        a port already in use and a second server (LocalServerError)."""
+        if self.localServer is not None and self.localServer.running:
+            raise LocalServerError("The local server is already running; stop it first.")
+        settings = self.settings
+        python = python or settings.serverPython or default_python()
+        if port is None:
+            port = urlsplit(settings.serverUrl or "").port or protocol.DEFAULT_PORT
+        if arguments is None:
+            arguments = shlex.split(settings.serverArguments)
+        token = token if token is not None else (settings.token or None)
+        server = LocalServer(python, port, protocol.DEFAULT_HOST, arguments, module_dir=requirements.MODULE_DIR,
+                             token=token, environment=server_environment(python))
+        server.start()
+        self.localServer, self.localServerReady = server, False
+        self._localServerDeadline = time.monotonic() + START_TIMEOUT_S
+        self.connect(server.url, token, self.timeout)
+        self.log("$ " + " ".join(shlex.quote(part) for part in server.command))
+        return server
+
+    def pollLocalServer(self) -> ServerStatus:
+        """New log lines and where the local server stands. Touches no MRML and may wait up to
+        a second for the server, so the panel calls it off the main thread; never raises."""
+        server = self.localServer
+        if server is None:
+            return ServerStatus([], "No local server.", False, False)
+        lines = server.read_output()
+        if not server.running:
+            return ServerStatus(lines + [f"[server exited with code {server.exit_code}]"], "Local server stopped.",
+                                False, False)
+        if not self.localServerReady:
+            self.localServerReady = server.ready(1.0)
+        if self.localServerReady:
+            return ServerStatus(lines, "Local server ready.", True, True)
+        late = time.monotonic() > self._localServerDeadline
+        return ServerStatus(lines, "Local server did not answer; see its log." if late else "Local server starting...",
+                            True, False)
+
+    def waitForLocalServer(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Block until the local server is ready (for the console); raises LocalServerError
+        with its last log lines when it exits or does not get ready within ``timeout`` s."""
+        deadline, lines = time.monotonic() + timeout, []
+        while True:
+            status = self.pollLocalServer()
+            lines = (lines + status.lines)[-20:]
+            if status.ready:
+                return
+            if not status.running or time.monotonic() > deadline:
+                raise LocalServerError(f"{status.text} Its last lines:\n" + "\n".join(lines))
+            time.sleep(0.2)
+
+    def stopLocalServer(self) -> List[str]:
+        """Stop the local server and everything it started (its whole process group) and check
+        its port is free; safe to call twice. Returns its last log lines; raises
+        LocalServerError when another process still answers on the port."""
+        server, self.localServer, self.localServerReady = self.localServer, None, False
+        if server is None:
+            return []
+        try:
+            server.stop()
+        finally:
+            lines = server.read_output()
+        self.log("Local server stopped.")
+        return lines

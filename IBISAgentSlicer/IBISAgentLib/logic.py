@@ -4,7 +4,13 @@ Usable from Slicer's Python console, from the module widget and in batch, with n
 
     logic = IBISAgentLogic()                       # in-process engine (heuristic + graphcut)
     logic.connect("http://127.0.0.1:8765", token)  # or: an agent server
+    logic.startLocalServer(); logic.waitForLocalServer()   # or: one started here (stopLocalServer)
     result = logic.continueMask(volume, segmentation, segmentId, "segment the tumour", view="Red")
+
+The panel configures it from its saved settings (`configure`), asks `actions` what the user may
+do now (and why not), lets it list and install the packages the chosen agent needs
+(`localEnginePackages`, `localServerPackages`, `installPackages`) and runs the local server
+through it; nothing of that needs the panel.
 
 Step-wise (the widget): `startEpisode`, then repeatedly `proposeNext` (shows the proposal as a
 markup point), the user edits points, `acceptProposal` (applies exactly the points on screen) or
@@ -43,14 +49,18 @@ from __future__ import annotations
 import logging
 import os
 from typing import Callable, List, Optional, Sequence
-from urllib.parse import urlsplit
 
 from ibisagent.clicks import Click
+from ibisagent.errors import InvalidOutputError
 from ibisagent.session import Decide, Proposal, Step, run_until_stop
 
 from . import export, segment_masks
-from .agent_sessions import AgentStepError, classify, close_quietly, open_local_episode, open_remote_session
+from .actions import ActionsLogic
+from .agent_sessions import AgentLogic, AgentStepError, close_quietly
+from .local_server import LocalServerLogic
 from .propagation import PropagationLogic
+from .proposal_markups import PointPlacement
+from .settings import LOCAL, AgentSettings
 from .slice_geometry import slice_geometry, slice_rgb
 from .slice_labelmap import SliceLabelmap
 from .training_record import TrainingRecord, end_recording
@@ -64,9 +74,11 @@ except ImportError:  # PyPI slicer-core, plain Python
 logger = logging.getLogger("IBISAgent")
 
 
-class IBISAgentLogic(PropagationLogic, _LogicBase):
-    """All computation of the IBISAgent module. MRML only; no Qt; no dialogs. Propagation through
-    the slices (`propagate`, the review methods, `undoPropagation`) is in `propagation`."""
+class IBISAgentLogic(AgentLogic, PropagationLogic, LocalServerLogic, ActionsLogic, _LogicBase):
+    """All computation of the IBISAgent module. MRML only; no Qt; no dialogs. Its parts: the
+    agent and its sessions (`agent_sessions.AgentLogic`), propagation through the slices
+    (`propagation.PropagationLogic`), the local server (`local_server.LocalServerLogic`) and
+    what the user may do now (`actions.ActionsLogic`)."""
 
     def __init__(self, log: Optional[Callable[[str], None]] = None) -> None:
         if _LogicBase is not object:
@@ -74,104 +86,29 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         self.logCallback = log
         self.callAgent: Callable[[Callable], object] = lambda function: function()
         self.startAgentCall: Callable[[Callable], None] = lambda function: function()
-        self.serverUrl: Optional[str] = None  # None: the in-process engine
+        #: The panel's choices (`configure`); the console's logic runs the in-process engine.
+        self.settings = AgentSettings(mode=LOCAL)
+        self.serverUrl: Optional[str] = None
         self.token: Optional[str] = None
         self.timeout = 60.0
-        self.policy = "heuristic"
-        self.segmenter = "graphcut"
-        self.policyOptions: dict = {}
-        self.segmenterOptions: dict = {}
+        self.local = True
+        self.agentProblem = ""
+        #: The in-process engine (``ibisagent.engine.Engine``), built once on first use.
+        self.engine = None
+        self._engineRecipe: tuple = ()
         self.workedSlice: Optional[WorkedSlice] = None
+        #: A run-through propagation is in progress (`propagate`).
+        self.propagating = False
         #: While recording for training is on: where and how (see `setTrainingRecord`).
         self.trainingRecord: Optional[TrainingRecord] = None
         #: Called with a one-line reason when the episode ends by itself (its nodes went away).
         self.episodeEndedCallback: Optional[Callable[[str], None]] = None
 
-    # -- set-up ----------------------------------------------------------------------------------
     def log(self, message: str) -> None:
         """Progress: to Python logging and to ``logCallback`` (the widget's text box)."""
         logger.info(message)
         if self.logCallback is not None:
             self.logCallback(message)
-
-    def connect(self, url: str, token: Optional[str] = None, timeout: float = 60.0) -> None:
-        """Use the agent server at ``url`` for the next episodes; an empty or malformed URL is
-        refused (it never falls back to the in-process engine: that is `useLocalEngine`)."""
-        url = (url or "").strip()
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                f"The agent server URL must look like http://127.0.0.1:8765; got {url!r}. Enter it in the Server "
-                "section, or choose Local (no server)."
-            )
-        self.serverUrl, self.token, self.timeout = url, token or None, float(timeout)
-
-    def useLocalEngine(self, policy="heuristic", segmenter="graphcut", policyOptions=None, segmenterOptions=None) -> None:
-        """Run the agent in this process (no server). ``policy``/``segmenter``: registry names
-        or ready objects (e.g. a simulated policy for tests)."""
-        self.serverUrl = None
-        self.policy, self.segmenter = policy, segmenter
-        self.policyOptions, self.segmenterOptions = dict(policyOptions or {}), dict(segmenterOptions or {})
-
-    def pingServer(self, timeout: float = 3.0) -> bool:
-        """True when the agent answers: the server's /health, or always for the in-process
-        engine. Never raises. Runs in the calling thread, not through ``callAgent``, and touches
-        no MRML, so the widget may run it on its worker thread."""
-        if self.serverUrl is None:
-            return True
-        try:
-            from ibisagent.client import AgentClient
-
-            wait = min(self.timeout, float(timeout))
-            with AgentClient(self.serverUrl, self.token, timeout=wait, connect_timeout=wait) as client:
-                return bool(client.ping())
-        except Exception:  # noqa: BLE001 - a ping answers yes or no, whatever went wrong
-            return False
-
-    def serverInfo(self) -> dict:
-        """What the agent runs: the server's /info (``version``, ``api_version``, ``policy``,
-        ``segmenter``, ``device``, ``capabilities``...), or for the in-process engine the policy
-        and tool names after building both once (``local``: True). Goes through ``callAgent``;
-        raises AgentStepError (``unavailable``, ``authentication``, ``incompatible``, ``engine``
-        for a local engine that cannot load)."""
-        if self.serverUrl is not None:
-            return self._agent("Asking the agent server what it runs", self._remote_info)
-        return self._agent("Loading the in-process agent", self._local_info)
-
-    def _remote_info(self) -> dict:
-        from ibisagent.client import AgentClient
-
-        with AgentClient(self.serverUrl, self.token, self.timeout) as client:
-            return dict(client.info(refresh=True))
-
-    def _local_info(self) -> dict:
-        from ibisagent import __version__, protocol
-        from ibisagent.policies import build_policy
-        from ibisagent.segmenters import build_segmenter
-
-        policy = build_policy(self.policy, **self.policyOptions) if isinstance(self.policy, str) else self.policy
-        tool = build_segmenter(self.segmenter, **self.segmenterOptions) if isinstance(self.segmenter, str) else self.segmenter
-        return {"local": True, "version": __version__, "api_version": protocol.API_VERSION,
-                "policy": getattr(policy, "name", type(policy).__name__),
-                "segmenter": getattr(tool, "name", type(tool).__name__), "device": "cpu"}
-
-    def _open_session(self, image, request, mask, maxSteps):
-        if self.serverUrl is not None:
-            return open_remote_session(self.serverUrl, self.token, self.timeout, image, request, mask, maxSteps)
-        episode = open_local_episode(image, request, mask, maxSteps, self.policy, self.segmenter,
-                                     self.policyOptions, self.segmenterOptions)
-        return None, episode
-
-    def _agent(self, what: str, function):
-        """Run one agent call through ``callAgent``; turn any failure into AgentStepError."""
-        try:
-            return self.callAgent(function)
-        except AgentStepError:
-            raise
-        except Exception as error:  # noqa: BLE001 - every agent failure becomes one typed error
-            kind = classify(error)
-            self.log(f"{what} failed ({kind}): {error}")
-            raise AgentStepError(what, kind, error) from error
 
     # -- step by step ------------------------------------------------------------------------------
     def startEpisode(self, volumeNode, segmentationNode, segmentId, request: str = "", view="Red", maxSteps: int = 20) -> dict:
@@ -179,6 +116,7 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         current mask there (or from nothing). Ends any episode still running first. Changes no
         voxel. Returns `state()`."""
         self._endWorkedSlice()
+        self._checkAgent()
         if volumeNode is None or volumeNode.GetScene() is None:
             raise ValueError("No volume is selected (or it was removed); choose a volume first.")
         segment_masks.check_segment(segmentationNode, segmentId)
@@ -189,7 +127,7 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         self.log(f"Working on slice {geometry.slice_index} of the {geometry.view} view "
                  f"({geometry.shape[1]}x{geometry.shape[0]} pixels, {int(mask.sum())} already in the segment).")
         client, session = self._agent(
-            "Opening an agent session", lambda: self._open_session(image, request, mask if mask.any() else None, maxSteps)
+            "Opening an agent session", lambda: self._openSession(image, request, mask if mask.any() else None, maxSteps)
         )
         self.workedSlice = WorkedSlice(volumeNode, segmentationNode, segmentId, geometry, labelmap, session, client,
                                        self._agent, self.log)
@@ -202,6 +140,15 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
                 raise ValueError(f"The training record could not be started in {self.trainingRecord.folder} ({error}); "
                                  "turn off Record for training or choose another folder.") from error
         return self.state()
+
+    def finishIfElsewhere(self, segmentationNode, segmentId: str) -> bool:
+        """End the running episode (its mask stays) when it works on another segment than
+        ``segmentId`` of ``segmentationNode``; True if it did."""
+        worked = self.workedSlice
+        if worked is None or (worked.segmentation is segmentationNode and worked.segment_id == segmentId):
+            return False
+        self.finish()
+        return True
 
     def _onWorkedSliceGone(self) -> None:
         reason = ("The volume, segmentation or segment of the running episode was removed (or the scene "
@@ -243,11 +190,10 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         unreadable model answer raises AgentStepError(kind="invalid-output"). Changes no voxel.
         """
         worked = self._require()
-        proposal = worked.propose()
+        proposal = worked.call(worked.session.propose)
         if proposal.error:
             self.log(f"The model's answer could not be read: {proposal.error}")
-            raise AgentStepError("The model's answer could not be read", "invalid-output",
-                                 ValueError(proposal.error), proposal)
+            raise AgentStepError("The model's answer could not be read", InvalidOutputError(proposal.error, proposal))
         self.log(f"Agent: {proposal.action.to_text()} - {proposal.reasoning.strip()}")
         return proposal
 
@@ -263,8 +209,8 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         clicks = list(worked.markups.read_clicks() if clicks is None else clicks)
         if not clicks:
             raise ValueError("There is no click to apply; place a point, or press Skip or Finish.")
-        step = worked.apply(clicks)
-        self.log(f"Step {len(worked.steps)}: {len(clicks)} click(s) applied; the slice mask has {step.mask_pixels} pixels.")
+        step = worked.call(worked.session.apply, clicks)
+        self.log(f"Step {step.index}: {len(clicks)} click(s) applied; the slice mask has {step.mask_pixels} pixels.")
         return step
 
     def flipProposal(self, index: Optional[int] = None) -> int:
@@ -284,14 +230,34 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         markups.flip(index)
         return index
 
+    def startPlacingPoint(self, positive: bool, onPlaced: Optional[Callable[[], None]] = None) -> PointPlacement:
+        """Prepare one point to be placed by the user into the proposal list with polarity
+        ``positive``; ``onPlaced()`` is called when it is placed. The panel then enters Slicer's
+        place mode, and calls ``placement.end()`` when placing stops."""
+        return PointPlacement(self._require().markups, positive, onPlaced)
+
+    def segmentEditorSelection(self) -> tuple:
+        """(volume, segmentation, segment id) the Segment Editor has selected (None and "" for
+        what it lacks)."""
+        import slicer
+
+        editor = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentEditorNode")
+        if editor is None:
+            return None, None, ""
+        volume = editor.GetSourceVolumeNode() if hasattr(editor, "GetSourceVolumeNode") else None
+        return volume, editor.GetSegmentationNode(), editor.GetSelectedSegmentID() or ""
+
     def skipProposal(self) -> None:
         """Drop the shown proposal without changing the mask."""
-        self._require().skip()
+        worked = self._require()
+        worked.call(worked.session.skip)
 
     def undo(self) -> bool:
         """Undo the last change of the slice (a step, or a hand edit), bit-exactly, with its
-        click history. False if there is nothing to undo."""
-        undone = self._require().undo()
+        click history. False if there is nothing to undo. A hand edit not sent yet is sent
+        first, as the session's last change, so this undoes it."""
+        worked = self._require()
+        undone = worked.call(worked.session.undo)
         if undone:
             self.log("Undone.")
         return undone
@@ -300,24 +266,31 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
                  onStep: Optional[Callable[[Step], None]] = None,
                  onProposal: Optional[Callable[[Proposal], None]] = None) -> str:
         """Run up to ``count`` more steps (never past the episode's step limit) with the one run
-        loop (`ibisagent.session.run_until_stop`). ``decide(proposal)`` returns the clicks
-        (default: the points on screen), ``[]`` to skip, None to stop. Returns the stop reason."""
+        loop (`ibisagent.session.run_until_stop`). Points already on screen are applied first, as
+        the first of them. ``decide(proposal)`` returns the clicks (default: the points on
+        screen), ``[]`` to skip, None to stop. Returns the stop reason."""
         worked = self._require()
-        limit = min(len(worked.steps) + int(count), worked.max_steps)
-        return run_until_stop(worked, limit, decide or (lambda _proposal: self.onScreenClicks()), onStep, onProposal)
+        if worked.markups.read_clicks():
+            step = self.acceptProposal()
+            count -= 1
+            if onStep is not None:
+                onStep(step)
+        return run_until_stop(worked.session, None, decide or (lambda _proposal: self.onScreenClicks()), onStep,
+                              onProposal, more=max(0, count), call=worked.call)
 
     def state(self) -> dict:
         """Where the episode stands: slice, steps, pending proposal, stop reason, answer,
         whether undo can change anything, and the statistics of the slice as it is now."""
         worked = self._require()
+        session = worked.session
         return {
             "view": worked.geometry.view,
             "slice_index": worked.geometry.slice_index,
             "shape": list(worked.geometry.shape),
-            "steps": [step_record(step) for step in worked.steps],
-            "proposal": worked.pending.to_dict() if worked.pending else None,
-            "stop_reason": worked.stop_reason,
-            "answer": worked.answer,
+            "steps": [step_record(step) for step in session.steps],
+            "proposal": session.pending.to_dict() if session.pending else None,
+            "stop_reason": session.stop_reason,
+            "answer": session.answer,
             "can_undo": worked.can_undo,
             "statistics": segment_masks.mask_statistics(worked.labelmap.read(), worked.geometry),
         }
@@ -353,9 +326,12 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
 
         A running episode follows at once: its record so far is finished, and recording into
         the new folder (if any) starts from its current mask. Setting the same folder again
-        changes nothing. Raises ValueError (one sentence) for a folder that cannot be used."""
+        changes nothing, and so does turning off what is off. Raises ValueError (one sentence)
+        for a folder that cannot be used."""
         folder = str(folder or "").strip()
         current = self.trainingRecord
+        if not folder and current is None:
+            return
         if folder and current is not None and current.source == source and (
                 os.path.abspath(os.path.expanduser(folder)) == current.folder):
             return
@@ -396,8 +372,9 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         self.startEpisode(volumeNode, segmentationNode, segmentId, request, view, maxSteps)
         worked = self.workedSlice
         try:
-            run_until_stop(worked, maxSteps, decide or (lambda _proposal: self.onScreenClicks()))
-            proposals = [proposal.to_dict() for proposal in worked.proposals]
+            run_until_stop(worked.session, maxSteps, decide or (lambda _proposal: self.onScreenClicks()),
+                           call=worked.call)
+            proposals = [proposal.to_dict() for proposal in worked.session.proposals]
             result = self.finish()
         except BaseException:
             self._abandon()

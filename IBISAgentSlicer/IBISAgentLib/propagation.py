@@ -33,8 +33,10 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from ibisagent.errors import Cancelled
+
 from . import proposal_markups, segment_masks
-from .agent_sessions import AgentStepError, close_quietly
+from .agent_sessions import close_quietly
 from .slice_geometry import SliceGeometry, display_window, find_slice_node, slice_geometry, vtk_matrix_to_numpy
 from .slice_labelmap import SliceLabelmap
 from .worked_slice import WorkedSlice, step_record
@@ -159,11 +161,9 @@ class SegmentPropagation:
                     break
                 try:
                     outcome = self._call("Propagating to the next slice", lambda: self.episode.step_slice(decide))
-                except AgentStepError:
-                    if should_cancel():  # the user cancelled the wait: keep what is written (the
-                        self.cancelled = True  # cancelled call may still be running: leave the engine alone)
-                        break
-                    raise
+                except Cancelled:  # the user cancelled the wait: keep what is written (the cancelled
+                    self.cancelled = True  # call may still be running: leave the engine alone)
+                    break
                 if outcome is None:
                     break
                 self._keep(outcome)
@@ -246,8 +246,7 @@ class SegmentPropagation:
         proposal_markups.write_history(self.segmentation, self.segment_id, self.initial_history)
 
     def alive(self) -> bool:
-        return (self.volume.GetScene() is not None and self.segmentation.GetScene() is not None
-                and self.segmentation.GetSegmentation().GetSegment(self.segment_id) is not None)
+        return segment_masks.nodes_alive(self.volume, self.segmentation, self.segment_id)
 
     def close(self) -> None:
         """Release the engine's stack and the client; the segment stays as it is."""
@@ -280,6 +279,7 @@ class PropagationLogic:
 
         self._endWorkedSlice()
         self._endPropagation()
+        self._checkAgent()
         if volumeNode is None or volumeNode.GetScene() is None:
             raise ValueError("No volume is selected (or it was removed); choose a volume first.")
         if direction not in DIRECTIONS:
@@ -294,7 +294,7 @@ class PropagationLogic:
         engine_direction = direction if step > 0 or direction == "both" else {"up": "down", "down": "up"}[direction]
         slices = volume_slices(volumeNode, geometry)
         client, options = None, {}
-        if self.serverUrl is not None:
+        if not self.local:
             from ibisagent.client import AgentClient
 
             client = AgentClient(self.serverUrl, self.token, self.timeout)
@@ -302,7 +302,8 @@ class PropagationLogic:
                 image, request=request, mask=mask, max_steps=limit)
             segmenter = policy = None
         else:
-            segmenter, policy = self._localEngine()
+            engine = self.localEngine()
+            segmenter, policy = engine.segmenter, engine.policy
         try:
             episode = VolumeEpisode(slices, segmenter, policy, {geometry.slice_index: start}, request=request,
                                     direction=engine_direction, first=first, last=last, max_slices=maxSlices,
@@ -315,15 +316,6 @@ class PropagationLogic:
                  f"{stepsPerSlice} agent step(s) per slice.")
         return SegmentPropagation(volumeNode, segmentationNode, segmentId, geometry, episode, self._agent, self.log,
                                   client)
-
-    def _localEngine(self):
-        from ibisagent.policies import build_policy
-        from ibisagent.segmenters import build_segmenter
-
-        policy = build_policy(self.policy, **self.policyOptions) if isinstance(self.policy, str) else self.policy
-        tool = (build_segmenter(self.segmenter, **self.segmenterOptions) if isinstance(self.segmenter, str)
-                else self.segmenter)
-        return tool, policy
 
     def propagate(self, volumeNode, segmentationNode, segmentId, view="Red", direction: str = "both",
                   first: Optional[int] = None, last: Optional[int] = None, maxSlices: Optional[int] = None,
@@ -343,7 +335,11 @@ class PropagationLogic:
         """
         run = self._openPropagation(volumeNode, segmentationNode, segmentId, view, direction, first, last, maxSlices,
                                     stepsPerSlice, request, minFraction, propagation)
-        run.run(decide, onSlice, shouldCancel)
+        self.propagating = True
+        try:
+            run.run(decide, onSlice, shouldCancel)
+        finally:
+            self.propagating = False
         self.lastPropagation = run
         summary = run.summary()
         self.log(f"Propagation: {len(summary['written'])} slice(s) written; "
@@ -414,6 +410,11 @@ class PropagationLogic:
         self.log(f"Propagation undone: {len(run.touched)} slice(s) back as they were.")
         return True
 
+    def lastPropagationSummary(self) -> Optional[dict]:
+        """`propagate`'s dict for the propagation under review, else the last one, or None."""
+        run = self.propagation or self.lastPropagation
+        return None if run is None else run.summary()
+
     def propagationState(self) -> Optional[dict]:
         """The review's progress (`propagate`'s dict plus the open slice), or None."""
         run = self.propagation
@@ -439,7 +440,8 @@ class PropagationLogic:
 
         set_view_to_slice(worked.geometry, scene=self.workedSlice.volume.GetScene())
         faded = run.episode.current_faded
-        self.log(f"Slice {worked.geometry.slice_index}: {int(worked.mask.sum())} pixels carried from its neighbour."
+        self.log(f"Slice {worked.geometry.slice_index}: {int(worked.session.mask.sum())} pixels carried from its "
+                 "neighbour."
                  + (" It no longer stands out as the target did on the start slice: unless you change it, the"
                     " propagation ends here in this direction." if faded else ""))
         return {"slice": worked.geometry.slice_index, "faded": faded, "state": self.state()}

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 
 from ibisagent.clicks import AGENT, USER, USER_MOVED, Click
@@ -204,6 +204,40 @@ class PlacementTarget:
         if class_name:
             self._selection.SetReferenceActivePlaceNodeClassName(class_name)
         self._selection.SetReferenceActivePlaceNodeID(node_id)
+
+
+class PointPlacement:
+    """One point the user places into the proposal list with a chosen polarity. Meanwhile the
+    list is the active place list (`PlacementTarget`), and each point added to it gets the
+    polarity (Slicer adds placed points as selected, i.e. positive); ``on_placed()`` is called
+    once the point's position is defined. `end` stops observing and gives the user's own active
+    list back. ``node``: the proposal list."""
+
+    def __init__(self, markups: ProposalMarkups, positive: bool, on_placed: Optional[Callable[[], None]] = None) -> None:
+        self.node = markups.proposals
+        self.positive = bool(positive)
+        self._target = PlacementTarget(self.node)
+        self._on_placed = on_placed
+        self._tags = [self.node.AddObserver(self.node.PointAddedEvent, self._added),
+                      self.node.AddObserver(self.node.PointPositionDefinedEvent, self._defined)]
+
+    def _added(self, _caller=None, _event=None) -> None:
+        index = self.node.GetNumberOfControlPoints() - 1
+        if index >= 0:
+            self.node.SetNthControlPointSelected(index, self.positive)
+            self.node.SetNthControlPointLabel(index, _label(self.positive))
+
+    def _defined(self, _caller=None, _event=None) -> None:
+        self._added()
+        if self._on_placed is not None:
+            self._on_placed()
+
+    def end(self) -> None:
+        """Stop observing and give the user's active list back; safe to call twice."""
+        for tag in self._tags:
+            self.node.RemoveObserver(tag)
+        self._tags = []
+        self._target.restore()
 
 
 # -- click history, stored with the segment -------------------------------------------------------

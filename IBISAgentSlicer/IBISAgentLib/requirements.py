@@ -8,8 +8,9 @@ folder above the module in a source checkout and next to ``IBISAgent.py`` in a b
 (3.11+) and otherwise with `_read_arrays`, which understands the plain string arrays this file
 uses (Slicer 5.6 and 5.8 ship Python 3.9).
 
-Nothing is imported or installed here; the widget asks once with the full list and installs
-with ``slicer.util.pip_install``.
+Nothing is imported here. `install` installs with ``slicer.util.pip_install`` (Slicer's main
+thread only); the logic lists what is missing and installs it after the widget asked the user
+once with the full list.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ IMPORT_NAMES = {"pillow": "PIL", "pynrrd": "nrrd"}
 
 class RequirementsError(RuntimeError):
     """The project file with the requirements cannot be found or read."""
+
+
+class InstallError(RuntimeError):
+    """Installing the packages failed; the message says which and whether to restart Slicer."""
 
 
 def find_pyproject() -> str:
@@ -114,3 +119,23 @@ def missing(requirements: Sequence[str]) -> List[str]:
     """The requirements this Python cannot import (a copy Slicer ships counts as present);
     imports nothing."""
     return [r for r in requirements if importlib.util.find_spec(import_name(r)) is None]
+
+
+def install(requirements: Sequence[str]) -> None:
+    """Install ``requirements`` into this Python with Slicer's ``pip_install`` (main thread).
+    Raises InstallError saying what failed; afterwards the new packages are importable."""
+    if not requirements:
+        return
+    import slicer.util
+
+    try:
+        slicer.util.pip_install(list(requirements))
+    except Exception as error:  # noqa: BLE001 - pip's own errors vary; one message for the user
+        raise InstallError(
+            f"Installing {', '.join(requirements)} failed ({error}). Check the network and the Python console, "
+            "then try again; if a package Slicer had already loaded was changed, restart Slicer first."
+        ) from error
+    importlib.invalidate_caches()
+    still = missing(requirements)
+    if still:
+        raise InstallError(f"{', '.join(still)} cannot be imported after installing; restart Slicer and try again.")

@@ -42,6 +42,13 @@ def ensure_segment(segmentation_node, segment_id=None, name: str = "IBISAgent") 
     return segmentation_node.GetSegmentation().AddEmptySegment(segment_id or "", name)
 
 
+def nodes_alive(volume_node, segmentation_node, segment_id: str) -> bool:
+    """The volume and the segmentation are in a scene and the segment still exists (an episode
+    or a propagation on them may go on)."""
+    return (volume_node.GetScene() is not None and segmentation_node.GetScene() is not None
+            and segmentation_node.GetSegmentation().GetSegment(segment_id) is not None)
+
+
 def read_volume_mask(segmentation_node, segment_id: str, reference_volume) -> np.ndarray:
     """The whole segment as uint8 [k, j, i] (0/1), resampled to the reference volume's grid."""
     import slicer

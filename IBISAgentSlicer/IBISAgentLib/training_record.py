@@ -1,9 +1,9 @@
 """Recording the logic's episodes for training ("Record for training" in the panel).
 
-A `TrainingRecord` is on while the user wants recording, for one local folder. It wraps the agent
-session of each worked slice in an ``ibisagent.training.recorder.RecordingSession``, so the session
-itself writes every step it applies (accepted or edited proposals, the user's own clicks), writes
-nothing for a skipped proposal and removes a step that is undone. The record keeps exactly what
+A `TrainingRecord` is on while the user wants recording, for one local folder. It puts an
+``ibisagent.training.recorder.SessionRecording`` on the agent session of each worked slice, a
+listener that writes every step the session applies (accepted or edited proposals, the user's own
+clicks), writes nothing for a skipped proposal and removes a step that is undone. The record keeps exactly what
 the model was shown: the slice image the session was opened with (the array the in-process policy
 or the server's policy gets) and the mask before each step. `end_recording` finishes the record
 against the mask the user kept when the episode ends, or deletes it when the episode is abandoned.
@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from ibisagent.training import records
-from ibisagent.training.recorder import RecordingSession, TrainingRecorder
+from ibisagent.training.recorder import SessionRecording, TrainingRecorder
 
 #: Where the logic's episodes come from: the panel, or the logic driven from the Python console.
 SOURCES = ("panel", "console")
@@ -55,24 +55,24 @@ class TrainingRecord:
         """Record ``worked``'s agent session from its current mask on. ``client``: the agent
         server's client (it names the server's policy and tool), or None in Local mode."""
         info = client.info() if client is not None else {}
-        worked.session = self._recorder.wrap(worked.session, source=self.source, policy=info.get("policy"),
-                                             segmenter=info.get("segmenter"))
+        self._recorder.record(worked.session, source=self.source, policy=info.get("policy"),
+                              segmenter=info.get("segmenter"))
 
 
 def end_recording(worked, keep: bool = True, log: Callable[[str], None] = lambda message: None) -> Optional[str]:
     """Stop recording ``worked`` (if it is recorded): finish its record against the current mask
     (``keep``), or delete it. Returns the record folder kept, else None. Never raises: a record
     that cannot be written must not stop an episode from ending; ``log`` says what went wrong."""
-    session = worked.session
-    if not isinstance(session, RecordingSession):
+    listener = SessionRecording.of(worked.session)
+    if listener is None:
         return None
-    worked.session = session.wrapped
-    recording = session.recording
+    listener.stop()
+    recording = listener.recording
     try:
         if not keep:
             recording.discard()
             return None
-        folder = session.finish()
+        folder = listener.finish()
     except Exception as error:  # noqa: BLE001 - see the docstring
         log(f"The training record {recording.folder} could not be finished: {error}")
         return None

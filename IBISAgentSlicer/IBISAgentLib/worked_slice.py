@@ -1,31 +1,30 @@
-"""One agent session bound to one slice of one Slicer segment.
+"""One agent session shown on one slice of one Slicer segment.
 
-`WorkedSlice` implements ``ibisagent.session.Session`` over MRML. The agent session inside it
-(an in-process ``Episode`` or a ``RemoteSession``) is the one owner of the episode's state: mask,
-clicks, steps, proposals, stop reason and the undo stack. This object keeps none of its own; it
-makes MRML follow the session:
+The agent session (an in-process ``Episode`` or a ``RemoteSession``) is the one authority for
+the episode's state: mask, clicks, steps, proposals, stop reason and undo. `WorkedSlice` keeps
+none of it. It *listens* to the session and makes MRML follow:
 
 - every change of the session's mask is written into the worked slice of the segment, in the
   segment's own grid (`slice_labelmap.SliceLabelmap`);
 - the segment's click history tag is the history it had at the start plus the session's steps;
 - proposals are shown as editable points, applied clicks as locked points (`proposal_markups`);
 - a hand edit of the slice (Segment Editor) is noticed before each agent call and sent as the
-  session's `replace_mask`, one entry of the same undo stack as the steps.
+  session's ``replace_mask``, one entry of the same undo stack as the steps.
 
-Agent calls go through ``call(what, function)``: the logic's, which runs them where the widget
-wants (its worker thread) and turns failures into `AgentStepError`. MRML is touched only here,
-on the calling thread. `watch` reports, through a callback, when the volume, the segmentation
-or the segment goes away (node removed, segment removed, scene closed).
+Threads: agent calls run where the logic wants (its ``call(what, function)``: the widget's
+worker thread), so the session's listener only queues each change; `call` writes them into MRML
+on the calling thread when the agent call returns (`follow`). MRML is touched on that thread
+only. `watch` reports, through a callback, when the volume, the segmentation or the segment goes
+away (node removed, segment removed, scene closed).
 """
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List
 
 import numpy as np
 
-from ibisagent.clicks import Click
-from ibisagent.session import Decide, EpisodeResult, Proposal, Step, run_until_stop
+from ibisagent.session import APPLIED, PROPOSED, REBUILT, SKIPPED, UNDONE, Change, Step
 
 from . import proposal_markups, segment_masks
 from .agent_sessions import AgentStepError
@@ -34,6 +33,15 @@ from .slice_labelmap import SliceLabelmap
 
 #: call(what, function) -> function's result; raises AgentStepError.
 AgentCall = Callable[[str, Callable[[], object]], object]
+
+#: What each session call is called in messages and the log.
+CALLED = {
+    "propose": "Asking the agent for the next step",
+    "apply": "Applying the clicks",
+    "skip": "Skipping the proposal",
+    "undo": "Undoing the last step",
+    "replace_mask": "Sending the edited mask",
+}
 
 
 def step_record(step: Step) -> dict:
@@ -51,7 +59,8 @@ def step_record(step: Step) -> dict:
 
 
 class WorkedSlice:
-    """``session`` on the slice ``geometry`` of segment ``segment_id``; see the module docstring.
+    """``session`` shown on the slice ``geometry`` of segment ``segment_id``; see the module
+    docstring.
 
     ``labelmap`` must be bound to the same slice, and ``session`` must have started from
     ``labelmap.read()``. ``client`` (or None) is closed with the session.
@@ -73,125 +82,71 @@ class WorkedSlice:
         self.markups.clear_proposals()
         self._show_accepted(self.initial_history)
         self._observed: List[tuple] = []
+        self._changes: List[Change] = []
+        session.add_listener(self._queue)
 
-    # -- the session's state (read, never copied) --------------------------------------------------
-    @property
-    def max_steps(self) -> int:
-        return self.session.max_steps
-
-    @property
-    def mask(self) -> np.ndarray:
-        return self.session.mask
-
-    @property
-    def initial_mask(self) -> np.ndarray:
-        return self.session.initial_mask
-
-    @property
-    def clicks(self) -> List[Click]:
-        return self.session.clicks
-
-    @property
-    def steps(self) -> List[Step]:
-        return self.session.steps
-
-    @property
-    def proposals(self) -> List[Proposal]:
-        return self.session.proposals
-
-    @property
-    def pending(self) -> Optional[Proposal]:
-        return self.session.pending
-
-    @property
-    def stop_reason(self) -> Optional[str]:
-        return self.session.stop_reason
-
-    @stop_reason.setter
-    def stop_reason(self, reason: Optional[str]) -> None:
-        self.session.stop_reason = reason
-
-    @property
-    def answer(self) -> Optional[str]:
-        return self.session.answer
-
-    @property
-    def can_undo(self) -> bool:
-        """The session can undo, or the slice holds a hand edit not sent yet (undo reverts it)."""
-        return self.session.can_undo or self.has_hand_edit()
-
-    def has_hand_edit(self) -> bool:
-        return not np.array_equal(self.labelmap.read(), self.session.mask)
-
-    # -- the session interface -------------------------------------------------------------------
-    def propose(self) -> Proposal:
-        """Ask for the next proposal and show its click as an editable point. Unreadable model
-        output is returned like any proposal (``error`` set, stop reason "unparseable")."""
-        self.sync_hand_edit()
-        proposal = self._call("Asking the agent for the next step", self.session.propose)
-        self.markups.clear_proposals()
-        if proposal.click is not None:
-            self.markups.show_proposal(proposal.click)
-        return proposal
-
-    def apply(self, clicks: Sequence[Click]) -> Step:
-        """Apply ``clicks`` and write the new mask into the slice; on any failure the segment
-        and the session are as they were."""
-        clicks = list(clicks)
-        self.sync_hand_edit()
-        step = self._call("Applying the clicks", lambda: self.session.apply(clicks))
+    # -- agent calls -----------------------------------------------------------------------------
+    def call(self, method, *args):
+        """``method(*args)``, a call of the session (propose, apply, skip, undo, replace_mask),
+        run through the logic's agent call, with MRML kept in step: a hand edit of the slice is
+        sent first, the session's changes are written after (even when the call fails half way,
+        e.g. a step taken back). The signature `ibisagent.session.run_until_stop` calls with."""
+        if method.__name__ != "replace_mask":
+            self.sync_hand_edit()
         try:
-            self._write()
-        except Exception as error:
-            try:
-                self._call("Taking the step back", self.session.undo)
-            except AgentStepError:
-                pass  # the segment is unchanged; report the write error
-            raise AgentStepError("Writing the new mask into the segment", "engine", error) from error
-        self.markups.clear_proposals()
-        return step
+            return self._call(CALLED.get(method.__name__, "Calling the agent"), lambda: method(*args))
+        finally:
+            self.follow()
 
-    def skip(self) -> None:
-        self._call("Skipping the proposal", self.session.skip)
-        self.markups.clear_proposals()
-
-    def replace_mask(self, mask: np.ndarray) -> None:
-        """Continue from ``mask`` (bool (rows, cols)) and write it into the slice."""
-        self._call("Sending the new mask", lambda: self.session.replace_mask(mask))
-        self._write()
-
-    def undo(self) -> bool:
-        """Undo the last change of the slice: a hand edit not sent yet, else the session's last
-        step or mask replacement; the slice and its history follow bit-exactly."""
-        self.sync_hand_edit()
-        if not self._call("Undoing the last step", self.session.undo):
-            return False
-        self._write()
-        self.markups.clear_proposals()
-        return True
-
-    def run(self, max_steps: Optional[int] = None, decide: Optional[Decide] = None,
-            on_step: Optional[Callable[[Step], None]] = None) -> EpisodeResult:
-        run_until_stop(self, max_steps, decide, on_step)
-        return self.result()
-
-    def result(self) -> EpisodeResult:
-        return self.session.result()
-
-    def close(self) -> None:
-        """Stop watching and remove the proposal points; the caller closes session and client."""
-        self.unwatch()
-        self.markups.clear_proposals_if_present()
-
-    # -- MRML following the session ------------------------------------------------------------------
     def sync_hand_edit(self) -> bool:
         """Send a hand edit of the slice to the session (as replace_mask); True if there was one."""
         current = self.labelmap.read()
         if np.array_equal(current, self.session.mask):
             return False
         self._log("The slice was edited by hand; the agent continues from the edited mask.")
-        self._call("Sending the edited mask", lambda: self.session.replace_mask(current))
+        self.call(self.session.replace_mask, current)
         return True
+
+    def has_hand_edit(self) -> bool:
+        return not np.array_equal(self.labelmap.read(), self.session.mask)
+
+    @property
+    def can_undo(self) -> bool:
+        """The session can undo, or the slice holds a hand edit not sent yet (undo reverts it)."""
+        return self.session.can_undo or self.has_hand_edit()
+
+    # -- MRML following the session ------------------------------------------------------------------
+    def _queue(self, change: Change) -> None:
+        """The session's listener: runs on the thread of the agent call, so it only queues."""
+        self._changes.append(change)
+
+    def follow(self) -> None:
+        """Write the session's queued changes into MRML (main thread). A new mask that cannot be
+        written is taken back from the session (an applied step is undone) and AgentStepError
+        raised, so the segment and the session still agree."""
+        changes, self._changes = self._changes, []
+        if not changes:
+            return
+        try:
+            self._write()
+        except Exception as error:
+            if any(change.kind == APPLIED for change in changes):
+                try:
+                    self._call("Taking the step back", self.session.undo)
+                except AgentStepError:
+                    pass  # the segment is unchanged; report the write error
+                self._changes = []
+            raise AgentStepError("Writing the new mask into the segment", error) from error
+        for change in changes:
+            if change.kind == PROPOSED:
+                self.markups.clear_proposals()
+                if change.proposal.click is not None:
+                    self.markups.show_proposal(change.proposal.click)
+            elif change.kind in (APPLIED, SKIPPED, UNDONE):
+                self.markups.clear_proposals()
+            elif change.kind == REBUILT:
+                self._log("The agent server had forgotten this session; it was opened again from the current "
+                          "mask (undo reaches back to here).")
 
     def history(self) -> List[dict]:
         """The click history the segment should carry: its earlier history, then this session's steps."""
@@ -199,7 +154,7 @@ class WorkedSlice:
         return self.initial_history + [
             proposal_markups.history_entry(self.geometry, step.clicks, start + number,
                                            step.proposal.reasoning if step.proposal else "")
-            for number, step in enumerate(self.steps, 1)
+            for number, step in enumerate(self.session.steps, 1)
         ]
 
     def _write(self) -> None:
@@ -222,11 +177,17 @@ class WorkedSlice:
         self.markups.clear_proposals()
         self._show_accepted(self.initial_history)
 
+    def close(self) -> None:
+        """Stop listening and watching, remove the proposal points; the caller closes session
+        and client."""
+        self.session.remove_listener(self._queue)
+        self.unwatch()
+        self.markups.clear_proposals_if_present()
+
     # -- life cycle ------------------------------------------------------------------------------------
     def alive(self) -> bool:
         """The volume and the segmentation are in a scene and the segment still exists."""
-        return (self.volume.GetScene() is not None and self.segmentation.GetScene() is not None
-                and self.segmentation.GetSegmentation().GetSegment(self.segment_id) is not None)
+        return segment_masks.nodes_alive(self.volume, self.segmentation, self.segment_id)
 
     def watch(self, on_gone: Callable[[], None]) -> None:
         """Call ``on_gone()`` once when the scene starts closing or the volume, segmentation or
@@ -253,3 +214,4 @@ class WorkedSlice:
         for node, tag in self._observed:
             node.RemoveObserver(tag)
         self._observed = []
+

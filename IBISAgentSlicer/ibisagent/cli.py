@@ -13,7 +13,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .engine_options import add_engine_arguments, engine_options
+from .engine import add_engine_arguments, parse_window, spec_from_args
 from .training.commands import COMMANDS as TRAINING_COMMANDS
 from .training.commands import add_record_argument, add_training_commands, make_recorder, run_training_command
 
@@ -26,18 +26,6 @@ EVAL_OUTPUTS = ("summary.json", "per_case.csv", "iou_vs_clicks.png", "skipped.tx
 EVAL3D_OUTPUTS = ("summary.json", "per_case.csv", "dice3d_vs_clicks.png", "skipped.txt")
 #: Lossless volume formats `propagate` can write.
 VOLUME_OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
-
-
-def _window(text: Optional[str]):
-    if text is None:
-        return None
-    if "," in text:
-        low, high = text.split(",", 1)
-        try:
-            return float(low), float(high)
-        except ValueError:
-            raise ValueError(f"--window {text!r}: give a preset name or two numbers LOW,HIGH, e.g. -125,1000.") from None
-    return text
 
 
 def _add_overwrite_argument(parser: argparse.ArgumentParser, what: str) -> None:
@@ -215,26 +203,12 @@ def _os_error_text(error: OSError) -> str:
     return str(error)
 
 
-def _build_engine(args, truth_policy: bool = True):
-    """(segmenter, make_policy): ``make_policy(truth)`` gives the policy for one image; only the
-    simulated annotator uses the truth, other policies are built once and shared."""
-    from .policies import build_policy
-    from .segmenters import build_segmenter
-
-    policy_options, tool_options = engine_options(args)
-    segmenter = build_segmenter(args.segmenter, **tool_options)
-    if args.policy == "simulated":
-        return segmenter, lambda truth: build_policy("simulated", truth=truth)
-    policy = build_policy(args.policy, **policy_options)
-    return segmenter, lambda truth: policy
-
-
 def _run_continue(args) -> int:
     from . import headless, image_io
 
     log_path = args.log or _sibling(args.out, ".steps.json")
     _check_continue_outputs(args, log_path)
-    window = _window(args.window)
+    window = parse_window(args.window)
     image_rgb, where, image = headless.load_slice(args.image, args.plane, args.index, window)
     if where is not None and image_io.suffix_of(args.out) == ".png":
         raise ValueError(f"{args.image} is a volume, so --out must be a volume file (.nii.gz, .nrrd), not PNG.")
@@ -247,7 +221,7 @@ def _run_continue(args) -> int:
         truth = where.take(truth_volume) != 0 if where is not None else truth_volume
     if args.policy == "simulated" and truth is None:
         raise ValueError("The simulated policy needs the reference mask: give --truth.")
-    segmenter, make_policy = _build_engine(args)
+    segmenter, make_policy = spec_from_args(args).build()
     policy = make_policy(truth)
     if args.pictures:
         headless.clear_step_pictures(args.pictures)  # only reached with --overwrite or none there
@@ -301,17 +275,16 @@ def _eval_workers(args) -> int:
     CPU alone (each worker holds its own copy), else one, as for ``--record`` (it writes from
     this process)."""
     from .parallel import usable_cores
-    from .server.worker import CPU_ONLY_POLICIES, CPU_ONLY_TOOLS
 
     if args.workers is not None:
         return args.workers
-    if args.record or args.segmenter not in CPU_ONLY_TOOLS or args.policy not in CPU_ONLY_POLICIES:
+    if args.record or not spec_from_args(args).cpu_only:
         return 1
     return usable_cores()
 
 
 def _run_eval(args) -> int:
-    from .evaluate import EngineSpec, evaluate_folder, format_table
+    from .evaluate import evaluate_folder, format_table
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out} is a file; give a folder for the results.")
@@ -319,10 +292,8 @@ def _run_eval(args) -> int:
     if earlier and not args.overwrite:
         raise ValueError(f"--out {args.out} already holds the results of an evaluation ({', '.join(earlier)}); "
                          "choose a new folder or add --overwrite.")
-    policy_options, tool_options = engine_options(args)
-    engine = EngineSpec(args.segmenter, tool_options, args.policy, policy_options)
-    summary = evaluate_folder(args.images, args.masks, args.out, engine, args.clicks, args.initial,
-                              args.request, _window(args.window), progress=not args.no_progress,
+    summary = evaluate_folder(args.images, args.masks, args.out, spec_from_args(args), args.clicks, args.initial,
+                              args.request, parse_window(args.window), progress=not args.no_progress,
                               recorder=make_recorder(args.record), workers=_eval_workers(args))
     print(format_table(summary))
     print(f"Wrote per_case.csv, iou_vs_clicks.png, summary.json and skipped.txt to {args.out}")
@@ -334,7 +305,7 @@ def _volume_engine(args, truth_slices=None):
     simulated`` the annotator of each slice of the reference (a function of the slice index)."""
     from .evaluate3d import slice_annotator
 
-    segmenter, make_policy = _build_engine(args)
+    segmenter, make_policy = spec_from_args(args).build()
     if args.policy == "simulated":
         return segmenter, lambda index: slice_annotator(truth_slices[index])
     return segmenter, make_policy(None)
@@ -344,7 +315,7 @@ def _eval3d_engine(args):
     """(segmenter, make_policy(index, truth slice)) for `eval3d`."""
     from .evaluate3d import slice_annotator
 
-    segmenter, make_policy = _build_engine(args)
+    segmenter, make_policy = spec_from_args(args).build()
     if args.policy == "simulated":
         return segmenter, lambda index, truth: slice_annotator(truth)
     policy = make_policy(None)
@@ -371,7 +342,7 @@ def _run_propagate(args) -> int:
             raise ValueError(f"{option} {path} already exists; choose a new name or add --overwrite.")
     if args.max_steps_per_slice < 0:
         raise ValueError(f"--max-steps-per-slice must be 0 or more; got {args.max_steps_per_slice}.")
-    inputs = files.read_inputs(args.image, args.mask, args.plane, _window(args.window))
+    inputs = files.read_inputs(args.image, args.mask, args.plane, parse_window(args.window))
     first, last = files.parse_range(args.range, len(inputs.slices))
     starts = files.start_masks(inputs, args.index, args.plane)
     truth = None
@@ -413,7 +384,7 @@ def _run_eval3d(args) -> int:
                          "choose a new folder or add --overwrite.")
     segmenter, make_policy = _eval3d_engine(args)
     summary = evaluate_volumes(args.images, args.masks, args.out, segmenter, make_policy, args.clicks_per_slice,
-                               args.plane, args.request, _window(args.window), args.propagation,
+                               args.plane, args.request, parse_window(args.window), args.propagation,
                                progress=not args.no_progress, min_fraction=args.min_fraction)
     width = max(len(k) for k in summary)
     for key, value in summary.items():

@@ -11,18 +11,22 @@ What it promises:
 - The image travels once per session. Per step only clicks go up and only the changed box of
   the mask comes back (`ibisagent.mask_codec`); `RemoteSession.mask` is kept bit-exact (CRC
   checked) and is re-read whole if it ever falls out of step.
-- Errors are typed and say what to do: `ServerUnavailableError` (start `ibisagent serve`),
-  `AuthenticationError` (check the token), `SessionExpiredError`, `ServerBusyError` (wait),
-  `BadRequestError`, `IncompatibleServerError` (upgrade the older side), `ServerError`.
+- Errors are typed (`ibisagent.errors`: the tree, and the advice each type carries): no answer
+  is a `ServerUnavailableError` (refused, unreachable, lost) or a timeout (`ReadTimeoutError`:
+  the server took the request and said nothing in time; `ConnectTimeoutError`); an error
+  answer is an `AuthenticationError`, `SessionExpiredError`, `ServerBusyError`,
+  `BadRequestError`, `IncompatibleServerError` or `ServerError`.
 - One interface: `RemoteSession` implements `ibisagent.session.Session` like the in-process
-  `Episode` (same records, same run loop, same undo semantics).
-- Nothing is lost: a failed call leaves the local mask as it was. When the server forgot the
-  session (idle expiry, restart) the session is rebuilt from local state (image, current mask,
-  request) and the call is repeated once, so the user's mask survives; undo stays exact across
-  the rebuild.
+  `Episode` (same records, same run loop, same listeners). The server is the one authority for
+  the session's state, undo included; the client shows the server's answers and keeps no undo.
+- Nothing is lost: a failed call leaves the mask as it was. When the server forgot the session
+  (idle expiry, restart) it is opened again from the image, the current mask and the request,
+  and the call is repeated once, so the user's mask survives bit for bit; undo then reaches back
+  to that moment (see `RemoteSession`).
 - Timeouts: connect (5 s), read (``timeout``), and a longer read for the upload
-  (``upload_timeout``). A keep-alive connection found closed is reopened and the request sent
-  again; read-only calls are also retried once after other connection failures.
+  (``upload_timeout``). Requests travel through a `BaseTransport` (`HTTPTransport` by default:
+  a keep-alive connection found closed is reopened and the request sent again; read-only calls
+  are also retried once after other connection failures); tests may pass an in-process one.
 
 Threading: one client may be shared by threads (calls are serialised on its connection), but
 the Slicer module should make all calls from one worker thread, never the GUI thread.
@@ -38,84 +42,102 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from . import __version__, protocol
 from .clicks import Click
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConnectTimeoutError,
+    IncompatibleServerError,
+    ReadTimeoutError,
+    ResponseError,
+    ServerBusyError,
+    ServerError,
+    ServerUnavailableError,
+    SessionExpiredError,
+    TransportError,
+)
 from .image_codec import ImageCodecError, encode_image
 from .mask_codec import MaskCodecError, decode_mask, encode_mask
-from .session import STOP_TERMINATED, Decide, EpisodeResult, Proposal, Step, run_until_stop
+from .session import APPLIED, MASK_REPLACED, PROPOSED, REBUILT, SKIPPED, UNDONE, Proposal, SessionEvents, Step
 
 log = logging.getLogger("ibisagent.client")
 
 DEFAULT_URL = f"http://{protocol.DEFAULT_HOST}:{protocol.DEFAULT_PORT}"
 
 
-# -- errors -----------------------------------------------------------------------------------
-class AgentError(Exception):
-    """Base of every client error; ``status`` and ``code`` come from the server when it answered."""
-
-    def __init__(self, message: str, status: Optional[int] = None, code: Optional[str] = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-
-
-class ServerUnavailableError(AgentError):
-    """No answer: the server is not running, the URL is wrong, or it timed out. Usual fix: start
-    it with `ibisagent serve`, check the URL, or raise the timeout for a slow model."""
-
-
-class AuthenticationError(AgentError):
-    """401/403: the token is missing or wrong. Use the one `ibisagent serve` printed."""
-
-
-class SessionExpiredError(AgentError):
-    """410: the server no longer has the session (idle too long, closed, or restarted)."""
-
-
-class ServerBusyError(AgentError):
-    """503: the model queue or session table is full, or models are loading. Wait
-    ``retry_after`` seconds and try again."""
-
-    def __init__(self, message: str, retry_after: float = 2.0, status: Optional[int] = 503,
-                 code: Optional[str] = None) -> None:
-        super().__init__(message, status, code)
-        self.retry_after = retry_after
-
-
-class BadRequestError(AgentError, ValueError):
-    """4xx: the request was refused; the message says which value is wrong."""
-
-
-class IncompatibleServerError(AgentError):
-    """The server speaks another major API version, or lacks an endpoint this client needs."""
-
-
-class ServerError(AgentError):
-    """5xx: the model or the server failed; the session is unchanged on the server."""
-
-
 # -- transport --------------------------------------------------------------------------------
+@dataclass
+class Request:
+    """One HTTP request as the client makes it. ``path`` starts with "/" (below the URL's own
+    path); ``timeout``: seconds to wait for the answer; ``idempotent``: safe to send twice."""
+
+    method: str
+    path: str
+    body: Optional[bytes]
+    headers: Dict[str, str]
+    timeout: float
+    idempotent: bool = False
+
+
+@dataclass
+class Response:
+    """The server's answer: status, headers (lower-case names) and body."""
+
+    status: int
+    headers: Dict[str, str]
+    body: bytes
+
+
+class BaseTransport:
+    """How `AgentClient` reaches a server (the interface of httpx's ``BaseTransport``).
+
+    `handle_request` returns the server's `Response` whatever its status, or raises a
+    `ibisagent.errors.TransportError` when no answer came (`ServerUnavailableError`, a
+    `ReadTimeoutError` or `ConnectTimeoutError`). `HTTPTransport` is the real one; a test may
+    pass an in-process fake. ``bytes_sent`` / ``bytes_received`` count the traffic."""
+
+    bytes_sent = 0
+    bytes_received = 0
+
+    def handle_request(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections; safe to call twice."""
+
+
 _CONNECTION_LOST = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine, BrokenPipeError)
 
 
-class _Transport:
-    """One keep-alive HTTP connection with separate connect and read timeouts."""
+def check_url(url: str) -> Tuple[bool, str, int, str]:
+    """(https, host, port, path prefix) of an agent server URL; BadRequestError for anything
+    that is not an http(s) URL with a host (the one place a server URL is checked)."""
+    parts = urlsplit((url or "").strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        raise BadRequestError(f"The server URL must look like http://127.0.0.1:8765; got {url!r}.")
+    https = parts.scheme == "https"
+    return https, parts.hostname, port or (443 if https else 80), parts.path.rstrip("/")
 
-    def __init__(self, url: str, connect_timeout: float) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BadRequestError(f"The server URL must look like http://127.0.0.1:8765; got {url!r}.")
+
+class HTTPTransport(BaseTransport):
+    """One keep-alive HTTP connection with separate connect and read timeouts (stdlib
+    ``http.client``). A keep-alive connection found closed is reopened and the request sent
+    again; an idempotent request is also sent again once after another connection failure. A
+    timeout is never retried: it is reported as one."""
+
+    def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
         self.url = url
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
-        self._prefix = parts.path.rstrip("/")
+        self._https, self._host, self._port, self._prefix = check_url(url)
         self._connect_timeout = connect_timeout
         self._conn: Optional[http.client.HTTPConnection] = None
         self._lock = threading.Lock()
@@ -123,39 +145,39 @@ class _Transport:
         self.bytes_sent = 0
         self.bytes_received = 0
 
-    def request(self, method: str, path: str, body: Optional[bytes], headers: Dict[str, str],
-                read_timeout: float, idempotent: bool) -> Tuple[int, Dict[str, str], bytes]:
+    def handle_request(self, request: Request) -> Response:
+        path = self._prefix + request.path
         with self._lock:
             for attempt in (1, 2):
                 reused = self._conn is not None
                 conn = self._conn or self._open()
                 try:
-                    conn.sock.settimeout(read_timeout)
-                    conn.request(method, self._prefix + path, body, headers)
-                    response = conn.getresponse()
-                    data = response.read()
+                    conn.sock.settimeout(request.timeout)
+                    conn.request(request.method, path, request.body, request.headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
                 except socket.timeout:
                     self._drop()
-                    raise ServerUnavailableError(
-                        f"The server at {self.url} did not answer within {read_timeout:g} s. It may be busy with "
-                        "a slow model: try again, or raise the client's timeout."
+                    raise ReadTimeoutError(
+                        f"The agent server at {self.url} took the request but did not answer within "
+                        f"{request.timeout:g} s."
                     ) from None
                 except (OSError, http.client.HTTPException) as error:
                     self._drop()
                     # A reused keep-alive connection the server had closed: the request never
                     # reached it, so sending again is safe for every method.
-                    if attempt == 1 and (idempotent or (reused and isinstance(error, _CONNECTION_LOST))):
+                    if attempt == 1 and (request.idempotent or (reused and isinstance(error, _CONNECTION_LOST))):
                         continue
                     raise ServerUnavailableError(
-                        f"Lost the connection to the agent server at {self.url} ({error}). "
-                        "Check that `ibisagent serve` is still running."
+                        f"Lost the connection to the agent server at {self.url} ({error})."
                     ) from None
-                if response.will_close:
+                if answer.will_close:
                     self._drop()
-                pairs = response.getheaders()
-                self.bytes_sent += _message_size(f"{method} {self._prefix}{path} HTTP/1.1", headers.items(), body)
-                self.bytes_received += _message_size(f"HTTP/1.1 {response.status} {response.reason}", pairs, data)
-                return response.status, {k.lower(): v for k, v in pairs}, data
+                pairs = answer.getheaders()
+                self.bytes_sent += _message_size(f"{request.method} {path} HTTP/1.1", request.headers.items(),
+                                                 request.body)
+                self.bytes_received += _message_size(f"HTTP/1.1 {answer.status} {answer.reason}", pairs, data)
+                return Response(answer.status, {k.lower(): v for k, v in pairs}, data)
         raise AssertionError("unreachable")
 
     def _open(self) -> http.client.HTTPConnection:
@@ -163,12 +185,14 @@ class _Transport:
         conn = kind(self._host, self._port, timeout=self._connect_timeout)
         try:
             conn.connect()
+        except socket.timeout:
+            conn.close()
+            raise ConnectTimeoutError(
+                f"The agent server at {self.url} did not accept the connection within {self._connect_timeout:g} s."
+            ) from None
         except OSError as error:
             conn.close()
-            raise ServerUnavailableError(
-                f"Cannot reach the agent server at {self.url} ({error}). Start it with `ibisagent serve` "
-                "or check the URL."
-            ) from None
+            raise ServerUnavailableError(f"Cannot reach the agent server at {self.url} ({error}).") from None
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._conn = conn
         return conn
@@ -190,7 +214,9 @@ def _message_size(start_line: str, headers, body: Optional[bytes]) -> int:
     return size + (len(body) if body else 0) + 60
 
 
-def _error_from(status: int, headers: Dict[str, str], data: bytes, path: str) -> AgentError:
+def _error_from(response: Response, path: str) -> ResponseError:
+    """The typed error for an answer with an error status."""
+    status, data = response.status, response.body
     code, message = None, ""
     try:
         detail = json.loads(data.decode("utf-8"))["error"]
@@ -199,20 +225,20 @@ def _error_from(status: int, headers: Dict[str, str], data: bytes, path: str) ->
         message = data[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
     if status in (401, 403):
         return AuthenticationError(
-            f"The agent server refused the token: {message.rstrip('.')}. Check the token: pass the one `ibisagent serve` "
-            f"printed, set {protocol.TOKEN_ENV}, or read {protocol.token_file_path()}.", status, code)
+            f"The agent server refused the token ({message.rstrip('.')}); this client sends the token it was given, "
+            f"else ${protocol.TOKEN_ENV}, else the one in {protocol.token_file_path()}.", status, code)
     if status == 410:
         return SessionExpiredError(message, status, code)
     if status == 503:
         try:
-            retry = float(headers.get(protocol.RETRY_AFTER.lower(), "2"))
+            retry = float(response.headers.get(protocol.RETRY_AFTER.lower(), "2"))
         except ValueError:
             retry = 2.0
         return ServerBusyError(message, retry, status, code)
     if status == 426 or (status in (404, 405) and code in (protocol.NOT_FOUND, protocol.METHOD_NOT_ALLOWED, None)):
         return IncompatibleServerError(
             f"The server does not support {path} ({message}); it is probably older or newer than this client "
-            f"(API {protocol.API_VERSION}). Upgrade the older side.", status, code)
+            f"(API {protocol.API_VERSION}).", status, code)
     if 400 <= status < 500:
         return BadRequestError(message, status, code)
     return ServerError(f"The agent server failed: {message}", status, code)
@@ -250,14 +276,18 @@ def _as_mask(mask: Any, shape: Tuple[int, int]) -> np.ndarray:
 
 # -- client -----------------------------------------------------------------------------------
 class AgentClient:
-    """A connection to one agent server. A context manager; `close()` is safe to call twice."""
+    """A connection to one agent server. A context manager; `close()` is safe to call twice.
+
+    ``transport``: how requests travel (default: an `HTTPTransport` to ``url``, which must then
+    be an http(s) URL); a test may pass an in-process fake `BaseTransport`."""
 
     def __init__(self, url: str = DEFAULT_URL, token: Optional[str] = None, timeout: float = 30.0,
-                 upload_timeout: float = 120.0, connect_timeout: float = 5.0) -> None:
+                 upload_timeout: float = 120.0, connect_timeout: float = 5.0,
+                 transport: Optional[BaseTransport] = None) -> None:
         self.url = url
         self.timeout = timeout
         self.upload_timeout = upload_timeout
-        self._transport = _Transport(url, connect_timeout)
+        self._transport = transport if transport is not None else HTTPTransport(url, connect_timeout)
         self._token = _find_token(token)
         self._info: Optional[Dict[str, Any]] = None
 
@@ -294,7 +324,7 @@ class AgentClient:
             if not compatible:
                 raise IncompatibleServerError(
                     f"The agent server speaks API {server_api}; this client (ibisagent {__version__}) speaks "
-                    f"{protocol.API_VERSION}. Install the same ibisagent version on both sides."
+                    f"{protocol.API_VERSION}."
                 )
             self._info = info
         return self._info
@@ -312,7 +342,8 @@ class AgentClient:
 
     def call(self, method: str, path: str, payload: Optional[Dict[str, Any]] = None,
              timeout: Optional[float] = None, idempotent: bool = False) -> Dict[str, Any]:
-        """One JSON request; returns the decoded answer or raises a typed AgentError."""
+        """One JSON request; returns the decoded answer or raises a typed
+        `ibisagent.errors.AgentError`."""
         headers = {protocol.CLIENT_API_VERSION: protocol.API_VERSION, "Accept": "application/json"}
         if self._token:
             headers[protocol.AUTHORIZATION] = f"{protocol.BEARER} {self._token}"
@@ -320,15 +351,15 @@ class AgentClient:
         if payload is not None:
             body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        status, response_headers, data = self._transport.request(
-            method, path, body, headers, timeout or self.timeout, idempotent
-        )
-        if 200 <= status < 300:
+        response = self._transport.handle_request(
+            Request(method, path, body, headers, timeout or self.timeout, idempotent))
+        if 200 <= response.status < 300:
             try:
-                return json.loads(data.decode("utf-8"))
+                return json.loads(response.body.decode("utf-8"))
             except ValueError:
-                raise ServerError(f"The server sent a response that is not JSON (HTTP {status}).", status) from None
-        raise _error_from(status, response_headers, data, path)
+                raise ServerError(f"The server sent a response that is not JSON (HTTP {response.status}).",
+                                  response.status) from None
+        raise _error_from(response, path)
 
 
 # -- session ----------------------------------------------------------------------------------
@@ -336,37 +367,34 @@ class AgentClient:
 CLOSE_TIMEOUT_S = 3.0
 
 
-@dataclass
-class _UndoEntry:
-    """The local state before one apply or replace_mask. ``on_server``: the server's own undo
-    stack still holds the matching entry (False once the server session was rebuilt)."""
+class RemoteSession(SessionEvents):
+    """One episode on an agent server; implements `ibisagent.session.Session`, so code written
+    for an in-process `Episode` drives it unchanged (listeners included).
 
-    mask: np.ndarray
-    clicks: List[Click]
-    steps: List[Step]
-    stop_reason: Optional[str]
-    answer: Optional[str]
-    on_server: bool = True
+    The server is the one authority for the episode's state: the mask, the tool's clicks and
+    state, the steps and the undo stack. This object shows the server's last answer as it is:
+    ``mask`` (bool (H, W), followed bit-exactly through CRC-checked deltas), ``clicks``,
+    ``pending``, ``stop_reason``, ``answer`` and ``can_undo``; it computes none of them, and
+    `undo` is the server's.
 
+    Its own are only what the server cannot know: ``image`` and ``request`` (to open the session
+    again), ``initial_mask``, ``proposals`` (every proposal it was sent) and ``steps``, the steps
+    of this episode, oldest first: the server session's steps, behind those of the server
+    sessions it replaced.
 
-class RemoteSession:
-    """One episode on the server, mirrored locally; implements `ibisagent.session.Session`, so
-    code written for an in-process `Episode` drives it unchanged.
-
-    The local mirror is what callers read: ``mask`` (bool (H, W), kept bit-exact with the
-    server), ``clicks`` (the clicks the server's tool uses now: a hand edit or a rebuild restarts
-    them), ``steps`` and ``proposals`` (`Step` / `Proposal` records, oldest first), ``pending``,
-    ``stop_reason``, ``answer``, ``can_undo``.
-
-    Undo is kept here, one entry per apply or replace_mask, so it stays exact even after the
-    server forgot the session: an entry the server still holds is undone there (the tool's own
-    state comes back too); an older one is restored by sending its mask. ``rebuilds`` counts
-    how often the session was rebuilt after the server lost it; ``on_rebuild`` (optional
-    callable taking the session) is called each time.
+    When the server forgot the session (idle past ``serve --session-ttl``, closed, or
+    restarted), the call that finds out opens it again from the image, the request and the
+    current mask, and is sent once more: the mask comes through bit for bit and ``steps`` keeps
+    every step. The new server session starts a new undo history, so `undo` reaches back to that
+    moment and no further: the history before it died with the server session that held it, and
+    a copy of it here would be a second authority that can disagree. Nothing the user made is
+    lost (the mask is exact, and in Slicer every step is already in the segment and its click
+    history). ``rebuilds`` counts these; listeners get a `REBUILT` change.
     """
 
     def __init__(self, client: AgentClient, image: np.ndarray, request: str, mask: Optional[np.ndarray],
                  max_steps: int, image_meta: Dict[str, Any]) -> None:
+        super().__init__()
         try:
             self._image_payload = encode_image(image)
         except ImageCodecError as error:
@@ -379,32 +407,30 @@ class RemoteSession:
         start = None if mask is None else _as_mask(mask, image.shape[:2])
         self.mask = np.zeros(image.shape[:2], dtype=bool) if start is None else start
         self.initial_mask = self.mask.copy()
-        self.clicks: List[Click] = []
-        self.steps: List[Step] = []
         self.proposals: List[Proposal] = []
+        self.steps: List[Step] = []
+        self.clicks: List[Click] = []
         self.pending: Optional[Proposal] = None
         self.stop_reason: Optional[str] = None
         self.answer: Optional[str] = None
+        self.can_undo = False
         self.rebuilds = 0
         self.uploads = 0
-        self.on_rebuild: Optional[Callable[["RemoteSession"], None]] = None
-        self._undo: List[_UndoEntry] = []
         self.closed = False
         self.id = ""
         self.revision = 0
+        self._earlier = 0  # steps made in the server sessions this one replaced
         self._create(start)
 
     # -- the loop ----------------------------------------------------------------------------
     def propose(self) -> Proposal:
-        """The policy's next proposal; changes no mask. Sets ``stop_reason`` as the server's
-        episode did (terminate, unreadable output, repeated action)."""
+        """The policy's next proposal; changes no mask. ``stop_reason`` is the server's (terminate,
+        unreadable output, repeated action)."""
         data = self._call("POST", protocol.SESSION_PROPOSE)
         proposal = Proposal.from_dict(data)
         self.proposals.append(proposal)
-        self.pending = proposal
-        self.stop_reason = data.get("stop_reason")
-        if self.stop_reason == STOP_TERMINATED:
-            self.answer = proposal.answer
+        self._show(data["view"], proposal)
+        self._notify(PROPOSED, proposal=proposal)
         return proposal
 
     def apply(self, clicks: Sequence[Click]) -> Step:
@@ -412,74 +438,41 @@ class RemoteSession:
         clicks = [c if isinstance(c, Click) else Click.from_dict(c) for c in clicks]
         if not clicks:
             raise BadRequestError("No clicks to apply; call skip() to pass on a proposal.")
-        before, rebuilds = self._entry(), self.rebuilds
+        before = self.mask
         answer = self._call("POST", protocol.SESSION_APPLY, {"clicks": [c.to_dict() for c in clicks]})
         self._follow(answer["mask"])
-        if self.rebuilds != rebuilds:
-            before.clicks = []  # undoing this step returns to the rebuilt session, which has no clicks
         step = Step.from_dict(answer["step"])
-        step.index = len(self.steps) + 1  # a rebuilt server session counts its steps from 1 again
-        self._undo.append(before)
-        self.clicks = self.clicks + step.clicks
-        self.steps = self.steps + [step]
-        self.pending = None
-        self.stop_reason = answer["stop_reason"]
+        step.index += self._earlier
+        self.steps.append(step)
+        self._show(answer["view"])
+        self._notify(APPLIED, step=step, mask_before=before, chain_start=len(self.clicks) == len(step.clicks))
         return step
 
     def skip(self) -> None:
         """Drop the pending proposal."""
-        self._call("POST", protocol.SESSION_SKIP)
-        self.pending = None
+        self._show(self._call("POST", protocol.SESSION_SKIP)["view"])
+        self._notify(SKIPPED)
 
     def replace_mask(self, mask: np.ndarray) -> None:
         """Continue from a mask the user edited by hand (earlier clicks no longer apply); one
-        undo entry, like a step."""
+        undo entry on the server, like a step."""
         new = _as_mask(mask, self.mask.shape)
-        before = self._entry()
         answer = self._call("PUT", protocol.SESSION_MASK, {"mask": _b64(encode_mask(new))})
         self._follow(answer["mask"])
-        self._undo.append(before)
-        self.clicks = []
-        self.pending = None
-        self.stop_reason = None
+        self._show(answer["view"])
+        self._notify(MASK_REPLACED)
 
     def undo(self) -> bool:
-        """Return exactly to the state before the last apply or replace_mask; False if there is
-        nothing to undo."""
-        if not self._undo:
+        """The server undoes its last apply or replace_mask (exactly: the tool's own state comes
+        back too); False when it has nothing to undo (see the class docstring on rebuilds)."""
+        if not self.can_undo:
             return False
-        entry = self._undo[-1]
-        if entry.on_server:
-            try:
-                answer = self._client.call("POST", self._path(protocol.SESSION_UNDO))
-            except SessionExpiredError:
-                self._rebuild(entry.mask)  # the new session starts from the state undone to
-            else:
-                self._follow(answer["mask"])
-        else:
-            answer = self._call("PUT", protocol.SESSION_MASK, {"mask": _b64(encode_mask(entry.mask))})
-            self._follow(answer["mask"])
-        self._undo.pop()
-        self.clicks = list(entry.clicks) if entry.on_server else []
-        self.steps = list(entry.steps)
-        self.stop_reason, self.answer = entry.stop_reason, entry.answer
-        self.pending = None
-        return True
-
-    @property
-    def can_undo(self) -> bool:
-        return bool(self._undo)
-
-    def run(self, max_steps: Optional[int] = None, decide: Optional[Decide] = None,
-            on_step: Optional[Callable[[Step], None]] = None) -> EpisodeResult:
-        """Propose and apply until a stop rule fires or the episode has ``max_steps`` steps
-        (default: the session's max_steps); `ibisagent.session.run_until_stop`, the same loop
-        as `Episode.run`. Without ``decide`` every proposal is accepted."""
-        run_until_stop(self, max_steps, decide, on_step)
-        return self.result()
-
-    def result(self) -> EpisodeResult:
-        return EpisodeResult(self.mask.copy(), list(self.steps), self.stop_reason, self.answer, list(self.proposals))
+        answer = self._call("POST", protocol.SESSION_UNDO)
+        self._follow(answer["mask"])
+        self._show(answer["view"])
+        if answer["undone"]:
+            self._notify(UNDONE)
+        return bool(answer["undone"])
 
     def state(self) -> Dict[str, Any]:
         """The server's view of the episode (clicks, steps, pending proposal, lease)."""
@@ -494,7 +487,7 @@ class RemoteSession:
         try:
             self._client.call("DELETE", self._path(protocol.SESSION), idempotent=True,
                               timeout=min(self._client.timeout, CLOSE_TIMEOUT_S))
-        except (SessionExpiredError, ServerUnavailableError):
+        except (SessionExpiredError, TransportError):
             pass
 
     def __enter__(self) -> "RemoteSession":
@@ -503,9 +496,15 @@ class RemoteSession:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    # -- keeping in step ----------------------------------------------------------------------
-    def _entry(self) -> _UndoEntry:
-        return _UndoEntry(self.mask.copy(), list(self.clicks), list(self.steps), self.stop_reason, self.answer)
+    # -- showing the server's state --------------------------------------------------------------
+    def _show(self, view: Dict[str, Any], proposal: Optional[Proposal] = None) -> None:
+        """Take the server's view as it is (``proposal``: the one this answer carried)."""
+        self.clicks = [Click.from_dict(c) for c in view["clicks"]]
+        del self.steps[self._earlier + int(view["step_count"]):]
+        self.pending = (proposal or self.pending) if view["pending"] else None
+        self.stop_reason = view["stop_reason"]
+        self.answer = view["answer"]
+        self.can_undo = bool(view["can_undo"])
 
     def _create(self, mask: Optional[np.ndarray]) -> None:
         payload = {
@@ -519,23 +518,16 @@ class RemoteSession:
         self.uploads += 1
         self.id = state["session_id"]
         self.revision = state["revision"]
+        self._show(dict(state, step_count=len(state["steps"]), pending=state["pending"] is not None))
 
-    def _rebuild(self, mask: Optional[np.ndarray] = None) -> None:
-        """The server lost the session: open a new one from the image, ``mask`` (default: the
-        current mask) and the request. The tool's clicks restart; the local steps and undo
-        stack are kept (their entries are no longer on the server)."""
-        log.warning("session %s is gone on the server; rebuilding it from the local mask", self.id)
-        start = self.mask if mask is None else mask
-        self._create(start if start.any() else None)
-        self.mask = start.copy()
-        for entry in self._undo:
-            entry.on_server = False
-        self.clicks = []
-        self.pending = None
-        self.stop_reason = None
+    def _rebuild(self) -> None:
+        """The server lost the session: open a new one from the image, the current mask and
+        the request (see the class docstring)."""
+        log.warning("session %s is gone on the server; opening it again from the current mask", self.id)
+        self._earlier = len(self.steps)
+        self._create(self.mask if self.mask.any() else None)
         self.rebuilds += 1
-        if self.on_rebuild is not None:
-            self.on_rebuild(self)
+        self._notify(REBUILT)
 
     def _call(self, method: str, template: str, payload: Optional[Dict[str, Any]] = None,
               idempotent: bool = False) -> Dict[str, Any]:

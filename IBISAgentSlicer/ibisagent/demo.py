@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from . import headless, image_io
+from .engine import spec_from_args
 from .imaging import to_rgb
 from .sample_data import mni152_slice, rough_mask
 
@@ -24,8 +25,6 @@ REQUESTS = {
 
 
 def run_demo(args) -> int:
-    from .cli import _build_engine
-
     out = os.path.abspath(args.out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {args.out} is a file; the demo writes into a folder.")
@@ -42,7 +41,7 @@ def run_demo(args) -> int:
     image_rgb = to_rgb(image)
     Image.fromarray(image_rgb).save(os.path.join(inputs, "t1_slice.png"))
 
-    segmenter, make_policy = _build_engine(args)
+    segmenter, make_policy = spec_from_args(args).build()
     policy = make_policy(truth)
     print(f"IBISAgent demo: MNI152 T1 {args.plane} slice ({image.shape[1]}x{image.shape[0]} pixels), "
           f"request {request!r}, starting from a rough ({args.rough}) {args.tissue} mask.")

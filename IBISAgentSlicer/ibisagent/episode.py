@@ -1,9 +1,11 @@
 """One IBISAgent episode in this process: one 2D image, one target, a sequence of observe ->
 propose -> decide -> segment steps.
 
-`Episode` implements `ibisagent.session.Session` with the policy and the tool in this process.
-It keeps the whole state (mask, the tool's prior, every click with its origin, the steps) and a
-stack of snapshots so `undo` returns exactly to the previous state. The person (or a batch
+`Episode` implements `ibisagent.session.Session` with the policy and the tool in this process,
+and is the one authority for its state: the mask, the tool's prior, every click with its
+origin, the steps, and a stack of snapshots so `undo` returns exactly to the previous state
+(on an agent server, the server's episode is that authority for its client). Whoever follows it
+(a training record, a Slicer slice) listens to its changes (`add_listener`). The person (or a batch
 decision callback) stays in charge: the policy only *proposes*; `apply` takes whatever clicks
 were decided, any number per step.
 
@@ -11,15 +13,15 @@ Stop rules follow the reference: the policy terminates, its output cannot be par
 the same action three times in a row, or the step limit is reached. Each sets `stop_reason`.
 Stops are advice to the person: applying clicks afterwards is allowed and clears the stop.
 
-The records (`Proposal`, `Step`, `EpisodeResult`), the stop reasons and the run loop live in
-`ibisagent.session` (shared with the client) and are re-exported here.
+The records (`Proposal`, `Step`, `EpisodeResult`), the stop reasons, the listeners and the run
+loop live in `ibisagent.session` (shared with the client) and are re-exported here.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -30,17 +32,24 @@ from .policies.base import Observation, Policy
 from .segmenters.base import Prediction, Segmenter
 from .session import (  # noqa: F401 - re-exported: the engine's public names
     ACCEPTED,
+    APPLIED,
     EDITED,
+    MASK_REPLACED,
+    PROPOSED,
+    SKIPPED,
     STOP_REPEATED,
     STOP_STEP_LIMIT,
     STOP_TERMINATED,
     STOP_UNPARSEABLE,
     STOP_USER,
+    UNDONE,
     USER_ONLY,
     Decide,
     EpisodeResult,
     Proposal,
+    SessionEvents,
     Step,
+    decision_of,
     run_until_stop,
 )
 
@@ -56,7 +65,7 @@ class _Snapshot:
     answer: Optional[str]
 
 
-class Episode:
+class Episode(SessionEvents):
     """The state machine of one interactive segmentation.
 
     ``image``: RGB uint8 (H, W, 3), display orientation. ``initial_mask``: the user's mask to
@@ -77,6 +86,7 @@ class Episode:
     ) -> None:
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1; got {max_steps}.")
+        super().__init__()
         self.image = np.asarray(image)
         if not image_is_set:
             segmenter.set_image(self.image)
@@ -141,6 +151,7 @@ class Episode:
         self.proposals.append(proposal)
         self.pending = proposal
         self._check_stop(proposal)
+        self._notify(PROPOSED, proposal=proposal)
         return proposal
 
     def _check_stop(self, proposal: Proposal) -> None:
@@ -175,25 +186,23 @@ class Episode:
             prediction = self.segmenter.predict(self.clicks + clicks, self.mask, self.prior_state)
         seconds = time.perf_counter() - started
         proposal = self.pending
-        if proposal is None:
-            decision = USER_ONLY
-        elif proposal.click is not None and clicks == [proposal.click]:
-            decision = ACCEPTED
-        else:
-            decision = EDITED
+        before, chain_start = self.mask, not self.clicks
         self._push()
         self.clicks.extend(clicks)
         self.mask = prediction.mask
         self.prior_state = prediction.state
-        step = Step(len(self.steps) + 1, clicks, decision, proposal, int(prediction.mask.sum()), float(prediction.score), seconds)
+        step = Step(len(self.steps) + 1, clicks, decision_of(proposal, clicks), proposal, int(prediction.mask.sum()),
+                    float(prediction.score), seconds)
         self.steps.append(step)
         self.pending = None
         self.stop_reason = None
+        self._notify(APPLIED, step=step, mask_before=before, chain_start=chain_start)
         return step
 
     def skip(self) -> None:
         """Drop the pending proposal without applying anything."""
         self.pending = None
+        self._notify(SKIPPED)
 
     def replace_mask(self, mask: np.ndarray) -> None:
         """Start again from a mask the user edited by hand; earlier clicks no longer apply.
@@ -205,6 +214,7 @@ class Episode:
         self.clicks = []
         self.pending = None
         self.stop_reason = None
+        self._notify(MASK_REPLACED)
 
     def undo(self) -> bool:
         """Return exactly to the state before the last `apply` or `replace_mask`. False if
@@ -221,6 +231,7 @@ class Episode:
         self.stop_reason = snap.stop_reason
         self.answer = snap.answer
         self.pending = None
+        self._notify(UNDONE)
         return True
 
     @property
@@ -235,25 +246,6 @@ class Episode:
                 tuple(self._recent_actions), self.stop_reason, self.answer,
             )
         )
-
-    # -- batch ---------------------------------------------------------------------------------
-    def run(
-        self,
-        max_steps: Optional[int] = None,
-        decide: Optional[Decide] = None,
-        on_step: Optional[Callable[[Step], None]] = None,
-    ) -> EpisodeResult:
-        """Propose and apply until a stop rule fires or ``max_steps`` steps exist
-        (`ibisagent.session.run_until_stop`).
-
-        Without ``decide`` every proposal is accepted as is. ``on_step`` is called after each
-        applied step (progress bars, pictures).
-        """
-        run_until_stop(self, max_steps, decide, on_step)
-        return self.result()
-
-    def result(self) -> EpisodeResult:
-        return EpisodeResult(self.mask.copy(), list(self.steps), self.stop_reason, self.answer, list(self.proposals))
 
     def close(self) -> None:
         """Nothing to release (the tool and the policy belong to the caller); safe to call twice."""

@@ -26,15 +26,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import image_io, parallel
+from .engine import EngineSpec, MakePolicy
 from .episode import Episode
 from .imaging import Window, check_mask, to_rgb
 from .metrics import clicks_to_reach, dice, iou
-from .policies.base import Policy
 from .policies.simulated import SimulatedPolicy
 from .segmenters import Segmenter
-
-#: Gives the policy for one case from its ground truth (the simulated annotator needs it).
-MakePolicy = Callable[[np.ndarray], Policy]
 
 SUMMARY_KEYS = ("cases", "miou@1", "miou@3", "miou@5", "miou@10", "noc@85", "noc@90", "failures@90",
                 "dice_final", "seconds_per_click")
@@ -49,30 +46,6 @@ def case_group(name: str) -> str:
     """The group a case is reported in: its name up to the first ``_`` (``ct_lits_10001`` ->
     ``ct``, ``derm_isic_12`` -> ``derm``); a name without ``_`` is a group of its own."""
     return name.split("_", 1)[0] or name
-
-
-@dataclass(frozen=True)
-class EngineSpec:
-    """The tool and the policy of an evaluation by name and builder options: what each worker
-    process builds for itself (a live model cannot be sent to another process).
-
-    ``policy`` "simulated" is the ground-truth annotator, built for each case from its truth;
-    any other policy is built once per process and shared by its cases."""
-
-    segmenter: str
-    segmenter_options: Dict[str, Any] = field(default_factory=dict)
-    policy: str = "simulated"
-    policy_options: Dict[str, Any] = field(default_factory=dict)
-
-    def build(self) -> Tuple[Segmenter, MakePolicy]:
-        from .policies import build_policy
-        from .segmenters import build_segmenter
-
-        segmenter = build_segmenter(self.segmenter, **self.segmenter_options)
-        if self.policy == "simulated":
-            return segmenter, lambda truth: build_policy("simulated", truth=truth, **self.policy_options)
-        policy = build_policy(self.policy, **self.policy_options)
-        return segmenter, lambda truth: policy
 
 
 @dataclass
@@ -109,8 +82,7 @@ def run_case(
         stop_rules["repeat_limit"] = clicks + 1
     episode = Episode(image_rgb, segmenter, policy, request=request, initial_mask=initial, max_steps=clicks,
                       **stop_rules)
-    if recorder is not None:
-        episode = recorder.wrap(episode, source="eval", truth=truth)
+    recording = recorder.record(episode, source="eval", truth=truth) if recorder is not None else None
     ious: List[float] = []
     seconds: List[float] = []
 
@@ -119,8 +91,8 @@ def run_case(
         seconds.append(step.seconds)
 
     result = episode.run(on_step=record)
-    if recorder is not None:
-        episode.finish()
+    if recording is not None:
+        recording.finish()
     start = iou(episode.initial_mask, truth)
     last = ious[-1] if ious else start
     ious.extend([last] * (clicks - len(ious)))

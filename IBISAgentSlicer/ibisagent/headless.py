@@ -52,8 +52,7 @@ def run_continue(
     if truth is not None:
         truth = check_mask(truth, image_rgb.shape[:2], "reference mask")
     episode = Episode(image_rgb, segmenter, policy, request=request, initial_mask=initial_mask, max_steps=max_steps)
-    if recorder is not None:
-        episode = recorder.wrap(episode, source="continue", truth=truth)
+    recording = recorder.record(episode, source="continue", truth=truth) if recorder is not None else None
     start_iou = iou(episode.mask, truth) if truth is not None else None
     ious: List[Optional[float]] = []
     pictures = []
@@ -80,8 +79,8 @@ def run_continue(
             pictures.append(picture)
 
     result = episode.run(on_step=on_step)
-    if recorder is not None:
-        log(f"Recorded {len(result.steps)} steps for training in {episode.finish()}")
+    if recording is not None:
+        log(f"Recorded {len(result.steps)} steps for training in {recording.finish()}")
     log(f"Stopped: {describe_stop(result)}")
     if pictures_dir and pictures:
         contact_sheet(pictures).save(os.path.join(pictures_dir, "all_steps.png"))

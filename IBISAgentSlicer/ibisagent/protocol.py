@@ -4,7 +4,10 @@ Standard library only; imports on Python 3.9 (Slicer's Python).
 
 Versioning: ``API_VERSION`` is "MAJOR.MINOR". A client refuses a server whose major differs (and
 the server refuses such a client); a minor bump only adds optional fields and endpoints, which
-an older peer reports as unsupported capabilities.
+an older peer reports as unsupported capabilities. API 2 made the server the one authority for
+a session's state: every answer that changes the episode carries its ``view`` (clicks, step
+count, stop reason, answer, whether undo can change anything) and the client keeps no undo of
+its own (API 1 clients kept one).
 
 Errors: every non-2xx response has the JSON body ``{"error": {"code": CODE, "message": TEXT}}``
 where CODE is a key of `ERRORS` and TEXT says what to do next.
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-API_VERSION = "1.0"
+API_VERSION = "2.0"
 API_MAJOR = int(API_VERSION.split(".")[0])
 
 DEFAULT_HOST = "127.0.0.1"

@@ -1,19 +1,22 @@
 """What a caller drives in one interactive segmentation, wherever the agent runs.
 
-One interface, three implementations:
+One interface, `Session`, and one authority for the episode's state in each mode:
 
-- `ibisagent.episode.Episode`: the agent in this process (the policy and the tool are here);
-- `ibisagent.client.RemoteSession`: the same episode on an agent server, mirrored locally;
-- ``IBISAgentLib.worked_slice.WorkedSlice``: either of the above bound to one slice of one
-  Slicer segment (every mask change is written into that slice).
+- in process, `ibisagent.episode.Episode`: the policy and the tool are here, and the episode
+  owns the mask, the tool's clicks and state, the steps and the undo stack;
+- remote, `ibisagent.client.RemoteSession`: the episode runs on an agent server, which owns all
+  of that; the client shows the server's last answer (the mask it follows bit-exactly, the
+  steps, clicks, stop reason, whether undo can change anything) and keeps no undo of its own.
 
-Each of them is the *one owner* of the episode's state: the current mask, the clicks the tool
-uses, the applied steps, the proposals, the stop reason, and the undo stack (a hand edit is
-`Session.replace_mask`, an entry of the same stack). Callers read that state from the session;
-they keep no copies.
+Whoever follows a session (recording for training, the Slicer slice that shows it) *listens*
+to it (`SessionEvents.add_listener`) instead of wrapping it: after every change the session
+calls each listener with a `Change` (proposed, applied, mask-replaced, undone, skipped, rebuilt).
+A listener runs on the thread that made the change and may raise; the change stands unless the
+listener itself takes it back (the training recorder undoes a step it cannot write).
 
-This module also holds the records a session returns (`Proposal`, `Step`, `EpisodeResult`) and
-`run_until_stop`, the single loop behind every "run until the agent stops" in the project.
+This module also holds the records a session returns (`Proposal`, `Step`, `EpisodeResult`), the
+one decision of how a step answered its proposal (`decision_of`), and `run_until_stop`, the single
+loop behind every "run until the agent stops" in the project.
 
 Standard library + numpy only (it is imported by the torch-free client on Python 3.9).
 """
@@ -142,6 +145,77 @@ class EpisodeResult:
 Decide = Callable[[Proposal], Optional[Sequence[Click]]]
 
 
+def decision_of(proposal: Optional[Proposal], clicks: Sequence[Click]) -> str:
+    """How the applied ``clicks`` answer the pending ``proposal``: `ACCEPTED` (exactly its
+    click, agent origin), `EDITED` (moved, flipped, deleted or joined by other clicks), or
+    `USER_ONLY` (no proposal was pending)."""
+    if proposal is None:
+        return USER_ONLY
+    return ACCEPTED if proposal.click is not None and list(clicks) == [proposal.click] else EDITED
+
+
+# -- following a session ------------------------------------------------------------------------
+PROPOSED = "proposed"
+APPLIED = "applied"
+MASK_REPLACED = "mask-replaced"
+UNDONE = "undone"
+SKIPPED = "skipped"
+REBUILT = "rebuilt"  # a remote session the server had forgotten was opened again (see the client)
+
+
+@dataclass
+class Change:
+    """One change of a session, as its listeners get it. ``session``: who changed. ``kind``: one
+    of `PROPOSED`, `APPLIED`, `MASK_REPLACED`, `UNDONE`, `SKIPPED`, `REBUILT`. ``proposal``: the
+    new proposal (proposed). ``step``: the step (applied). ``mask_before``: bool (H, W), the mask
+    the step started from (applied; the session's own array, not to be changed).
+    ``chain_start``: the tool had no earlier clicks when the step was applied."""
+
+    session: Any
+    kind: str
+    proposal: Optional[Proposal] = None
+    step: Optional[Step] = None
+    mask_before: Optional[np.ndarray] = None
+    chain_start: bool = False
+
+
+#: A listener gets every `Change` of the session it listens to.
+Listener = Callable[[Change], None]
+
+
+class SessionEvents:
+    """What every session shares: its listeners, and `run` / `result` over `run_until_stop`.
+    Subclasses call `_notify` after each change, once their own state is complete."""
+
+    def __init__(self) -> None:
+        self.listeners: List[Listener] = []
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(change)`` after every change from now on."""
+        self.listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``; a listener not added is ignored."""
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
+    def _notify(self, kind: str, **details: Any) -> None:
+        change = Change(self, kind, **details)
+        for listener in list(self.listeners):
+            listener(change)
+
+    def run(self, max_steps: Optional[int] = None, decide: Optional[Decide] = None,
+            on_step: Optional[Callable[[Step], None]] = None) -> "EpisodeResult":
+        """`run_until_stop` on this session (every proposal accepted without ``decide``), then
+        `result`."""
+        run_until_stop(self, max_steps, decide, on_step)
+        return self.result()
+
+    def result(self) -> "EpisodeResult":
+        """The mask, steps, stop reason, answer and proposals so far."""
+        return EpisodeResult(self.mask.copy(), list(self.steps), self.stop_reason, self.answer, list(self.proposals))
+
+
 class Session(Protocol):
     """The interface of one interactive segmentation (see the module docstring).
 
@@ -150,6 +224,7 @@ class Session(Protocol):
     ``steps``, ``proposals``: every applied step and every proposal, oldest first.
     ``pending``: the proposal not yet applied or skipped. ``stop_reason``: set when a stop rule
     fired (cleared by the next proposal or step). ``max_steps``: the episode's step limit.
+    `SessionEvents` gives every session its listeners, `run` and `result`.
     """
 
     max_steps: int
@@ -189,8 +264,18 @@ class Session(Protocol):
     def result(self) -> EpisodeResult:
         """The mask, steps, stop reason, answer and proposals so far."""
 
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(change)`` after every change."""
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``."""
+
     def close(self) -> None:
         """Release what the session holds; safe to call twice."""
+
+
+#: call(method, *args) -> method(*args), run where the caller wants (e.g. on a worker thread).
+SessionCall = Callable[..., Any]
 
 
 def run_until_stop(
@@ -199,14 +284,22 @@ def run_until_stop(
     decide: Optional[Decide] = None,
     on_step: Optional[Callable[[Step], None]] = None,
     on_proposal: Optional[Callable[[Proposal], None]] = None,
+    more: Optional[int] = None,
+    call: Optional[SessionCall] = None,
 ) -> str:
     """Propose and apply until a stop rule fires; returns the stop reason (also set as the
-    session's ``stop_reason``). The one loop behind `Episode.run`, `RemoteSession.run` and the
-    Slicer logic's ``continueMask`` and auto-run.
+    session's ``stop_reason``). The one loop behind `SessionEvents.run`, the volume episode's
+    slices and the Slicer logic's ``continueMask`` and auto-run.
+
+    The step limit, decided here only: the session's own ``max_steps``, or ``max_steps`` when
+    given; with ``more``, at most that many steps beyond those the session has, within the
+    limit. ``call(method, *args)`` runs each session call (``propose``, ``skip``, ``apply``;
+    default: directly): the Slicer logic runs them on its worker thread and keeps the scene in
+    step after each.
 
     Each round, in this order:
 
-    1. the session has ``max_steps`` steps (default: the session's own limit): "step-limit";
+    1. the session has reached the step limit: "step-limit";
     2. the policy is asked; ``on_proposal(proposal)`` is called; a stop rule that fired
        (terminated, unparseable, repeated) ends the loop with that reason;
     3. ``decide(proposal)`` (default: accept the proposed click) returns None: "stopped-by-user";
@@ -217,12 +310,15 @@ def run_until_stop(
     Errors from the session or the callbacks propagate; whatever was applied before stays.
     """
     limit = session.max_steps if max_steps is None else int(max_steps)
+    if more is not None:
+        limit = min(limit, len(session.steps) + int(more))
+    call = call or (lambda method, *args: method(*args))
     skipped = 0
     while True:
         if len(session.steps) >= limit:
             reason = STOP_STEP_LIMIT
             break
-        proposal = session.propose()
+        proposal = call(session.propose)
         if on_proposal is not None:
             on_proposal(proposal)
         if session.stop_reason is not None:
@@ -233,14 +329,14 @@ def run_until_stop(
             break
         clicks = list(clicks)
         if not clicks:
-            session.skip()
+            call(session.skip)
             skipped += 1
             if skipped >= session.max_steps:
                 reason = STOP_USER
                 break
             continue
         skipped = 0
-        step = session.apply(clicks)
+        step = call(session.apply, clicks)
         if on_step is not None:
             on_step(step)
     session.stop_reason = reason

@@ -1,7 +1,8 @@
 """In-Slicer self-test of the IBISAgent panel (registered with ctest by Testing/Python/CMakeLists.txt).
 
 Runs inside a real Slicer (`Slicer --testing --python-code "import slicer.testing; ..."`):
-checks that the panel loads its .ui with every control, that buttons explain what is missing,
+checks that the panel loads its .ui with every control, that its sample data is listed in
+Sample Data and loads, that buttons explain what is missing,
 that the shortcuts are live only while the module is shown (and the single letters not while
 typing), that module enters keep one parameter-node connection and that choosing another
 segmentation sticks; runs the console API (IBISAgentLogic with the in-process engine), the
@@ -45,6 +46,33 @@ class IBISAgentSelfTest(unittest.TestCase):
         )
         self.assertEqual(ui.agentModeComboBox.itemText(1), "Local (no server)")
 
+    def test_moduleParts(self):
+        """The template's parts: the widget's logic is the console's, every control the .ui binds
+        names a parameter, and the help lists every shortcut key."""
+        import IBISAgent
+        from IBISAgentLib.logic import IBISAgentLogic
+        from IBISAgentLib.shortcuts import SHORTCUTS
+
+        self.assertIsInstance(self.widget.logic, IBISAgentLogic)
+        bound = [str(w.property(IBISAgent.PARAMETER_PROPERTY)) for w in vars(self.widget.ui).values()
+                 if hasattr(w, "property") and w.property(IBISAgent.PARAMETER_PROPERTY)]
+        self.assertGreater(len(bound), 5)
+        for name in bound:
+            self.assertTrue(hasattr(self.widget._parameterNode, name), name)
+        for _name, key, _what in SHORTCUTS:
+            self.assertIn(f"<b>{key}</b>", slicer.modules.ibisagent.helpText)
+
+    def test_sampleDataIsListedAndLoads(self):
+        """Sample Data lists IBISAgentBrain; it loads a volume and a rough segment."""
+        import SampleData
+
+        from IBISAgentLib.sample_data_source import SAMPLE
+
+        self.assertIsNotNone(SampleData.SampleDataLogic().sourceForSampleName(SAMPLE["sampleName"]))
+        volume, segmentation = SampleData.downloadSamples(SAMPLE["sampleName"])
+        self.assertTrue(volume.IsA("vtkMRMLScalarVolumeNode") and segmentation.IsA("vtkMRMLSegmentationNode"))
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+
     def test_buttonsSayWhatIsMissing(self):
         ui = self.widget.ui
         self.assertFalse(ui.continueButton.enabled)
@@ -85,7 +113,7 @@ class IBISAgentSelfTest(unittest.TestCase):
         import IBISAgent
 
         test = IBISAgent.IBISAgentTest()
-        volume, first, _firstId, _truth = test._makeVolumeAndSegment()
+        volume, first, _firstId = test.loadSample()
         second = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "second")
         secondId = second.GetSegmentation().AddEmptySegment("other")
         self.widget.ui.segmentationSelector.setCurrentNode(first)
@@ -106,14 +134,14 @@ class IBISAgentSelfTest(unittest.TestCase):
         missing = requirements.missing(requirements.engine_requirements())
         if missing:
             self.skipTest("Skipped: the in-process agent needs " + ", ".join(missing))
-        volume, segmentation, segmentId, _truth = IBISAgent.IBISAgentTest()._makeVolumeAndSegment()
+        volume, segmentation, segmentId = IBISAgent.IBISAgentTest().loadSample()
         before = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume).copy()
         logic = IBISAgentLogic()
         logic.useLocalEngine("heuristic", "graphcut")
         self.assertTrue(logic.pingServer())
         self.assertTrue(logic.serverInfo()["local"])
 
-        logic.startEpisode(volume, segmentation, segmentId, "Segment the bright blob.", view="Red")
+        logic.startEpisode(volume, segmentation, segmentId, "Segment the brain.", view="Red")
         proposal = logic.proposeNext()
         if proposal.click is not None:
             self.assertEqual(logic.flipProposal(), 0)
@@ -124,7 +152,7 @@ class IBISAgentSelfTest(unittest.TestCase):
         after = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
         np.testing.assert_array_equal(before, after)
 
-        result = logic.continueMask(volume, segmentation, segmentId, "Segment the bright blob.", view="Red", maxSteps=4)
+        result = logic.continueMask(volume, segmentation, segmentId, "Segment the brain.", view="Red", maxSteps=4)
         self.assertIn("statistics", result)
         final = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
         changed = np.argwhere(final != before)
@@ -143,7 +171,8 @@ class IBISAgentSelfTest(unittest.TestCase):
         import IBISAgent
         from ibisagent import protocol
         from IBISAgentLib import requirements
-        from IBISAgentLib.local_server import port_in_use
+        from IBISAgentLib.local_server import START_TIMEOUT_S, port_in_use
+        from IBISAgentLib.settings import SERVER
 
         widget = self.widget
         serverPython = os.environ.get("IBISAGENT_SERVER_PYTHON", "")
@@ -159,15 +188,15 @@ class IBISAgentSelfTest(unittest.TestCase):
         test = IBISAgent.IBISAgentTest()
         test.setUp()
         with test.keptPanelFields(widget):
-            widget.ui.agentModeComboBox.currentIndex = IBISAgent.AGENT_MODE_SERVER
+            widget.ui.agentModeComboBox.currentIndex = IBISAgent.AGENT_MODES.index(SERVER)
             widget.ui.serverPythonLineEdit.text = serverPython
             widget.ui.serverUrlLineEdit.text = f"http://{protocol.DEFAULT_HOST}:{port}"
             widget.ui.serverArgumentsLineEdit.text = ""
             widget.ui.tokenLineEdit.text = ""
             widget.ui.startServerButton.click()
             try:
-                deadline = time.monotonic() + IBISAgent.SERVER_START_TIMEOUT_S
-                while not widget.isServerReady():
+                deadline = time.monotonic() + START_TIMEOUT_S
+                while not widget.logic.localServerReady:  # the panel's timer polls it
                     self.assertLess(time.monotonic(), deadline, "the local server did not become ready")
                     slicer.app.processEvents()
                     time.sleep(0.05)
@@ -176,7 +205,7 @@ class IBISAgentSelfTest(unittest.TestCase):
                 self.assertTrue(widget.ui.connectionStatusLabel.text.startswith("Connected"))
             finally:
                 widget.stopLocalServer()
-        self.assertFalse(widget._serverRunning())
+        self.assertIsNone(widget.logic.localServer)
         self.assertFalse(port_in_use(protocol.DEFAULT_HOST, port))  # the real server is gone, not just its launcher
 
 

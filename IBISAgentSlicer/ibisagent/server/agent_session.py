@@ -1,16 +1,18 @@
 """One client's episode on the server, and the mask revisions the client follows.
 
-An `AgentSession` wraps an `Episode` with what the wire needs: the model worker it is pinned to,
-the tool's image state (so that worker's segmenter can switch to this session's image without
-recomputing its embedding), a mask
-*revision* counter and the mask last published to the client. Every call that can change the
-mask returns a `MaskUpdate`: the delta from the published mask to the new one, so per-step
-responses carry only the changed box.
+An `AgentSession` holds an `Episode`, the one authority for the session's state (mask, clicks,
+the tool's prior, steps, undo stack: a client keeps no copy of its own), with what the wire
+needs: the model worker it is pinned to, the tool's image state (so that worker's segmenter can
+switch to this session's image without recomputing its embedding) and a mask *revision*
+counter. Every call that can change the mask returns a `MaskUpdate`, the delta from the mask
+before the call (the revision the client holds) to the mask after it, so per-step answers carry
+only the changed box, and the episode's `view` (clicks, step count, stop reason, answer, whether
+undo can change anything), which the client shows as it is.
 
-With ``ibisagent serve --record DIR`` each session is also recorded for training: the episode is
-wrapped in a `ibisagent.training.recorder.RecordingSession`, which writes every applied step at
-once and removes undone ones, and `finish_record` writes the final mask and the IoUs when the
-session ends (closed, expired, or the server stopping).
+With ``ibisagent serve --record DIR`` each session is also recorded for training: a
+`ibisagent.training.recorder.SessionRecording` listens to the episode (every applied step is
+written at once, undone ones are removed), and `finish_record` writes the final mask and the
+IoUs when the session ends (closed, expired, or the server stopping).
 
 Locking: ``lock`` serialises everything done to this session. Model calls (open, propose, apply,
 run) run on the thread of the session's own worker (never another, so the image state is only
@@ -24,35 +26,33 @@ from __future__ import annotations
 import base64
 import math
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
 from .. import mask_codec
 from ..clicks import Click
+from ..engine import Engine
 from ..episode import Episode
-from ..training.recorder import RecordingSession, TrainingRecorder
-from .worker import Engine, ModelWorker
+from ..training.recorder import SessionRecording, TrainingRecorder
+from .worker import ModelWorker
 
 
 class AgentSession:
     def __init__(self, session_id: str, episode: Episode, image_state: object, image_meta: Dict[str, Any],
-                 worker: ModelWorker, recording: Optional[RecordingSession] = None) -> None:
+                 worker: ModelWorker) -> None:
         self.id = session_id
         self.worker = worker
-        #: The engine's episode (the worker's tool and policy are set on it); read for the state.
+        #: The engine's episode (the worker's tool and policy are set on it before each model call).
         self.episode = episode
-        #: What every call goes through: the episode, or the `RecordingSession` around it while
-        #: the session is recorded for training.
-        self._session = episode if recording is None else recording
         self.image_state = image_state
         self.image_meta = image_meta
         self.lock = threading.Lock()
         #: Model calls accepted for this session and not finished yet; counted on the event loop
         #: by `ServerState.session_call`. A session with calls in flight is never expired.
         self.in_flight = 0
+        #: Counts the masks the client was sent; a `MaskUpdate` goes from ``revision - 1``.
         self.revision = 0
-        self._published = episode.mask.copy()
 
     # -- model calls: run on the worker thread ---------------------------------------------------
     @classmethod
@@ -67,38 +67,27 @@ class AgentSession:
         engine.segmenter.set_image(image)
         state = engine.segmenter.image_state()
         episode = Episode(image, engine.segmenter, engine.policy, request, mask, max_steps, image_is_set=True)
-        recording = None if record_dir is None else TrainingRecorder(record_dir).wrap(episode, source="server")
-        return cls(session_id, episode, state, image_meta, worker, recording)
+        if record_dir is not None:
+            TrainingRecorder(record_dir).record(episode, source="server")
+        return cls(session_id, episode, state, image_meta, worker)
 
     def propose(self, engine: Engine) -> Dict[str, Any]:
         with self.lock:
             self._activate(engine)
-            proposal = self._session.propose()
-            return dict(_proposal(proposal.to_dict()), stop_reason=self.episode.stop_reason)
+            proposal = self.episode.propose()
+            return dict(_proposal(proposal.to_dict()), view=self.view())
 
     def apply(self, engine: Engine, clicks: List[Click]) -> Dict[str, Any]:
         with self.lock:
             self._activate(engine)
-            step = self._session.apply(clicks)
-            return {
-                "step": _step(step.to_dict()),
-                "mask": self._publish(),
-                "stop_reason": self.episode.stop_reason,
-                "can_undo": self.episode.can_undo,
-            }
+            return self._changing(lambda: {"step": _step(self.episode.apply(clicks).to_dict())})
 
     def run(self, engine: Engine, max_steps: Optional[int]) -> Dict[str, Any]:
         with self.lock:
             self._activate(engine)
             before = len(self.episode.steps)
-            result = self._session.run(max_steps)
-            return {
-                "steps": [_step(s.to_dict()) for s in result.steps[before:]],
-                "stop_reason": result.stop_reason,
-                "answer": result.answer,
-                "mask": self._publish(),
-                "can_undo": self.episode.can_undo,
-            }
+            return self._changing(lambda: {"steps": [_step(s.to_dict())
+                                                     for s in self.episode.run(max_steps).steps[before:]]})
 
     def _activate(self, engine: Engine) -> None:
         engine.segmenter.use_image_state(self.image_state)
@@ -106,48 +95,77 @@ class AgentSession:
         self.episode.policy = engine.policy
 
     # -- no model needed: run on a pool thread ---------------------------------------------------
-    def skip(self) -> None:
+    def skip(self) -> Dict[str, Any]:
         with self.lock:
-            self._session.skip()
+            self.episode.skip()
+            return {"view": self.view()}
 
     def undo(self) -> Dict[str, Any]:
         with self.lock:
-            undone = self._session.undo()
-            return {"undone": undone, "mask": self._publish(), "can_undo": self.episode.can_undo}
+            return self._changing(lambda: {"undone": self.episode.undo()})
 
     def replace_mask(self, data: bytes) -> Dict[str, Any]:
         """``data``: a full mask, or a delta against the current mask (mask_codec)."""
         with self.lock:
             mask = mask_codec.decode_mask(data, base=self.episode.mask)
-            self._session.replace_mask(mask)
-            return {"mask": self._publish(), "can_undo": self.episode.can_undo}
+
+            def replace() -> Dict[str, Any]:
+                self.episode.replace_mask(mask)
+                return {}
+
+            return self._changing(replace)
+
+    def _changing(self, change: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+        """Run ``change`` (which may change the mask) and add the mask update and the view. The
+        episode never changes a mask array in place (each change makes a new one), so the mask
+        before the call is the one the client holds."""
+        before = self.episode.mask
+        answer = change()
+        data = mask_codec.encode_mask(self.episode.mask, base=before)
+        self.revision += 1
+        answer.update(mask={"revision": self.revision, "base_revision": self.revision - 1, "data": _b64(data)},
+                      view=self.view())
+        return answer
+
+    def view(self) -> Dict[str, Any]:
+        """What the client shows of the episode besides the mask (`ibisagent.client.RemoteSession`)."""
+        episode = self.episode
+        return {
+            "clicks": [c.to_dict() for c in episode.clicks],
+            "step_count": len(episode.steps),
+            "pending": episode.pending is not None,
+            "stop_reason": episode.stop_reason,
+            "answer": episode.answer,
+            "can_undo": episode.can_undo,
+        }
 
     # -- the training record ---------------------------------------------------------------------
     @property
     def recorded(self) -> bool:
         """The session is being recorded for training (until `finish_record` or `discard_record`)."""
-        return self._session is not self.episode
+        return SessionRecording.of(self.episode) is not None
 
     def finish_record(self) -> Optional[str]:
         """Write the record's final mask and every step's IoU against it, and stop recording;
         returns the record folder. Called once, when the session ends; later calls (and any step
         still applied afterwards) record nothing and return None."""
         with self.lock:
-            recording, self._session = self._session, self.episode
-            if recording is self.episode:
+            recording = SessionRecording.of(self.episode)
+            if recording is None:
                 return None
+            recording.stop()
             return recording.finish()
 
     def discard_record(self) -> None:
         """Delete the record (the session never reached a client) and stop recording."""
         with self.lock:
-            recording, self._session = self._session, self.episode
-            if recording is not self.episode:
-                recording.recording.discard()
+            recording = SessionRecording.of(self.episode)
+            if recording is not None:
+                recording.discard()
 
     def full_mask(self) -> Dict[str, Any]:
         with self.lock:
-            return {"revision": self.revision, "data": _b64(mask_codec.encode_mask(self._published))}
+            return {"revision": self.revision, "data": _b64(mask_codec.encode_mask(self.episode.mask))}
 
     def state(self, expires_in_s: float) -> Dict[str, Any]:
         with self.lock:
@@ -169,14 +187,6 @@ class AgentSession:
                 "can_undo": episode.can_undo,
                 "expires_in_s": round(expires_in_s, 3),
             }
-
-    def _publish(self) -> Dict[str, Any]:
-        """Advance the revision and return the delta from the last published mask."""
-        current = self.episode.mask
-        data = mask_codec.encode_mask(current, base=self._published)
-        self._published = current.copy()
-        self.revision += 1
-        return {"revision": self.revision, "base_revision": self.revision - 1, "data": _b64(data)}
 
 
 def _b64(data: bytes) -> str:

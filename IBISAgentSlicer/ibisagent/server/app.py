@@ -51,7 +51,7 @@ from .errors import install_handlers
 from .routes import health, sessions, steps
 from .sessions import SessionStore, reap_forever
 from .settings import Settings
-from .worker import EngineFactory, WorkerPool, engine_factory_from_settings
+from .worker import EngineFactory, WorkerPool
 
 log = logging.getLogger("ibisagent.server")
 
@@ -65,7 +65,7 @@ def make_app(settings: Settings, engine_factory: Optional[EngineFactory] = None,
     ``settings.record_dir`` that is a file raises ValueError."""
     if settings.record_dir is not None:
         TrainingRecorder(settings.record_dir)  # refuses a file, creates the folder: before any session
-    factory = engine_factory or engine_factory_from_settings(settings)
+    factory = engine_factory or settings.engine.engine
     workers = WorkerPool(factory, settings.workers, settings.max_queue)
     state = ServerState(
         settings=settings,

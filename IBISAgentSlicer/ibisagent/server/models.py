@@ -105,8 +105,19 @@ class ProposalModel(BaseModel):
     raw_text: str
 
 
-class ProposeResponse(ProposalModel):
+class EpisodeView(BaseModel):
+    """The episode as the server holds it (the one authority; the client shows it as it is)."""
+
+    clicks: List[ClickModel] = Field(description="The clicks the tool uses now (a hand edit restarts them).")
+    step_count: int = Field(description="Steps applied in this server session.")
+    pending: bool = Field(description="A proposal waits to be applied or skipped.")
     stop_reason: Optional[str]
+    answer: Optional[str]
+    can_undo: bool
+
+
+class ProposeResponse(ProposalModel):
+    view: EpisodeView
 
 
 class StepModel(BaseModel):
@@ -122,27 +133,28 @@ class StepModel(BaseModel):
 class StepResponse(BaseModel):
     step: StepModel
     mask: MaskUpdate
-    stop_reason: Optional[str]
-    can_undo: bool
+    view: EpisodeView
 
 
 class UndoResponse(BaseModel):
     undone: bool
     mask: MaskUpdate
-    can_undo: bool
+    view: EpisodeView
 
 
 class ReplaceMaskResponse(BaseModel):
     mask: MaskUpdate
-    can_undo: bool
+    view: EpisodeView
+
+
+class SkipResponse(BaseModel):
+    view: EpisodeView
 
 
 class RunResponse(BaseModel):
     steps: List[StepModel] = Field(description="The steps this call added.")
-    stop_reason: Optional[str]
-    answer: Optional[str]
     mask: MaskUpdate
-    can_undo: bool
+    view: EpisodeView
 
 
 class SessionState(BaseModel):

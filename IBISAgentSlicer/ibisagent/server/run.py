@@ -13,7 +13,7 @@ import os
 import sys
 
 from .. import __version__, protocol
-from ..engine_options import add_engine_arguments, engine_options
+from ..engine import add_engine_arguments, spec_from_args
 from ..policies import POLICIES
 from .auth import FROM_ARGUMENT, TokenFileError, resolve_token
 
@@ -58,15 +58,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         token, source = resolve_token(args.token)
-        policy_options, tool_options = engine_options(args)
+        engine = spec_from_args(args)
         settings = Settings(
-            token=token, host=args.host, port=args.port,
-            policy=args.policy, policy_options=policy_options,
-            segmenter=args.segmenter, segmenter_options=tool_options,
+            token=token, host=args.host, port=args.port, engine=engine,
             max_body_bytes=int(args.max_body_mb * 1024 * 1024),
             session_ttl_s=args.session_ttl, reaper_interval_s=min(30.0, args.session_ttl / 4),
             max_sessions=args.max_sessions,
-            workers=default_workers(args.policy, args.segmenter) if args.workers is None else args.workers,
+            workers=default_workers(engine) if args.workers is None else args.workers,
             record_dir=args.record,
         )
         app = make_app(settings)
@@ -83,7 +81,7 @@ def startup_message(settings, token_source: str) -> str:
     url = f"http://{host}:{settings.port}"
     lines = [
         f"IBISAgent agent server {__version__} (API {protocol.API_VERSION}) listening on {url}",
-        f"  policy: {settings.policy}   segmentation tool: {settings.segmenter}   model workers: {settings.workers}"
+        f"  policy: {settings.engine.policy}   segmentation tool: {settings.engine.segmenter}   model workers: {settings.workers}"
         f"   (models load in the background;"
         f" {url}{protocol.HEALTH} says ready: true when done)",
         f"  authenticate with the header 'Authorization: Bearer <token>'; the token is {token_source}.",

@@ -7,14 +7,16 @@ small caps and short lifetimes. Nothing is read at import time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Optional
 
 from .. import protocol
+from ..engine import EngineSpec
 
 
 @dataclass(frozen=True)
 class Settings:
-    """``token``: the bearer token clients must send (never empty). ``session_ttl_s``: idle
+    """``token``: the bearer token clients must send (never empty). ``engine``: the policy and
+    tool each model worker builds (`ibisagent.engine.EngineSpec`). ``session_ttl_s``: idle
     seconds after which a session is reaped. ``max_queue``: model jobs waiting for one worker
     before new ones for it get 503. ``max_sessions``: live sessions before new ones get 503.
     ``workers``: model worker threads, each with its own engine (`ibisagent serve` picks the
@@ -25,10 +27,7 @@ class Settings:
     token: str
     host: str = protocol.DEFAULT_HOST
     port: int = protocol.DEFAULT_PORT
-    policy: str = "heuristic"
-    policy_options: Dict[str, Any] = field(default_factory=dict)
-    segmenter: str = "graphcut"
-    segmenter_options: Dict[str, Any] = field(default_factory=dict)
+    engine: EngineSpec = field(default_factory=EngineSpec)
     max_body_bytes: int = 64 * 1024 * 1024
     session_ttl_s: float = 1800.0
     reaper_interval_s: float = 30.0

@@ -21,46 +21,18 @@ import asyncio
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, TypeVar
 
-from ..policies import Policy, build_policy
-from ..segmenters import Segmenter, build_segmenter
-from .settings import Settings
+from ..engine import Engine, EngineSpec
 
 T = TypeVar("T")
-
-
-@dataclass
-class Engine:
-    """The loaded models of one worker: one policy and one segmentation tool, shared by the
-    sessions pinned to that worker."""
-
-    policy: Policy
-    segmenter: Segmenter
-
-    @property
-    def device(self) -> str:
-        for part in (self.segmenter, self.policy):
-            device = getattr(part, "device", None)
-            if device:
-                return str(device)
-        return "cpu"
-
-    def close(self) -> None:
-        self.policy.close()
 
 
 #: Builds an engine; called once per worker, on that worker's thread. Tests pass factories of fakes.
 EngineFactory = Callable[[], Engine]
 
 
-#: Policies and tools that never touch a GPU (a remote model server counts as no GPU here).
-CPU_ONLY_POLICIES = frozenset({"heuristic", "openai", "simulated"})
-CPU_ONLY_TOOLS = frozenset({"graphcut", "growcut", "watershed"})
-
-
-def default_workers(policy: str, segmenter: str) -> int:
+def default_workers(engine: EngineSpec) -> int:
     """How many workers `ibisagent serve` starts when ``--workers`` is not given.
 
     One when the policy or the tool is a torch model (qwen, sam, sam2, litemedsam): a second copy
@@ -70,21 +42,9 @@ def default_workers(policy: str, segmenter: str) -> int:
     thread puts the second core to work; more than two gains little on the 2-core workstations
     this targets, against the memory each copy of the engine takes (growcut's ITK about 0.9 GB).
     """
-    if policy in CPU_ONLY_POLICIES and segmenter in CPU_ONLY_TOOLS:
+    if engine.cpu_only:
         return max(1, min(2, os.cpu_count() or 1))
     return 1
-
-
-def engine_factory_from_settings(settings: Settings) -> EngineFactory:
-    """The factory `ibisagent serve` uses: the policy and tool named in the settings."""
-
-    def build() -> Engine:
-        return Engine(
-            build_policy(settings.policy, **settings.policy_options),
-            build_segmenter(settings.segmenter, **settings.segmenter_options),
-        )
-
-    return build
 
 
 class WorkerBusy(RuntimeError):

@@ -1,8 +1,8 @@
 """The training subcommands of ``ibisagent``: trajectories, export-training, train-sft, train-grpo
 and merge-lora, plus the ``--record DIR`` option other commands share.
 
-Only argparse is imported here; each command imports what it needs when it runs, so
-``ibisagent --help`` stays light.
+Only argparse and the engine factory's option tables are imported here; each command imports
+what it needs when it runs, so ``ibisagent --help`` stays light.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 from typing import Optional
+
+from ..engine import parse_window, tool_arguments, tool_options
 
 COMMANDS = ("trajectories", "export-training", "train-sft", "train-grpo", "merge-lora")
 
@@ -28,27 +30,6 @@ def make_recorder(folder: Optional[str]):
     return TrainingRecorder(folder)
 
 
-def _tool_arguments(parser: argparse.ArgumentParser, device: bool = True) -> None:
-    from ..segmenters import DEFAULT_SEGMENTER, SEGMENTERS
-
-    tool = parser.add_argument_group("segmentation tool")
-    tool.add_argument("--segmenter", default=DEFAULT_SEGMENTER, choices=list(SEGMENTERS),
-                      help=f"tool that turns clicks into masks (default: {DEFAULT_SEGMENTER})")
-    tool.add_argument("--tool-checkpoint", help="sam/sam2/litemedsam: checkpoint file")
-    tool.add_argument("--tool-config", help="sam2: model config; sam: model type vit_b/vit_l/vit_h")
-    tool.add_argument("--tool-option", action="append", default=[], metavar="KEY=VALUE")
-    if device:
-        parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-
-
-def _tool_options(args: argparse.Namespace) -> dict:
-    from ..engine_options import engine_options
-
-    fields = dict(vars(args), policy="heuristic", checkpoint=None, openai_url=None, model_name=None,
-                  prompts_dir=None, policy_option=[])
-    return engine_options(argparse.Namespace(**fields))[1]
-
-
 def add_training_commands(sub) -> None:
     from .training_images import DEFAULT_OVERLAY, OVERLAYS
     from .trajectories import DEFAULT_MAX_STEPS, DEFAULT_REQUEST, DEFAULT_STOP_IOU
@@ -64,7 +45,7 @@ def add_training_commands(sub) -> None:
     p.add_argument("--stop-iou", type=float, default=DEFAULT_STOP_IOU, help="terminate at this IoU (default 0.8)")
     p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
     p.add_argument("--window", help="grey-level window: a CT preset or LOW,HIGH")
-    _tool_arguments(p)
+    tool_arguments(p)
 
     p = sub.add_parser("export-training", help="records -> LLaMA-Factory SFT data or verl GRPO parquet")
     p.add_argument("--records", required=True, help="folder of trajectory records (searched recursively)")
@@ -95,7 +76,7 @@ def add_training_commands(sub) -> None:
     p.add_argument("--max-completion-length", type=int, default=512)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--vllm", action="store_true", help="generate with vLLM colocated (needs the vllm package)")
-    _tool_arguments(p, device=False)
+    tool_arguments(p, device=False)
 
     p = sub.add_parser("merge-lora", help="merge a LoRA adapter into its base: a full checkpoint folder")
     p.add_argument("--adapter", required=True, help="folder written by train-sft or train-grpo")
@@ -119,13 +100,12 @@ def _train_arguments(parser: argparse.ArgumentParser, learning_rate: float, epoc
 
 def run_training_command(args: argparse.Namespace) -> int:
     if args.command == "trajectories":
-        from ..cli import _window
-        from ..segmenters import build_segmenter
+        from ..engine import EngineSpec
         from .trajectories import generate_trajectories
 
-        segmenter = build_segmenter(args.segmenter, **_tool_options(args))
+        segmenter = EngineSpec(args.segmenter, tool_options(args)).tool()
         summary = generate_trajectories(args.images, args.masks, args.out, segmenter, args.initial, args.request,
-                                        args.stop_iou, args.max_steps, _window(args.window))
+                                        args.stop_iou, args.max_steps, parse_window(args.window))
     elif args.command == "export-training":
         if args.format == "llamafactory":
             from .export_llamafactory import DEFAULT_DATASET, export_llamafactory
@@ -149,7 +129,7 @@ def run_training_command(args: argparse.Namespace) -> int:
 
         run = train_grpo(args.data, args.checkpoint, args.out, args.max_steps, args.epochs, args.learning_rate,
                          args.num_generations, args.prompts_per_step, args.grad_accum, args.max_completion_length,
-                         args.temperature, args.lora_rank, args.segmenter, _tool_options(args), args.device,
+                         args.temperature, args.lora_rank, args.segmenter, tool_options(args), args.device,
                          args.seed, args.report_to, args.logging_steps, args.vllm)
         summary = {"adapter": run.output_dir, "steps": run.steps, "last_loss": run.loss}
     else:

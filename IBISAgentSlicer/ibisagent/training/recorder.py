@@ -4,12 +4,13 @@ builds a `TrainingRecorder`; nothing is ever sent anywhere.
 
 Two ways in, both usable from Slicer's Python (standard library + numpy only):
 
-- `TrainingRecorder.wrap(session)`: any `ibisagent.session.Session` (an in-process `Episode`, a
-  `RemoteSession`, Slicer's worked slice) becomes a session that records each step it applies;
-  `undo` removes the undone step from the record; `finish()` writes the final mask and the IoU
-  of every step against it. Use the wrapped session exactly like the original.
+- `TrainingRecorder.record(session)`: a `SessionRecording` that *listens* to any
+  `ibisagent.session.Session` (an in-process `Episode`, a `RemoteSession`): every step the
+  session applies is written, an undo removes the undone step from the record, and
+  `SessionRecording.finish()` writes the final mask and the IoU of every step against it. The
+  session is used as before; it is not wrapped.
 - `TrainingRecorder.start(image, ...)` gives an `EpisodeRecording` to feed by hand
-  (`add_step`, `undo_last`, `finish`) when there is no session object to wrap.
+  (`add_step`, `undo_last`, `finish`) when there is no session to listen to.
 
 Only applied steps are written (a proposal that was skipped leaves no trace), each as soon as it
 is applied, so a crash loses nothing already done; ``finish`` may be called again after more
@@ -27,14 +28,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..clicks import AGENT, USER_MOVED, Click
+from ..errors import RecordWriteError
 from ..metrics import iou
-from ..session import ACCEPTED, EDITED, USER_ONLY, run_until_stop
+from ..session import APPLIED, UNDONE, Change, Proposal, decision_of
 from . import records
-
-
-class RecordWriteError(RuntimeError):
-    """A step could not be written to its record (disk full, folder removed...). The step was
-    taken back, so the session and its record still agree."""
 
 
 class TrainingRecorder:
@@ -105,11 +102,12 @@ class TrainingRecorder:
         self._recordings.append(recording)
         return recording
 
-    def wrap(self, session: Any, source: str = "console", truth: Optional[np.ndarray] = None,
-             name: Optional[str] = None, policy: Optional[str] = None, segmenter: Optional[str] = None,
-             model_max_pixels: Optional[int] = None) -> "RecordingSession":
-        """A session that records what ``session`` applies from now on. The image, request and
-        starting mask are read from ``session`` (``image``, ``request``, ``mask``)."""
+    def record(self, session: Any, source: str = "console", truth: Optional[np.ndarray] = None,
+               name: Optional[str] = None, policy: Optional[str] = None, segmenter: Optional[str] = None,
+               model_max_pixels: Optional[int] = None) -> "SessionRecording":
+        """Record what ``session`` applies from now on (a listener on it). The image, request and
+        starting mask are read from ``session`` (``image``, ``request``, ``mask``); the policy and
+        tool names from its ``policy``/``segmenter`` unless given."""
         if policy is None:
             policy = getattr(getattr(session, "policy", None), "name", "") or ""
         if segmenter is None:
@@ -118,7 +116,7 @@ class TrainingRecorder:
             model_max_pixels = getattr(getattr(session, "policy", None), "max_pixels", None)
         recording = self.start(session.image, getattr(session, "request", ""), session.mask, source, policy,
                                segmenter, truth, name, model_max_pixels)
-        return RecordingSession(session, recording)
+        return SessionRecording(session, recording)
 
 
 class EpisodeRecording:
@@ -142,9 +140,10 @@ class EpisodeRecording:
                  decision: Optional[str] = None) -> Dict[str, Any]:
         """Record one applied step: the mask the model saw (``mask_before``), the clicks
         applied (with their origins), the tool's result, and the proposal they answered (an
-        `ibisagent.session.Proposal` or its dict form; None for clicks placed with no
+        `ibisagent.session.Proposal` or its ``to_dict()`` form; None for clicks placed with no
         proposal). ``chain_start``: the tool had no earlier clicks (default: only the first
-        step). Returns the step's entry."""
+        step). ``decision``: the step's (default: `ibisagent.session.decision_of`). Returns the
+        step's entry."""
         clicks = [c if isinstance(c, Click) else Click.from_dict(c) for c in clicks]
         if not clicks:
             raise ValueError("A recorded step needs at least one applied click.")
@@ -156,7 +155,8 @@ class EpisodeRecording:
         index = len(self.steps) + 1
         entry = {
             "index": index,
-            "decision": decision or _decision(proposal_data, proposed, clicks),
+            "decision": decision or decision_of(None if proposal_data is None else Proposal.from_dict(proposal_data),
+                                                clicks),
             "chain_start": bool(index == 1 if chain_start is None else chain_start),
             "clicks": [dict(click.to_dict(), edit=edit) for click, edit in zip(clicks, edits)],
             "target": _target(clicks),
@@ -217,91 +217,57 @@ class EpisodeRecording:
         del self.steps[:]
 
 
-class RecordingSession:
-    """A `Session` that records every step it applies (see `TrainingRecorder.wrap`). All reads
-    and calls go to the wrapped session; ``recording`` is the record being written."""
+class SessionRecording:
+    """Records one session by listening to it (see `TrainingRecorder.record`): each applied step
+    is written at once, an undo trims the record to the session's steps. ``recording``: the
+    `EpisodeRecording` being written; ``session``: the session listened to."""
 
     def __init__(self, session: Any, recording: EpisodeRecording) -> None:
-        self._session = session
+        self.session = session
         self.recording = recording
+        session.add_listener(self)
 
-    @property
-    def wrapped(self) -> Any:
-        """The session being recorded (to go on without recording, use it instead)."""
-        return self._session
+    @staticmethod
+    def of(session: Any) -> Optional["SessionRecording"]:
+        """The recording listening to ``session``, or None."""
+        return next((listener for listener in session.listeners if isinstance(listener, SessionRecording)), None)
 
-    # The Session interface's state, read from (and, for stop_reason, written to) the wrapped one.
-    mask = property(lambda self: self._session.mask)
-    initial_mask = property(lambda self: self._session.initial_mask)
-    clicks = property(lambda self: self._session.clicks)
-    steps = property(lambda self: self._session.steps)
-    proposals = property(lambda self: self._session.proposals)
-    pending = property(lambda self: self._session.pending)
-    answer = property(lambda self: self._session.answer)
-    max_steps = property(lambda self: self._session.max_steps)
-    can_undo = property(lambda self: self._session.can_undo)
+    def __call__(self, change: Change) -> None:
+        """Write an applied step; trim the record after an undo. When a step cannot be written
+        the session takes it back and `RecordWriteError` is raised: a session never holds a
+        step its record lacks."""
+        if change.kind == APPLIED:
+            step = change.step
+            try:
+                self.recording.add_step(change.mask_before, step.clicks, self.session.mask, step.proposal,
+                                        change.chain_start, step.seconds, step.decision)
+            except OSError as error:
+                self.session.undo()
+                raise RecordWriteError(f"The step could not be recorded for training in {self.recording.folder} "
+                                       f"({error}), so it was taken back.") from error
+        elif change.kind == UNDONE:
+            self.recording.truncate(len(self.session.steps))
 
-    @property
-    def stop_reason(self) -> Optional[str]:
-        return self._session.stop_reason
-
-    @stop_reason.setter
-    def stop_reason(self, value: Optional[str]) -> None:
-        self._session.stop_reason = value
-
-    def __getattr__(self, name: str) -> Any:  # image, request, segmenter, policy, ...
-        return getattr(self._session, name)
-
-    def propose(self):
-        return self._session.propose()
-
-    def apply(self, clicks: Sequence[Click]):
-        """Apply ``clicks`` and record the step. When the record cannot be written the step is
-        undone and `RecordWriteError` raised: a session never holds a step its record lacks
-        (`undo` keeps the two aligned by counting steps)."""
-        before = np.array(self._session.mask, dtype=bool)
-        chain_start = not self._session.clicks
-        step = self._session.apply(clicks)
-        try:
-            self.recording.add_step(before, step.clicks, self._session.mask, step.proposal, chain_start,
-                                    step.seconds, step.decision)
-        except OSError as error:
-            self._session.undo()
-            raise RecordWriteError(f"The step could not be recorded for training in {self.recording.folder} "
-                                   f"({error}), so it was taken back; stop recording or record elsewhere.") from error
-        return step
-
-    def skip(self) -> None:
-        self._session.skip()
-
-    def replace_mask(self, mask: np.ndarray) -> None:
-        self._session.replace_mask(mask)
-
-    def undo(self) -> bool:
-        undone = self._session.undo()
-        self.recording.truncate(len(self._session.steps))
-        return undone
-
-    def run(self, max_steps: Optional[int] = None, decide=None, on_step=None):
-        run_until_stop(self, max_steps, decide, on_step)
-        return self.result()
-
-    def result(self):
-        return self._session.result()
+    def stop(self) -> None:
+        """Stop listening; the record stays as it is."""
+        self.session.remove_listener(self)
 
     def finish(self, done: Optional[bool] = None) -> str:
-        """Finalise the record with the session's current mask. ``done`` (default: the session
-        did not stop on its step limit) says the kept mask is the target. A pending Terminate
-        proposal is kept as the answer to the final observation."""
-        pending = self._session.pending
+        """Finalise the record with the session's current mask (recording goes on until `stop`;
+        a later step reopens the record until it is finished again). ``done`` (default: the
+        session did not stop on its step limit) says the kept mask is the target. A pending
+        Terminate proposal is kept as the answer to the final observation."""
+        session = self.session
+        pending = session.pending
         terminal = pending if pending is not None and pending.action is not None and not pending.action.is_point else None
         if done is None:
-            done = self._session.stop_reason != "step-limit"
-        return self.recording.finish(self._session.mask, done, self._session.stop_reason, self._session.answer,
-                                     terminal)
+            done = session.stop_reason != "step-limit"
+        return self.recording.finish(session.mask, done, session.stop_reason, session.answer, terminal)
 
-    def close(self) -> None:
-        self._session.close()
+    def discard(self) -> None:
+        """Stop listening and delete the record."""
+        self.stop()
+        self.recording.discard()
 
 
 def _mask(mask: np.ndarray, shape, what: str) -> np.ndarray:
@@ -323,12 +289,6 @@ def _proposed_click(proposal: Optional[Dict[str, Any]]) -> Optional[Click]:
     if not proposal or not proposal.get("click"):
         return None
     return Click.from_dict(dict(proposal["click"], origin=AGENT))
-
-
-def _decision(proposal: Optional[Dict[str, Any]], proposed: Optional[Click], clicks: List[Click]) -> str:
-    if proposal is None:
-        return USER_ONLY
-    return ACCEPTED if proposed is not None and clicks == [proposed] else EDITED
 
 
 def _edit(click: Click, proposed: Optional[Click]) -> str:

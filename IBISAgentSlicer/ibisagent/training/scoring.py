@@ -24,7 +24,8 @@ from PIL import Image
 
 from ..actions import POSITIVE, Action
 from ..clicks import AGENT, Click
-from ..segmenters import DEFAULT_SEGMENTER, build_segmenter
+from ..engine import EngineSpec
+from ..segmenters import DEFAULT_SEGMENTER
 from ..segmenters.base import Segmenter
 from .replay import ClickReplayer
 from .rewards import OPTIMAL_STEP, RewardTerms, score_response
@@ -37,7 +38,7 @@ class RewardScorer:
 
     def __init__(self, segmenter: Optional[Segmenter] = None, segmenter_name: str = DEFAULT_SEGMENTER,
                  **tool_options: Any) -> None:
-        self.segmenter = segmenter if segmenter is not None else build_segmenter(segmenter_name, **tool_options)
+        self.segmenter = segmenter if segmenter is not None else EngineSpec(segmenter_name, tool_options).tool()
         self.replayer = ClickReplayer(self.segmenter)
         self._files: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
 

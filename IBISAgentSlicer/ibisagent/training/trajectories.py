@@ -97,9 +97,9 @@ def generate_trajectories(images_dir: str, masks_dir: str, out_dir: str, segment
             continue
         episode = Episode(image_rgb, segmenter, teacher, request=request.replace("{name}", name),
                           initial_mask=initial, max_steps=max_steps)
-        session = recorder.wrap(episode, source="cold-start", truth=truth, name=name)
-        result = session.run()
-        session.finish(done=result.stop_reason == STOP_TERMINATED)
+        recording = recorder.record(episode, source="cold-start", truth=truth, name=name)
+        result = episode.run()
+        recording.finish(done=result.stop_reason == STOP_TERMINATED)
         steps += len(result.steps)
         final_ious.append(iou(result.mask, truth))
         log(f"{name}: {len(result.steps)} steps, IoU {final_ious[-1]:.3f} ({result.stop_reason})")

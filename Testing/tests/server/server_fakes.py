@@ -24,7 +24,7 @@ from ibisagent.policies.base import Observation, Policy
 from ibisagent.segmenters.base import Prediction, Segmenter
 from ibisagent.server.app import make_app
 from ibisagent.server.settings import Settings
-from ibisagent.server.worker import Engine
+from ibisagent.engine import Engine
 
 TOKEN = "test-token-0123456789"
 DISK_RADIUS = 12
@@ -123,6 +123,38 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class SilentServer:
+    """A real TCP server on 127.0.0.1 that accepts every connection, reads what it is sent and
+    never answers (a hung server, or a model far slower than the client's timeout)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted: list = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            self.accepted.append(conn)
+
+    def __enter__(self) -> "SilentServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+        self.thread.join(5)
 
 
 class ServerThread:

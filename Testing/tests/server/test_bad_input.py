@@ -12,13 +12,8 @@ import numpy as np
 import pytest
 from ibisagent import protocol
 from ibisagent.clicks import Click
-from ibisagent.client import (
-    AgentClient,
-    AuthenticationError,
-    BadRequestError,
-    IncompatibleServerError,
-    SessionExpiredError,
-)
+from ibisagent.client import AgentClient
+from ibisagent.errors import AuthenticationError, BadRequestError, IncompatibleServerError, SessionExpiredError
 from ibisagent.image_codec import encode_image
 from ibisagent.mask_codec import encode_mask
 from server_fakes import TOKEN, blob_image, start_fake_server
@@ -129,11 +124,11 @@ def test_oversized_bodies_are_refused():
 
 
 def test_other_api_major_is_refused_both_ways(server, http):
-    headers = {protocol.CLIENT_API_VERSION: "2.0"}
+    headers = {protocol.CLIENT_API_VERSION: f"{protocol.API_MAJOR + 1}.0"}
     _error(http.get(protocol.INFO, headers=headers), 426, protocol.INCOMPATIBLE_CLIENT)
     _error(http.get(protocol.INFO, headers={protocol.CLIENT_API_VERSION: "x"}), 400, protocol.BAD_REQUEST)
     with AgentClient(server.url, token=TOKEN) as client, pytest.raises(IncompatibleServerError):
-        client.call("GET", "/v2/sessions")
+        client.call("GET", "/v9/sessions")
 
 
 def test_unknown_path_and_method(http):
@@ -142,7 +137,7 @@ def test_unknown_path_and_method(http):
 
 
 def test_server_unavailable_says_how_to_start_it():
-    from ibisagent.client import ServerUnavailableError
+    from ibisagent.errors import ServerUnavailableError
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -12,7 +12,8 @@ import sys
 import pytest
 
 SOURCE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "IBISAgentSlicer")
-CLIENT_MODULES = ["ibisagent.protocol", "ibisagent.mask_codec", "ibisagent.image_codec", "ibisagent.client"]
+CLIENT_MODULES = ["ibisagent.protocol", "ibisagent.errors", "ibisagent.mask_codec", "ibisagent.image_codec",
+                  "ibisagent.client", "ibisagent.engine"]
 PROBE = (
     "import sys, importlib\n"
     f"for name in {CLIENT_MODULES!r}: importlib.import_module(name)\n"

@@ -12,7 +12,8 @@ from typing import Optional
 import numpy as np
 import pytest
 from ibisagent.clicks import Click
-from ibisagent.client import AgentClient, ServerBusyError
+from ibisagent.client import AgentClient
+from ibisagent.errors import ServerBusyError
 from ibisagent.episode import Episode
 from ibisagent.mask_codec import decode_mask
 from server_fakes import TOKEN, BrightPolicy, DiskSegmenter, blob_image, start_fake_server

@@ -116,7 +116,7 @@ def test_server_side_run_endpoint_matches_the_client_loop(client):
     by_client.run()
     on_server = client.open_session(image, max_steps=5)
     answer = client.call("POST", f"/v1/sessions/{on_server.id}/run", {})
-    assert answer["stop_reason"] == by_client.stop_reason
+    assert answer["view"]["stop_reason"] == by_client.stop_reason
     assert [s["clicks"] for s in answer["steps"]] == [[c.to_dict() for c in s.clicks] for s in by_client.steps]
 
 

@@ -16,7 +16,8 @@ import threading
 import pytest
 from ibisagent import protocol
 from ibisagent.clicks import Click
-from ibisagent.client import AgentClient, SessionExpiredError
+from ibisagent.client import AgentClient
+from ibisagent.errors import SessionExpiredError
 from server_fakes import TOKEN, FakeClock, blob_image, start_fake_server
 
 TTL = 60.0

@@ -1,9 +1,12 @@
 """Nothing is lost: when the server forgets a session (idle expiry, or a crash and restart), the
-client rebuilds it from its own state, the user's mask comes through bit for bit, and undo stays
-exact across the rebuild. Leases are timed with a clock the tests move, never with sleeps."""
+client opens it again from the image and its current mask, the user's mask comes through bit for
+bit and the client keeps every step. The server is the one authority for undo: the new server
+session's undo history starts at the rebuild, and undo stays exact within it. Leases are timed
+with a clock the tests move, never with sleeps."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import threading
@@ -12,7 +15,9 @@ import types
 import numpy as np
 import pytest
 from ibisagent.clicks import Click
-from ibisagent.client import AgentClient, ServerUnavailableError
+from ibisagent.mask_codec import decode_mask
+from ibisagent.client import AgentClient
+from ibisagent.errors import ServerUnavailableError
 from ibisagent.server.sessions import SessionGone, SessionStore
 from server_fakes import TOKEN, FakeClock, blob_image, free_port, start_fake_server, start_serve_process
 
@@ -27,18 +32,18 @@ def test_expired_session_is_rebuilt_from_the_local_mask():
             session.apply([Click(64, 64, True)])
             before = session.mask.copy()
             rebuilt = []
-            session.on_rebuild = rebuilt.append
+            session.add_listener(lambda change: rebuilt.append(change.kind))
             old_id = session.id
             clock.advance(TTL + 1)  # idle past the lease: the next lookup finds it expired
             step = session.apply([Click(100, 100, True)])
-            assert rebuilt == [session] and session.rebuilds == 1 and session.id != old_id
+            assert rebuilt == ["rebuilt", "applied"] and session.rebuilds == 1 and session.id != old_id
             assert session.uploads == 2
             assert np.all(session.mask[before]) and session.mask.sum() > before.sum()
             assert session.clicks == [Click(100, 100, True)]  # the tool's clicks restart
             assert step.index == 2 and len(session.steps) == 2  # the episode's steps do not
 
 
-def test_undo_stays_exact_after_the_server_forgot_the_session():
+def test_undo_is_the_servers_and_starts_again_at_a_rebuild():
     clock = FakeClock()
     with start_fake_server(clock=clock, session_ttl_s=TTL) as server:
         with AgentClient(server.url, token=TOKEN) as client:
@@ -50,18 +55,20 @@ def test_undo_stays_exact_after_the_server_forgot_the_session():
             edited = session.mask.copy()
             edited[:8, :8] = True
             session.replace_mask(edited)  # a hand edit: an undo entry like a step
-            masks.append(edited)
+            assert session.undo() and np.array_equal(session.mask, masks[-1])  # undone by the server
+            session.replace_mask(edited)
             clock.advance(TTL + 1)
-            session.apply([Click(20, 100, False)])  # rebuilt on the way; this step is on the new server session
-            assert session.rebuilds == 1
-            for expected in reversed(masks):
+            session.apply([Click(20, 100, False)])  # rebuilt on the way, from the edited mask
+            after = session.mask.copy()
+            assert session.rebuilds == 1 and len(session.steps) == 3 and session.can_undo
+            session.apply([Click(100, 20, True)])
+            on_server = lambda: client.call("GET", f"/v1/sessions/{session.id}/mask")  # noqa: E731
+            for expected in (after, edited):  # the new server session's history, exactly
                 assert session.undo() and np.array_equal(session.mask, expected)
-                on_server = client.call("GET", f"/v1/sessions/{session.id}/mask")
-                assert on_server["revision"] == session.revision  # the server follows every undo
-            assert session.steps == [] and not session.can_undo and not session.undo()
-            clock.advance(TTL + 1)  # forgotten again with nothing on the server's own stack
-            session.apply([Click(64, 64, True)])
-            assert session.rebuilds == 2 and session.undo() and np.array_equal(session.mask, masks[0])
+                assert on_server()["revision"] == session.revision  # the client follows every undo
+                assert np.array_equal(decode_mask(base64.b64decode(on_server()["data"])), session.mask)
+            assert not session.can_undo and not session.undo()  # back to the rebuild, no further
+            assert np.array_equal(session.mask, edited) and len(session.steps) == 2  # the steps before it stay
 
 
 def test_a_session_stays_while_a_model_call_outlasts_its_lease():
@@ -119,7 +126,6 @@ def test_server_killed_and_restarted_mid_episode(tmp_path):
             session = client.open_session(image, "Segment the bright disk.")
             proposal = session.propose()
             session.apply([proposal.click])
-            after_first = session.mask.copy()
             session.apply([Click(30, 48, True)])
             before = session.mask.copy()
             assert before.any()
@@ -135,9 +141,10 @@ def test_server_killed_and_restarted_mid_episode(tmp_path):
                 state = session.state()
                 assert state["revision"] == session.revision and state["steps"] == []
                 session.apply([Click(60, 48, True)])
+                assert len(session.steps) == 3 and session.steps[-1].index == 3
                 assert session.undo() and np.array_equal(session.mask, before)
-                assert session.undo() and np.array_equal(session.mask, after_first)  # from before the crash
-                assert len(session.steps) == 1
+                assert not session.undo()  # the undo history before the crash died with that server
+                assert np.array_equal(session.mask, before) and len(session.steps) == 2
             finally:
                 second.kill()
                 second.wait(10)

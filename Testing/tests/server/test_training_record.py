@@ -15,10 +15,11 @@ import pytest
 from ibisagent import protocol
 from ibisagent.cli import main
 from ibisagent.clicks import USER, USER_MOVED, Click
-from ibisagent.client import AgentClient, SessionExpiredError
+from ibisagent.client import AgentClient
+from ibisagent.errors import SessionExpiredError
 from ibisagent.metrics import iou
 from ibisagent.training import records
-from ibisagent.training.recorder import RecordingSession
+from ibisagent.training.recorder import SessionRecording
 from server_fakes import TOKEN, FakeClock, blob_image, free_port, start_fake_server, start_serve_process
 
 TTL = 60.0
@@ -41,13 +42,13 @@ def _wait_until(condition, what: str) -> None:
 def finishes(monkeypatch):
     """How often each record (by request) was finished; the real finish still runs."""
     counts = collections.Counter()
-    real = RecordingSession.finish
+    real = SessionRecording.finish
 
     def counted(self, *args, **kwargs):
         counts[self.recording.meta["request"]] += 1
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(RecordingSession, "finish", counted)
+    monkeypatch.setattr(SessionRecording, "finish", counted)
     return counts
 
 

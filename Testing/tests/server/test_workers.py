@@ -9,18 +9,20 @@ import threading
 
 import pytest
 from ibisagent.clicks import Click
-from ibisagent.client import AgentClient, ServerBusyError
+from ibisagent.client import AgentClient
+from ibisagent.errors import ServerBusyError
+from ibisagent.engine import EngineSpec
 from ibisagent.server.worker import default_workers
 from server_fakes import TOKEN, blob_image, start_fake_server
 
 
 def test_default_workers_one_for_gpu_models_two_cores_for_cpu_engines():
     cores = min(2, os.cpu_count() or 1)
-    assert default_workers("heuristic", "graphcut") == cores
-    assert default_workers("openai", "growcut") == cores
-    assert default_workers("qwen", "graphcut") == 1
-    assert default_workers("heuristic", "sam2") == 1
-    assert default_workers("heuristic", "litemedsam") == 1
+    assert default_workers(EngineSpec("graphcut", policy="heuristic")) == cores
+    assert default_workers(EngineSpec("growcut", policy="openai")) == cores
+    assert default_workers(EngineSpec("graphcut", policy="qwen")) == 1
+    assert default_workers(EngineSpec("sam2", policy="heuristic")) == 1
+    assert default_workers(EngineSpec("litemedsam", policy="heuristic")) == 1
 
 
 def _pool(server):

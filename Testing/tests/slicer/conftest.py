@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib.util
-import types
 
 import pytest
 
@@ -24,36 +23,15 @@ if not _has_slicer_core():
     def pytest_report_header(config):
         return "Slicer adapter tests skipped: PyPI slicer-core (real MRML) is not installed."
 else:
-    from slicer_scene import VIEWS, _register_converters, add_slice_node, slicer
+    from slicer_scene import install_scene, uninstall_scene
 
 
 @pytest.fixture
 def scene():
     """A fresh MRML scene installed as slicer.mrmlScene, with logics and the three slice views."""
-    _register_converters()
-    mrml = slicer.vtkMRMLScene()
-    application = slicer.vtkSlicerApplicationLogic()
-    application.SetMRMLScene(mrml)
-    colors = slicer.vtkSlicerColorLogic()
-    colors.SetMRMLApplicationLogic(application)
-    colors.SetMRMLScene(mrml)  # adds the default colour tables (labelmaps need "Labels")
-    application.SetModuleLogic("Colors", colors)
-    segmentations = slicer.vtkSlicerSegmentationsModuleLogic()
-    segmentations.SetMRMLScene(mrml)
-    volumes = slicer.vtkSlicerVolumesLogic()
-    volumes.SetMRMLApplicationLogic(application)
-    volumes.SetMRMLScene(mrml)
-    previous = (getattr(slicer, "mrmlScene", None), getattr(slicer, "modules", None))
-    slicer.mrmlScene = mrml
-    slicer.modules = types.SimpleNamespace(
-        segmentations=types.SimpleNamespace(logic=lambda: segmentations),
-        volumes=types.SimpleNamespace(logic=lambda: volumes),
-    )
-    for name, orientation in VIEWS.items():
-        add_slice_node(mrml, name, orientation)
+    mrml, previous = install_scene()
     yield mrml
-    mrml.Clear(1)
-    slicer.mrmlScene, slicer.modules = previous
+    uninstall_scene(mrml, previous)
 
 
 @pytest.fixture

@@ -54,6 +54,42 @@ def _register_converters() -> None:
     _CONVERTERS_REGISTERED = True
 
 
+def install_scene():
+    """A fresh vtkMRMLScene installed as ``slicer.mrmlScene``, with the logics ``slicer.util``
+    needs and the three slice views. Returns (scene, what to put back with `uninstall_scene`)."""
+    import types
+
+    _register_converters()
+    mrml = slicer.vtkMRMLScene()
+    application = slicer.vtkSlicerApplicationLogic()
+    application.SetMRMLScene(mrml)
+    colors = slicer.vtkSlicerColorLogic()
+    colors.SetMRMLApplicationLogic(application)
+    colors.SetMRMLScene(mrml)  # adds the default colour tables (labelmaps need "Labels")
+    application.SetModuleLogic("Colors", colors)
+    segmentations = slicer.vtkSlicerSegmentationsModuleLogic()
+    segmentations.SetMRMLScene(mrml)
+    volumes = slicer.vtkSlicerVolumesLogic()
+    volumes.SetMRMLApplicationLogic(application)
+    volumes.SetMRMLScene(mrml)
+    previous = (getattr(slicer, "mrmlScene", None), getattr(slicer, "modules", None))
+    slicer.mrmlScene = mrml
+    slicer.modules = types.SimpleNamespace(
+        segmentations=types.SimpleNamespace(logic=lambda: segmentations),
+        volumes=types.SimpleNamespace(logic=lambda: volumes),
+        # VTK logics point to each other without owning: keep every one alive with the scene.
+        kept=(application, colors, segmentations, volumes),
+    )
+    for name, orientation in VIEWS.items():
+        add_slice_node(mrml, name, orientation)
+    return mrml, previous
+
+
+def uninstall_scene(mrml, previous) -> None:
+    mrml.Clear(1)
+    slicer.mrmlScene, slicer.modules = previous
+
+
 def add_slice_node(scene, name: str, orientation: str):
     node = slicer.vtkMRMLSliceNode()
     node.SetName(name)

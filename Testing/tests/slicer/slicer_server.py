@@ -14,7 +14,7 @@ from IBISAgentLib.logic import IBISAgentLogic
 from ibisagent.client import AgentClient
 from ibisagent.server.app import make_app
 from ibisagent.server.settings import Settings
-from ibisagent.server.worker import Engine
+from ibisagent.engine import Engine
 
 TOKEN = "test-token-e2e"
 

@@ -133,7 +133,7 @@ def test_continue_mask_decide_can_skip_override_and_stop(scene):
 
 def test_run_steps_accepts_what_is_on_screen_and_stops_on_request(scene):
     logic, volume, segmentation, ids, _closed = started(scene, [point(0.1 * k, 0.5) for k in range(1, 9)])
-    assert logic.runSteps(2) == "step-limit" and len(logic.workedSlice.steps) == 2
+    assert logic.runSteps(2) == "step-limit" and len(logic.workedSlice.session.steps) == 2
     asked = []
 
     def stop_now(proposal):
@@ -141,7 +141,7 @@ def test_run_steps_accepts_what_is_on_screen_and_stops_on_request(scene):
         return None
 
     stop = logic.runSteps(5, decide=stop_now)
-    assert stop == STOP_USER and len(asked) == 1 and len(logic.workedSlice.steps) == 2
+    assert stop == STOP_USER and len(asked) == 1 and len(logic.workedSlice.session.steps) == 2
     assert logic.state()["proposal"] is not None  # the proposal it stopped on is still on screen
 
 

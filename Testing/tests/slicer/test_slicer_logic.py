@@ -94,14 +94,14 @@ def test_markups_edits_reach_the_agent_exactly(scene):
     markups = logic.workedSlice.markups
     logic.proposeNext()
     # Move the proposal two pixels right, flip it, add a user point of each polarity.
-    proposed = logic.workedSlice.pending.click
+    proposed = logic.workedSlice.session.pending.click
     markups.proposals.SetNthControlPointPosition(0, *[float(v) for v in geometry.pixel_to_ras(proposed.x + 2, proposed.y)])
     markups.flip(0)
     markups.add_user_point(1, 1, True)
     markups.add_user_point(3, 2, False)
     step = logic.acceptProposal()
     expected = [Click(proposed.x + 2, proposed.y, False, USER_MOVED), Click(1, 1, True, USER), Click(3, 2, False, USER)]
-    assert logic.workedSlice.clicks == expected
+    assert logic.workedSlice.session.clicks == expected
     assert step.decision == "edited"
     # Accepted points are now locked and shown; the proposal list is empty.
     assert markups.proposals.GetNumberOfControlPoints() == 0
@@ -111,14 +111,14 @@ def test_markups_edits_reach_the_agent_exactly(scene):
     markups.proposals.RemoveNthControlPoint(0)
     markups.add_user_point(4, 4, True)
     logic.acceptProposal()
-    assert logic.workedSlice.clicks[-1] == Click(4, 4, True, USER)
+    assert logic.workedSlice.session.clicks[-1] == Click(4, 4, True, USER)
     logic.workedSlice.session.policy.texts.append(point(0.1, 0.1))
     proposal = logic.proposeNext()
     logic.acceptProposal()
-    assert logic.workedSlice.clicks[-1] == Click(proposal.click.x, proposal.click.y, True, AGENT)
+    assert logic.workedSlice.session.clicks[-1] == Click(proposal.click.x, proposal.click.y, True, AGENT)
     # The history on the segment holds every click with its origin.
     history = proposal_markups.read_history(segmentation, ids[0])
-    assert [Click.from_dict(c) for h in history for c in h["clicks"]] == logic.workedSlice.clicks
+    assert [Click.from_dict(c) for h in history for c in h["clicks"]] == logic.workedSlice.session.clicks
     logic.finish()
 
 
@@ -137,7 +137,7 @@ def test_undo_is_bit_exact(scene):
         now = snapshot(segmentation, ids, volume)
         assert all(np.array_equal(a, b) for a, b in zip(now, masks))
         assert proposal_markups.read_history(segmentation, ids[0]) == history
-        assert np.array_equal(logic.workedSlice.mask, logic.workedSlice.geometry.extract(masks[0]).astype(bool))
+        assert np.array_equal(logic.workedSlice.session.mask, logic.workedSlice.geometry.extract(masks[0]).astype(bool))
     assert not logic.undo() and not logic.state()["can_undo"]
     logic.finish()
 
@@ -227,7 +227,7 @@ def test_hand_edits_between_steps_are_continued_from(scene):
     edited[0:3, 0:3] = True
     hand.write(edited)
     logic.proposeNext()
-    assert np.array_equal(logic.workedSlice.mask, edited)
+    assert np.array_equal(logic.workedSlice.session.mask, edited)
     logic.finish()
 
 

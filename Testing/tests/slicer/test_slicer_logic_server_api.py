@@ -141,13 +141,9 @@ def test_agent_calls_run_on_one_worker_and_mrml_stays_on_the_caller(scene):
 
 
 def test_a_cancelled_wait_passes_through_unchanged(scene, server):
-    """The widget's Cancel raises an AgentStepError subclass from callAgent: the logic must pass
-    that exact error on and leave the segment as it was."""
-
-    class Cancelled(AgentStepError):
-        def __init__(self):
-            AgentStepError.__init__(self, "Waiting for the agent was cancelled", "timeout")
-
+    """The widget's Cancel raises ``ibisagent.errors.Cancelled`` from callAgent: the logic must
+    pass that exact error on (its own kind, not a failure) and leave the segment as it was."""
+    from ibisagent.errors import Cancelled
     volume, segmentation, ids, _ = make_case(scene, "lps", "Red")
     server.policy.inner = ScriptedPolicy([point(0.5, 0.5)])
     logic = remote_logic(server)
@@ -156,7 +152,7 @@ def test_a_cancelled_wait_passes_through_unchanged(scene, server):
     before = snapshot(segmentation, ids, volume)
 
     def cancel(function):
-        raise Cancelled()
+        raise Cancelled("cancelled by the test")
 
     logic.callAgent = cancel
     with pytest.raises(Cancelled):

@@ -180,7 +180,7 @@ def test_review_each_slice_with_steps_hand_edits_stop_and_undo(scene):
     first = opened["slice"]
     assert worked is not None and worked.geometry.slice_index == first
     carried = worked.labelmap.read()
-    assert carried.any() and np.array_equal(carried, worked.mask)  # the carried mask is in the segment
+    assert carried.any() and np.array_equal(carried, worked.session.mask)  # the carried mask is in the segment
     proposal = logic.proposeNext()
     assert logic.workedSlice.markups.proposals.GetNumberOfControlPoints() == 1
     logic.acceptProposal()

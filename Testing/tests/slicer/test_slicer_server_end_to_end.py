@@ -100,7 +100,10 @@ def test_wrong_token_is_reported(scene, server):
     assert logic.workedSlice is None
 
 
-def test_undo_after_the_server_forgot_the_session_is_exact(scene, server):
+def test_a_forgotten_session_keeps_the_segment_and_its_history_and_undo_starts_again(scene, server):
+    """The server is the one authority for undo: after it forgot the session, the session is
+    opened again from the segment's slice (exactly), every step stays in the click history, and
+    undo walks back exactly to that moment, no further."""
     volume, segmentation, ids, _ = make_case(scene, "lps", "Red")
     server.policy.inner = ScriptedPolicy([point(0.5, 0.5), point(0.3, 0.3), point(0.7, 0.6)])
     logic = remote_logic(server)
@@ -116,8 +119,10 @@ def test_undo_after_the_server_forgot_the_session_is_exact(scene, server):
     logic.proposeNext()  # rebuilt on the way, from the local mask
     logic.acceptProposal()
     assert session.rebuilds == 1 and len(logic.state()["steps"]) == 3
-    for expected in reversed(states):
-        assert logic.undo()
-        assert all(np.array_equal(a, b) for a, b in zip(snapshot(segmentation, ids, volume), expected))
-    assert not logic.state()["can_undo"] and proposal_markups.read_history(segmentation, ids[0]) == []
+    assert len(proposal_markups.read_history(segmentation, ids[0])) == 3
+    assert logic.undo()
+    assert all(np.array_equal(a, b) for a, b in zip(snapshot(segmentation, ids, volume), states[-1]))
+    assert not logic.state()["can_undo"] and not logic.undo()
+    assert all(np.array_equal(a, b) for a, b in zip(snapshot(segmentation, ids, volume), states[-1]))
+    assert len(proposal_markups.read_history(segmentation, ids[0])) == 2  # the steps before the rebuild stay
     logic.finish()

@@ -8,14 +8,14 @@ import os
 import socket
 import sys
 import threading
-import time
 
 import pytest
 
 from IBISAgentLib import requirements
-from IBISAgentLib.agent_worker import AgentWorker, WaitCancelled, wait_for
+from ibisagent.errors import Cancelled
+from IBISAgentLib.agent_worker import AgentWorker, wait_for
 from IBISAgentLib.local_server import LocalServer, LocalServerError, port_in_use
-from slicer_scene import PACKAGE_DIR, ROOT, free_port
+from slicer_scene import ROOT, free_port
 
 
 # -- worker --------------------------------------------------------------------------------------
@@ -37,29 +37,13 @@ def test_the_wait_ticks_the_event_loop_and_cancel_leaves_the_call_running():
     release = threading.Event()
     future = worker.submit(lambda: release.wait(30) and "done")
     ticks, slow = [], []
-    with pytest.raises(WaitCancelled):
+    with pytest.raises(Cancelled):
         wait_for(future, tick=lambda: ticks.append(1), should_cancel=lambda: len(ticks) >= 3,
                  on_slow=lambda: slow.append(1), slow_after=0.0)
     assert len(ticks) == 3 and slow == [1] and worker.busy and not future.done()
     release.set()
     assert wait_for(future) == "done"
     worker.shutdown()
-
-
-# -- error kinds ---------------------------------------------------------------------------------
-def test_error_kinds_come_from_the_clients_types_not_their_names():
-    from ibisagent import client
-
-    from IBISAgentLib.agent_sessions import classify
-
-    class ServerBusyError(RuntimeError):  # same name as the client's, another type
-        pass
-
-    assert classify(client.ServerBusyError("full")) == "busy"
-    assert classify(client.SessionExpiredError("gone")) == "expired"
-    assert classify(client.BadRequestError("no")) == "bad-request"
-    assert classify(ServerBusyError("not the client's")) == "engine"
-    assert classify(TimeoutError()) == "timeout" and classify(ConnectionRefusedError()) == "unavailable"
 
 
 # -- requirements ----------------------------------------------------------------------------------
@@ -101,41 +85,46 @@ def _launcher(tmp_path):
 
 
 @posix_only
-def test_local_server_behind_a_launcher_starts_logs_and_stops_freeing_its_port(tmp_path):
+def test_the_console_starts_uses_and_stops_a_local_server_behind_a_launcher(tmp_path, monkeypatch):
+    """What the panel's Start/Stop local server does, from the Python console: the logic starts
+    ``ibisagent serve`` in a process group of its own, uses it, and stops the whole group."""
     pytest.importorskip("uvicorn", reason="the agent server needs the 'server' extra (fastapi, uvicorn)")
+    from IBISAgentLib.logic import IBISAgentLogic
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     port = free_port()
-    server = LocalServer(_launcher(tmp_path), port, module_dir=PACKAGE_DIR, token="local-test-token",
-                         environment=dict(os.environ, XDG_CONFIG_HOME=str(tmp_path)),
-                         log_path=str(tmp_path / "server.log"))
-    server.start()
+    logic = IBISAgentLogic()
+    server = logic.startLocalServer(python=_launcher(tmp_path), port=port, token="local-test-token")
     try:
-        deadline = time.monotonic() + 120
-        while not server.ready():
-            assert server.running, "\n".join(server.read_output())
-            assert time.monotonic() < deadline, "the local server did not become ready"
-            time.sleep(0.2)
+        assert not logic.local and logic.serverUrl == f"http://127.0.0.1:{port}"  # the logic uses it
+        logic.waitForLocalServer(timeout=120)
+        assert logic.localServerReady and logic.pingServer() and logic.serverInfo()["policy"] == "heuristic"
         group = os.getpgid(server.pid)
         assert group != os.getpgid(0)  # its own process group, not Slicer's
-        lines = server.read_output()
-        assert any(str(port) in line for line in lines), lines
-        assert server.read_output() == []  # nothing is read twice
         with pytest.raises(LocalServerError, match="already running"):
-            server.start()
+            logic.startLocalServer(port=port)
+        status = logic.pollLocalServer()
+        assert status.running and status.ready and status.text == "Local server ready."
+        assert server.read_output() == []  # the logic read the log; nothing is read twice
     finally:
-        server.stop()
-    assert not port_in_use("127.0.0.1", port)
+        logic.stopLocalServer()
+    assert not port_in_use("127.0.0.1", port) and logic.localServer is None
     with pytest.raises(ProcessLookupError):  # the launcher and the real server are both gone
         os.killpg(group, 0)
-    server.stop()  # twice is fine
+    assert logic.stopLocalServer() == []  # twice is fine
 
 
 def test_a_port_held_by_someone_else_is_reported(tmp_path):
+    from IBISAgentLib.logic import IBISAgentLogic
+
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        server = LocalServer(sys.executable, port, log_path=str(tmp_path / "server.log"))
+        logic = IBISAgentLogic()
         with pytest.raises(LocalServerError, match="already in use"):
-            server.start()
+            logic.startLocalServer(python=sys.executable, port=port)
+        assert logic.local and logic.localServer is None  # nothing changed
+        server = LocalServer(sys.executable, port, log_path=str(tmp_path / "server.log"))
         with pytest.raises(LocalServerError, match="still answers"):
             server.stop(timeout=0.3)

@@ -116,7 +116,7 @@ def test_turning_recording_on_and_off_during_an_episode(scene, tmp_path):
     logic.startEpisode(volume, segmentation, ids[0], view="Red")
     logic.proposeNext()
     logic.acceptProposal()                                       # before recording: not recorded
-    after_first = logic.workedSlice.mask.copy()
+    after_first = logic.workedSlice.session.mask.copy()
     logic.setTrainingRecord(str(tmp_path))
     logic.proposeNext()
     logic.acceptProposal()
@@ -190,4 +190,4 @@ def test_a_step_that_cannot_be_recorded_leaves_the_segment_as_it_was(scene, tmp_
     with pytest.raises(AgentStepError, match="Turn off Record for training") as failure:
         logic.acceptProposal()
     assert failure.value.kind == "record"
-    assert np.array_equal(logic.workedSlice.labelmap.read(), before) and len(logic.workedSlice.steps) == 1
+    assert np.array_equal(logic.workedSlice.labelmap.read(), before) and len(logic.workedSlice.session.steps) == 1

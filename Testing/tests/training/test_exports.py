@@ -140,12 +140,12 @@ def test_a_person_s_correction_becomes_the_target(tmp_path):
             return "<think>\nhere\n</think>\n<action>\nNegative Point (0.9000, 0.9000)\n</action>"
 
     episode = Episode(image, build_segmenter("graphcut"), Wrong(), request="Both discs.")
-    session = TrainingRecorder(str(tmp_path / "rec")).wrap(episode, source="panel")
-    proposal = session.propose()
-    session.apply([Click(30, 30, True, USER_MOVED)])   # moved onto the disc and flipped
-    session.propose()
-    session.apply([Click(80, 50, True, USER)])          # proposal deleted, the person's click instead
-    session.finish()
+    recording = TrainingRecorder(str(tmp_path / "rec")).record(episode, source="panel")
+    proposal = episode.propose()
+    episode.apply([Click(30, 30, True, USER_MOVED)])   # moved onto the disc and flipped
+    episode.propose()
+    episode.apply([Click(80, 50, True, USER)])          # proposal deleted, the person's click instead
+    recording.finish()
     samples, _ = iter_samples(str(tmp_path / "rec"))
     assert proposal.click.positive is False
     assert [s.action.to_text() for s in samples] == [

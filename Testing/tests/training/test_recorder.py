@@ -21,7 +21,8 @@ from ibisagent.metrics import iou
 from ibisagent.policies.base import Policy
 from ibisagent.segmenters import build_segmenter
 from ibisagent.training import records
-from ibisagent.training.recorder import RecordWriteError, TrainingRecorder
+from ibisagent.errors import RecordWriteError
+from ibisagent.training.recorder import TrainingRecorder
 
 SOURCE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "IBISAgentSlicer")
 
@@ -49,21 +50,21 @@ def episode(points):
 def test_applied_steps_are_recorded_with_their_edits_and_undo_removes_them(tmp_path):
     recorder = TrainingRecorder(str(tmp_path / "rec"))
     inner, _ = episode([(30.5 / 112, 30.5 / 80, True), (0.9, 0.9, True), (80.5 / 112, 50.5 / 80, True)])
-    session = recorder.wrap(inner, source="panel")
-    first = session.propose()
-    session.apply([first.click])                                   # accepted as proposed
-    second = session.propose()                                     # a click in the background...
-    session.skip()                                                 # ...skipped: no trace
-    assert len(session.recording.steps) == 1
-    session.apply([Click(80, 50, True, USER)])                     # the person's own click
+    recording = recorder.record(inner, source="panel")
+    first = inner.propose()
+    inner.apply([first.click])                                   # accepted as proposed
+    second = inner.propose()                                     # a click in the background...
+    inner.skip()                                                 # ...skipped: no trace
+    assert len(recording.recording.steps) == 1
+    inner.apply([Click(80, 50, True, USER)])                     # the person's own click
     assert recorder.recorded_steps == 2
-    session.undo()                                                 # undone: removed with its file
+    inner.undo()                                                 # undone: removed with its file
     assert recorder.recorded_steps == 1
-    assert not os.path.exists(os.path.join(session.recording.folder, records.step_file(2)))
-    third = session.propose()
+    assert not os.path.exists(os.path.join(recording.recording.folder, records.step_file(2)))
+    third = inner.propose()
     moved = Click(third.click.x - 1, third.click.y, False, USER_MOVED)   # moved and flipped...
-    session.apply([moved, Click(82, 52, True, USER)])                    # ...plus one more click
-    folder = session.finish()
+    inner.apply([moved, Click(82, 52, True, USER)])                    # ...plus one more click
+    folder = recording.finish()
     assert second.click is not None
 
     record = records.read_record(folder)
@@ -89,29 +90,29 @@ def test_applied_steps_are_recorded_with_their_edits_and_undo_removes_them(tmp_p
 def test_a_deleted_proposal_and_more_steps_after_finish(tmp_path):
     recorder = TrainingRecorder(str(tmp_path))
     inner, target = episode([(0.9, 0.1, True), (0.5, 0.5, True)])
-    session = recorder.wrap(inner, source="console", truth=target)
-    session.propose()
-    session.apply([Click(30, 30, True, USER)])                     # proposal deleted, own click instead
-    session.finish()
-    assert records.read_record(session.recording.folder).meta["steps"][0]["proposal_deleted"] is True
-    session.apply([Click(80, 50, True, USER)])                     # no proposal pending: a user step
-    record = records.read_record(session.recording.folder)
+    recording = recorder.record(inner, source="console", truth=target)
+    inner.propose()
+    inner.apply([Click(30, 30, True, USER)])                     # proposal deleted, own click instead
+    recording.finish()
+    assert records.read_record(recording.recording.folder).meta["steps"][0]["proposal_deleted"] is True
+    inner.apply([Click(80, 50, True, USER)])                     # no proposal pending: a user step
+    record = records.read_record(recording.recording.folder)
     assert not record.finished                                      # reopened until finished again
-    session.finish()
-    record = records.read_record(session.recording.folder)
+    recording.finish()
+    record = records.read_record(recording.recording.folder)
     assert record.finished and record.meta["truth"] == "expert"
     assert [s["decision"] for s in record.steps] == ["edited", "user"]
     assert np.array_equal(record.truth(), target)
     assert record.steps[-1]["iou_after"] == pytest.approx(iou(inner.mask, target))
 
 
-def test_run_through_the_wrapper_records_every_step_and_a_terminate_answer(tmp_path):
+def test_a_run_records_every_step_and_a_terminate_answer(tmp_path):
     recorder = TrainingRecorder(str(tmp_path))
     inner, _ = episode([(30.5 / 112, 30.5 / 80, True), (80.5 / 112, 50.5 / 80, True)])
-    session = recorder.wrap(inner, source="continue")
-    result = session.run()
+    recording = recorder.record(inner, source="continue")
+    result = inner.run()
     assert result.stop_reason == "terminated" and len(result.steps) == 2
-    record = records.read_record(session.finish())
+    record = records.read_record(recording.finish())
     assert record.meta["done"] and record.meta["final_proposal"]["action"] == "Terminate"
     assert len(record.steps) == 2 and record.meta["policy"] == "fixed" and record.meta["segmenter"] == "graphcut"
 
@@ -119,15 +120,15 @@ def test_run_through_the_wrapper_records_every_step_and_a_terminate_answer(tmp_p
 def test_a_step_that_cannot_be_recorded_is_taken_back(tmp_path):
     recorder = TrainingRecorder(str(tmp_path / "rec"))
     inner, _ = episode([(30.5 / 112, 30.5 / 80, True), (80.5 / 112, 50.5 / 80, True)])
-    session = recorder.wrap(inner, source="console")
-    session.apply([session.propose().click])
+    recording = recorder.record(inner, source="console")
+    inner.apply([inner.propose().click])
     kept = inner.mask.copy()
-    shutil.rmtree(os.path.join(session.recording.folder, records.STEPS_DIR))  # e.g. the folder was removed
-    with pytest.raises(RecordWriteError, match="taken back; stop recording or record elsewhere"):
-        session.apply([session.propose().click])
-    assert len(inner.steps) == len(session.recording.steps) == 1 and np.array_equal(inner.mask, kept)
-    session.recording.discard()
-    assert recorder.recorded_steps == 0 and not os.path.exists(session.recording.folder)
+    shutil.rmtree(os.path.join(recording.recording.folder, records.STEPS_DIR))  # e.g. the folder was removed
+    with pytest.raises(RecordWriteError, match="taken back. Turn off Record for training"):
+        inner.apply([inner.propose().click])
+    assert len(inner.steps) == len(recording.recording.steps) == 1 and np.array_equal(inner.mask, kept)
+    recording.recording.discard()
+    assert recorder.recorded_steps == 0 and not os.path.exists(recording.recording.folder)
 
 
 def test_bad_input_is_refused_clearly(tmp_path):

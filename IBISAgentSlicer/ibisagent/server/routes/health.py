@@ -39,9 +39,9 @@ async def info(state: State) -> InfoResponse:
     return InfoResponse(
         version=__version__,
         api_version=protocol.API_VERSION,
-        policy=engine.policy.name if engine else settings.policy,
+        policy=engine.policy.name if engine else settings.engine.policy,
         policy_description=engine.policy.description if engine else "(loading)",
-        segmenter=engine.segmenter.name if engine else settings.segmenter,
+        segmenter=engine.segmenter.name if engine else settings.engine.segmenter,
         segmenter_description=engine.segmenter.description if engine else "(loading)",
         device=engine.device if engine else "(loading)",
         capabilities=CAPABILITIES,

@@ -10,10 +10,10 @@ from ..deps import Authorized, LiveSession, State
 from ..errors import ApiError
 from ..models import (
     ApplyRequest,
-    OkResponse,
     ProposeResponse,
     RunRequest,
     RunResponse,
+    SkipResponse,
     StepResponse,
     UndoResponse,
 )
@@ -35,11 +35,10 @@ async def apply(body: ApplyRequest, session: LiveSession, state: State) -> StepR
     return StepResponse(**await state.session_call(session, session.apply, clicks))
 
 
-@router.post(protocol.SESSION_SKIP, response_model=OkResponse, responses=errors_for(*IN_SESSION))
-async def skip(session: LiveSession, state: State) -> OkResponse:
+@router.post(protocol.SESSION_SKIP, response_model=SkipResponse, responses=errors_for(*IN_SESSION))
+async def skip(session: LiveSession, state: State) -> SkipResponse:
     """Drop the pending proposal."""
-    await state.quick_call(session.skip)
-    return OkResponse()
+    return SkipResponse(**await state.quick_call(session.skip))
 
 
 @router.post(protocol.SESSION_UNDO, response_model=UndoResponse, responses=errors_for(*IN_SESSION))

@@ -1,27 +1,32 @@
-"""The Slicer extension files agree with each other and with the repository.
+"""The extension as the Slicer Extensions Index reads it: the build description agrees with
+itself and with the repository.
 
-Checks, without Slicer: every file the CMake files list exists; IBISAgent.s4ext has every legacy
-field and agrees with CMakeLists.txt; the .ui file parses and has every widget the module code
-looks up (names extracted from the source with `ast`); parameter-node bindings in the .ui name
-real parameters; the module file is Python 3.9 syntax and imports nothing heavy.
+Checks, without Slicer, on the files the Index and CMake read (not on Python source): every
+file the CMake files list exists and Resources/ ships beside the module; the catalog entry
+(IBISAgent.json, the Index's JSON format) and the legacy IBISAgent.s4ext agree with
+CMakeLists.txt; the licence file the Index looks for is there; the icon and screenshot the URLs
+name are committed; the model weights a user may load are listed with their licences.
 """
 
-import ast
 import glob
+import json
 import os
 import re
 import struct
 import sys
-import xml.etree.ElementTree as ET
 
 import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 MODULE_DIR = os.path.join(REPO, "IBISAgentSlicer")
-MODULE_FILE = os.path.join(MODULE_DIR, "IBISAgent.py")
-SELF_TEST_FILE = os.path.join(REPO, "Testing", "Python", "IBISAgentSelfTest.py")
-UI_FILE = os.path.join(REPO, "Resources", "UI", "IBISAgent.ui")
 S4EXT_FILE = os.path.join(REPO, "IBISAgent.s4ext")
+CATALOG_FILE = os.path.join(REPO, "IBISAgent.json")
+#: The catalog entry schema the Index validates against (Slicer/ExtensionsIndex schemas/):
+#: its version, its required keys and every key it allows (additionalProperties: false).
+CATALOG_SCHEMA = "https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json#"
+CATALOG_REQUIRED = {"$schema", "category", "scm_url"}
+CATALOG_KEYS = CATALOG_REQUIRED | {"scm_revision", "scm_type", "build_dependencies", "dicom_support_rule",
+                                   "build_subdirectory", "enabled", "tier"}
 
 
 def _read(path):
@@ -233,26 +238,26 @@ def test_every_file_the_module_cmake_lists_exists(module_cmake):
     assert "ibisagent/protocol.py" in lib_scripts
 
 
-def test_shared_resources_land_next_to_the_module(module_cmake):
-    """Resources/ is at the top level; the module CMake copies it to <module dir>/Resources."""
-    source_dir = module_cmake.variables["MODULE_SHARED_RESOURCES_DIR"][0]
-    resources = module_cmake.variables["MODULE_SHARED_RESOURCES"]
-    assert os.path.normpath(source_dir) == os.path.join(REPO, "Resources")
-    assert "UI/IBISAgent.ui" in resources and "Icons/IBISAgent.png" in resources
-    for relative in resources:
-        assert os.path.isfile(os.path.join(source_dir, relative)), relative
-    # Evaluated with stand-ins for Slicer's folders: the build tree gets <module dir>/Resources
-    # (what resourcePath() joins to the module's folder), and so does the install tree.
-    slicer_dirs = {"CMAKE_BINARY_DIR": ["BUILD"], "Slicer_QTSCRIPTEDMODULES_LIB_DIR": ["MODULES"],
-                   "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR": ["INSTALLED"], "MODULE_NAME": ["IBISAgent"]}
-    evaluated = CMakeFile(module_cmake.path, slicer_dirs)
-    assert evaluated.variables["_module_build_resources_dir"] == ["BUILD/MODULES/Resources"]
-    keywords = {"FILES", "DESTINATION", "COMPONENT", "PROGRAMS", "RENAME"}
-    destinations = [evaluated.keyword_values(call, "DESTINATION", keywords)[0] for call in evaluated.calls("install")
-                    if "FILES" in call]
-    assert destinations and all(d.startswith("INSTALLED/Resources/") or d == "INSTALLED" for d in destinations)
-    assert "INSTALLED/Resources/" in destinations
+def _resources(module_cmake):
+    keywords = {"NAME", "SCRIPTS", "RESOURCES", "WITH_GENERIC_TESTS", "WITH_SUBDIR", "VERBOSE"}
+    (call,) = module_cmake.calls("slicerMacroBuildScriptedModule")
+    return module_cmake.keyword_values(call, "RESOURCES", keywords)
+
+
+def test_resources_live_beside_the_module_and_all_ship(module_cmake):
+    """Resources/ is next to IBISAgent.py, where ScriptedLoadableModuleWidget.resourcePath()
+    looks, and the build copies every file there (screenshots excepted: the Index links them)."""
+    assert not os.path.exists(os.path.join(REPO, "Resources"))
+    listed = {os.path.normpath(r) for r in _resources(module_cmake)}
+    shipped = {os.path.normpath(os.path.relpath(path, MODULE_DIR))
+               for path in glob.glob(os.path.join(MODULE_DIR, "Resources", "**", "*"), recursive=True)
+               if os.path.isfile(path) and os.sep + "Screenshots" + os.sep not in path}
+    assert shipped and shipped <= listed, f"not shipped: {sorted(shipped - listed)}"
+    assert {"Resources/UI/IBISAgent.ui", "Resources/Icons/IBISAgent.png"} <= {r.replace(os.sep, "/") for r in listed}
     # pyproject.toml (where IBISAgentLib.requirements reads what to install) goes next to the module.
+    slicer_dirs = {"Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR": ["INSTALLED"], "MODULE_NAME": ["IBISAgent"]}
+    evaluated = CMakeFile(module_cmake.path, slicer_dirs)
+    keywords = {"FILES", "DESTINATION", "COMPONENT", "PROGRAMS", "RENAME"}
     project = [call for call in evaluated.calls("install") if any(a.endswith("pyproject.toml") for a in evaluated.expand(call))]
     assert [evaluated.keyword_values(call, "DESTINATION", keywords) for call in project] == [["INSTALLED"]]
     assert os.path.isfile(evaluated.variables["MODULE_PROJECT_FILE"][0])
@@ -308,188 +313,57 @@ def test_s4ext_agrees_with_cmake(top_cmake):
         assert url.startswith("https://") and "example" not in url, url
 
 
-def test_icon_url_names_the_committed_128px_icon():
+def test_icon_and_screenshot_urls_name_committed_pngs():
     fields = _s4ext()
-    relative = fields["iconurl"].split("/main/", 1)[1]
-    path = os.path.join(REPO, relative)
-    with open(path, "rb") as handle:
-        header = handle.read(24)
-    assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", header[16:24]) == (128, 128)
+    for url in [fields["iconurl"]] + fields["screenshoturls"].split():
+        path = os.path.join(REPO, url.split("/main/", 1)[1])
+        with open(path, "rb") as handle:
+            header = handle.read(24)
+        assert header[:8] == b"\x89PNG\r\n\x1a\n", url
+        if url == fields["iconurl"]:
+            assert struct.unpack(">II", header[16:24]) == (128, 128)
 
 
-# -- .ui and the module code -----------------------------------------------------------------
+# -- the catalog entry, the licence, the model weights ----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ui_tree():
-    return ET.parse(UI_FILE)
+def test_catalog_entry_follows_the_index_schema_and_agrees_with_cmake_and_s4ext(top_cmake):
+    with open(CATALOG_FILE, "rb") as handle:
+        raw = handle.read()
+    assert b"\r" not in raw  # the Index refuses CR or CRLF line endings
+    entry = json.loads(raw)
+    assert os.path.splitext(os.path.basename(CATALOG_FILE))[0] == top_cmake.calls("project")[0][0]
+    assert entry["$schema"] == CATALOG_SCHEMA
+    assert CATALOG_REQUIRED <= set(entry) <= CATALOG_KEYS
+    types = {"build_dependencies": list, "enabled": bool, "tier": int}
+    for key, value in entry.items():
+        assert isinstance(value, types.get(key, str)), key
+    assert 1 <= entry["tier"] <= 5 and entry["scm_type"] == "git"
+    variables, fields = top_cmake.variables, _s4ext()
+    assert entry["category"] == variables["EXTENSION_CATEGORY"][0] == fields["category"]
+    assert entry["build_subdirectory"] == variables["EXTENSION_BUILD_SUBDIRECTORY"][0] == fields["build_subdirectory"]
+    depends = [] if variables["EXTENSION_DEPENDS"] == ["NA"] else variables["EXTENSION_DEPENDS"]
+    assert entry["build_dependencies"] == depends and fields["depends"] == (" ".join(depends) or "NA")
+    assert entry["scm_url"] == fields["scmurl"] and entry["scm_url"].startswith(variables["EXTENSION_HOMEPAGE"][0])
+    assert entry["scm_revision"] == fields["scmrevision"]
+    assert entry["enabled"] == (fields["enabled"] == "1")
 
 
-def _ui_widgets(tree):
-    return {w.get("name"): w.get("class") for w in tree.iter("widget")}
+def test_the_licence_file_the_index_looks_for_is_mit():
+    with open(os.path.join(REPO, "LICENSE.txt"), encoding="utf-8") as handle:
+        text = handle.read()
+    assert text.startswith("MIT License") and "WITHOUT WARRANTY OF ANY KIND" in text
+    with open(os.path.join(REPO, "pyproject.toml"), encoding="utf-8") as handle:
+        assert re.search(r'^license = "MIT"$', handle.read(), re.MULTILINE)
 
 
-def _names_looked_up(path):
-    """Widget names the code reads: `<anything>.ui.<name>`, `ui.<name>`, findChild(..., "<name>")."""
-    names = set()
-    for node in ast.walk(ast.parse(_read(path))):
-        if isinstance(node, ast.Attribute):
-            owner = node.value
-            if (isinstance(owner, ast.Attribute) and owner.attr == "ui") or (
-                isinstance(owner, ast.Name) and owner.id == "ui"
-            ):
-                names.add(node.attr)
-        if isinstance(node, ast.Call):
-            function = node.func
-            called = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
-            if called in ("findChild", "findChildren") and node.args:
-                last = node.args[-1]
-                if isinstance(last, ast.Constant) and isinstance(last.value, str):
-                    names.add(last.value)
-    return names
-
-
-def test_ui_root_and_custom_widgets(ui_tree):
-    root = ui_tree.getroot()
-    assert root.tag == "ui" and root.findtext("class") == "IBISAgent"
-    top = root.find("widget")
-    assert top.get("class") == "qMRMLWidget" and top.get("name") == "IBISAgent"
-    declared = {c.findtext("class"): c for c in root.iter("customwidget")}
-    used = {w.get("class") for w in root.iter("widget")}
-    for cls in used:
-        if not cls.startswith("Q"):
-            assert cls in declared, f"{cls} is used but not declared in <customwidgets>"
-            assert declared[cls].findtext("header") == cls + ".h"
-    receivers = {
-        c.findtext("receiver")
-        for c in root.iter("connection")
-        if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
-    }
-    mrml_widgets = {
-        name for name, cls in _ui_widgets(ui_tree).items() if cls.startswith("qMRML") and name != "IBISAgent"
-    }
-    assert mrml_widgets <= receivers, f"MRML widgets without a scene: {mrml_widgets - receivers}"
-
-
-def test_ui_names_are_unique(ui_tree):
-    names = [w.get("name") for w in ui_tree.iter("widget")]
-    assert len(names) == len(set(names))
-
-
-@pytest.mark.parametrize(
-    "source", [MODULE_FILE, SELF_TEST_FILE], ids=["IBISAgent.py", "IBISAgentSelfTest.py"]
-)
-def test_every_widget_the_code_looks_up_exists(ui_tree, source):
-    looked_up = _names_looked_up(source)
-    assert len(looked_up) >= 5
-    missing = looked_up - set(_ui_widgets(ui_tree))
-    assert not missing, f"{os.path.basename(source)} looks up widgets missing from the .ui: {sorted(missing)}"
-
-
-def test_training_section_has_its_controls(ui_tree):
-    """Record for training: a toggle, a folder picker (a directory button, not a typed path, so
-    no half-typed folder is ever created) and the count of recorded steps, all used by the code."""
-    widgets = _ui_widgets(ui_tree)
-    controls = {"recordCheckBox": "QCheckBox", "recordFolderButton": "ctkDirectoryButton",
-                "recordedStepsLabel": "QLabel"}
-    assert {name: widgets.get(name) for name in controls} == controls
-    assert set(controls) <= _names_looked_up(MODULE_FILE)
-
-
-def _parameter_annotations():
-    tree = ast.parse(_read(MODULE_FILE))
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and any(
-            getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list
-        ):
-            return {s.target.id: ast.unparse(s.annotation) for s in node.body if isinstance(s, ast.AnnAssign)}
-    raise AssertionError("no @parameterNodeWrapper class in IBISAgent.py")
-
-
-def test_parameter_bindings_name_real_parameters(ui_tree):
-    annotations = _parameter_annotations()
-    # widget class -> what the parameter node wrapper can bind it to
-    binds = {"QLineEdit": "str", "QComboBox": "Choice", "QSpinBox": "int", "qMRMLNodeComboBox": "vtkMRML"}
-    bound = {}
-    for widget in ui_tree.iter("widget"):
-        for prop in widget.findall("property"):
-            if prop.get("name") == "SlicerParameterName":
-                bound[prop.findtext("string")] = widget.get("class")
-    assert {"inputVolume", "segmentation", "view", "request", "serverUrl", "maxSteps"} <= set(bound)
-    for parameter, widget_class in bound.items():
-        assert parameter in annotations, f"the .ui binds unknown parameter '{parameter}'"
-        assert binds[widget_class] in annotations[parameter], (
-            parameter,
-            widget_class,
-            annotations[parameter],
-        )
-
-
-def test_module_source_is_slicer_python_compatible():
-    for path in (MODULE_FILE, SELF_TEST_FILE):
-        source = _read(path)
-        tree = ast.parse(source, feature_version=(3, 9))
-        compile(source, path, "exec")
-        imported = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                imported.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                imported.add(node.module)
-        heavy = {
-            name
-            for name in imported
-            if name.split(".")[0]
-            in ("torch", "torchvision", "transformers", "fastapi", "uvicorn", "sam2", "segment_anything")
-            or name.startswith("ibisagent.server")
-        }
-        assert not heavy, f"{os.path.basename(path)} imports server-side packages: {heavy}"
-
-
-def test_module_classes_follow_slicer_conventions():
-    tree = ast.parse(_read(MODULE_FILE))
-    classes = {
-        node.name: [ast.unparse(b) for b in node.bases]
-        for node in tree.body
-        if isinstance(node, ast.ClassDef)
-    }
-    assert classes["IBISAgent"] == ["ScriptedLoadableModule"]
-    assert "ScriptedLoadableModuleWidget" in classes["IBISAgentWidget"]
-    assert classes["IBISAgentTest"] == ["ScriptedLoadableModuleTest"]
-    # The widget's logic is the console's IBISAgentLogic (imported from IBISAgentLib.logic).
-    imported = {alias.asname or alias.name: node.module for node in tree.body if isinstance(node, ast.ImportFrom)
-                for alias in node.names}
-    made = [node.value.func.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Attribute) and t.attr == "logic" for t in node.targets)
-            and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)]
-    assert made == ["IBISAgentLogic"] and imported["IBISAgentLogic"] == "IBISAgentLib.logic"
-
-
-def test_help_lists_every_shortcut():
-    """The module's help is built by IBISAgentLib.shortcuts.help_rows, which lists every key."""
+def test_every_loadable_model_is_listed_with_its_licence():
     sys.path.insert(0, MODULE_DIR)
-    from IBISAgentLib import shortcuts
+    from ibisagent.engine import MODEL_TOOLS
 
-    rows = shortcuts.help_rows()
-    assert {name for name, _key, _what in shortcuts.SHORTCUTS} == {"accept", "next", "undo", "flip", "finish"}
-    for _name, key, what in shortcuts.SHORTCUTS:
-        assert f"<b>{key}</b>: {what}" in rows
-    module_class = next(node for node in ast.parse(_read(MODULE_FILE)).body
-                        if isinstance(node, ast.ClassDef) and node.name == "IBISAgent")
-    called = {node.func.id for node in ast.walk(module_class) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
-    assert "help_rows" in called
-
-
-def test_single_key_shortcuts_give_typing_widgets_their_keys():
-    sys.path.insert(0, MODULE_DIR)
-    from IBISAgentLib.shortcuts import live_shortcuts
-
-    everything = {"accept", "next", "undo", "flip", "finish"}
-    in_a_view = lambda name: name in ("QWidget", "QVTKOpenGLNativeWidget")  # noqa: E731
-    in_a_tree = lambda name: name in ("QWidget", "QAbstractItemView", "QTreeView")  # noqa: E731
-    in_a_combo = lambda name: name in ("QWidget", "QComboBox")  # noqa: E731
-    assert live_shortcuts(True, in_a_view) == everything
-    assert live_shortcuts(True, None) == everything
-    assert live_shortcuts(True, in_a_tree) == live_shortcuts(True, in_a_combo) == {"undo", "finish"}
-    assert live_shortcuts(False, in_a_view) == frozenset()
+    with open(os.path.join(REPO, "MODEL_WEIGHTS.md"), encoding="utf-8") as handle:
+        rows = [line for line in handle if line.startswith("| ") and "---" not in line][1:]
+    loaded_with = " ".join(row.split("|")[2] for row in rows)
+    for option in [f"--segmenter {tool}" for tool in MODEL_TOOLS] + ["--policy qwen"]:
+        assert option in loaded_with, option
+    assert all(row.split("|")[4].strip() for row in rows)  # a licence, or what the source leaves unsaid

@@ -1,0 +1,171 @@
+"""What the panel reads from the logic, checked as behaviour on real MRML (slicer-core): which
+actions are possible and why not (`IBISAgentLogic.actions`, the panel's only source of enabled
+states and tooltips), the saved settings object, configuring the agent from it (never falling
+back to the in-process engine), recording, placing a point of a chosen polarity, auto-run taking
+the points on screen first, and ending an episode that works on another segment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import slicer
+
+from slicer_agents import DiskSegmenter, ScriptedPolicy, point
+from test_slicer_logic import local_logic, make_case
+
+from IBISAgentLib.actions import ACTIONS, BUSY
+from IBISAgentLib.logic import IBISAgentLogic
+from IBISAgentLib.settings import DEFAULT_SERVER_URL, GROUP, KEYS, LOCAL, SERVER, AgentSettings
+from ibisagent.clicks import USER, Click
+
+
+class Store:
+    """What AgentSettings needs of QSettings: value(key, default) and setValue(key, value)."""
+
+    def __init__(self, values=None) -> None:
+        self.values = dict(values or {})
+
+    def value(self, key, default=None):
+        return self.values.get(key, default)
+
+    def setValue(self, key, value) -> None:
+        self.values[key] = value
+
+
+def enabled(states):
+    return {name for name, reason in states.items() if not reason}
+
+
+def test_every_action_has_a_state_and_nothing_runs_without_inputs():
+    logic = IBISAgentLogic()
+    states = logic.actions()
+    assert set(states) == set(ACTIONS)
+    assert states["continue"] == "Select a volume." and states["stop"] == "Nothing is running."
+    assert states["localServer"].startswith("Not needed")  # the in-process engine needs no server
+    assert states["record"] == "Choose the record folder first."
+    assert enabled(states) == {"testConnection", "recordFolder"}
+
+
+def test_states_follow_the_episode(scene):
+    volume, segmentation, ids, _truth = make_case(scene, "lps", "Red")
+    logic = local_logic(ScriptedPolicy([point(0.5, 0.5), point(0.3, 0.3)]))
+    inputs = (volume, segmentation, ids[0])
+    assert logic.actions(volume, segmentation, "no such segment")["continue"].startswith("Select a segment")
+    states = logic.actions(*inputs)
+    assert {"continue", "autoRun", "save", "propagate"} <= enabled(states)
+    assert states["next"] == states["finish"] == "Press Continue my mask first."
+    logic.startEpisode(*inputs, view="Red")
+    assert logic.actions(*inputs)["skip"] == "No proposal on screen: press Next step."
+    assert logic.actions(*inputs)["undo"] == "Nothing to undo in this episode."
+    logic.proposeNext()
+    assert {"next", "accept", "skip", "flip", "finish", "addPositive"} <= enabled(logic.actions(*inputs))
+    logic.acceptProposal()
+    states = logic.actions(*inputs)
+    assert "undo" in enabled(states) and states["flip"] == "No proposed point on screen."
+    busy = logic.actions(*inputs, busy=True)
+    assert busy["undo"] == busy["continue"] == BUSY and busy["stop"] == ""
+    assert busy["cancel"] == "No propagation is running."  # Cancel belongs to a run-through
+    logic.finish()
+    assert logic.actions(*inputs)["undo"] == "Press Continue my mask first."
+
+
+def test_propagation_review_and_its_undo(scene):
+    volume, segmentation, ids, truth = make_case(scene, "lps", "Red")
+    slicer.util.updateSegmentBinaryLabelmapFromArray(truth, segmentation, ids[0], volume)
+    logic = local_logic(ScriptedPolicy([]), DiskSegmenter())
+    inputs = (volume, segmentation, ids[0])
+    assert logic.actions(*inputs)["nextSlice"].startswith("No propagation is under review")
+    assert logic.actions(*inputs)["undoPropagation"] == "No propagation to undo."
+    logic.startPropagation(*inputs, view="Red", direction="up", maxSlices=1, stepsPerSlice=0)
+    assert {"nextSlice", "stopHere", "finishPropagation", "undoPropagation"} <= enabled(logic.actions(*inputs))
+    logic.finishPropagation()
+    states = logic.actions(*inputs)
+    assert states["nextSlice"] and "undoPropagation" in enabled(states)
+
+
+def test_settings_round_trip_and_keep_the_keys_of_earlier_versions(tmp_path):
+    assert AgentSettings.load(Store()) == AgentSettings()  # defaults: the server on this machine
+    earlier = Store({f"{GROUP}/AgentMode": "local", f"{GROUP}/ServerURL": "http://127.0.0.1:9000",
+                     f"{GROUP}/Token": "t0ken", f"{GROUP}/RecordForTraining": "on",
+                     f"{GROUP}/TrainingRecordFolder": str(tmp_path)})
+    settings = AgentSettings.load(earlier)
+    assert settings.local and settings.serverUrl == "http://127.0.0.1:9000" and settings.token == "t0ken"
+    assert settings.record and settings.recordFolder == str(tmp_path)
+    store = Store()
+    settings.save(store)
+    assert AgentSettings.load(store) == settings
+    assert store.values[f"{GROUP}/{KEYS['record']}"] == "on" and set(store.values) == {f"{GROUP}/{k}" for k in
+                                                                                       KEYS.values()}
+    assert AgentSettings(mode=SERVER).serverUrl == DEFAULT_SERVER_URL
+
+
+@pytest.mark.parametrize("url", ["", "not a url", "127.0.0.1:8765"])
+def test_a_server_mode_without_a_usable_url_leaves_no_agent_and_says_why(scene, url):
+    volume, segmentation, ids, _truth = make_case(scene, "lps", "Red")
+    logic = IBISAgentLogic()
+    logic.configure(AgentSettings(mode=SERVER, serverUrl=url))
+    assert not logic.local and logic.serverUrl is None
+    reason = logic.actions(volume, segmentation, ids[0])["continue"]
+    assert "must look like http://127.0.0.1:8765" in reason and reason == logic.agentProblem
+    with pytest.raises(ValueError, match="must look like"):
+        logic.startEpisode(volume, segmentation, ids[0], view="Red")
+    logic.configure(AgentSettings(mode=LOCAL))
+    assert logic.local and not logic.agentProblem and not logic.actions(volume, segmentation, ids[0])["continue"]
+
+
+def test_configure_records_as_the_settings_say_and_keeps_one_engine(tmp_path):
+    logic = IBISAgentLogic()
+    logic.configure(AgentSettings(mode=LOCAL, record=True, recordFolder=str(tmp_path / "records")))
+    assert logic.trainingRecord is not None and logic.trainingRecord.source == "panel"
+    assert not logic.actions()["record"]
+    engine = logic.localEngine()
+    logic.configure(AgentSettings(mode=LOCAL))  # the same agent again: the engine is kept
+    assert logic.trainingRecord is None and logic.localEngine() is engine
+    assert logic.serverInfo()["policy"] == engine.policy.name and logic.localEngine() is engine
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        logic.configure(AgentSettings(mode=LOCAL, record=True, recordFolder=str(tmp_path / "file")))
+
+
+def test_a_placed_point_gets_the_chosen_polarity_and_the_users_list_comes_back(scene):
+    volume, segmentation, ids, _truth = make_case(scene, "lps", "Red")
+    logic = local_logic(ScriptedPolicy([]))
+    logic.startEpisode(volume, segmentation, ids[0], view="Red")
+    mine = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "my points")
+    selection = scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+    selection.SetReferenceActivePlaceNodeClassName(mine.GetClassName())
+    selection.SetReferenceActivePlaceNodeID(mine.GetID())
+    placed = []
+    placement = logic.startPlacingPoint(False, lambda: placed.append(True))
+    assert selection.GetActivePlaceNodeID() == placement.node.GetID()
+    geometry = logic.workedSlice.geometry
+    placement.node.AddControlPoint(*[float(v) for v in geometry.pixel_to_ras(4, 5)])
+    placement.end()
+    placement.end()
+    assert selection.GetActivePlaceNodeID() == mine.GetID()
+    assert not placement.node.GetNthControlPointSelected(0) and placement.node.GetNthControlPointLabel(0) == "-"
+    assert logic.onScreenClicks() == [Click(4, 5, False, USER)]
+
+
+def test_auto_run_applies_the_points_on_screen_first(scene):
+    volume, segmentation, ids, _truth = make_case(scene, "lps", "Red")
+    logic = local_logic(ScriptedPolicy([point(0.5, 0.5), point(0.3, 0.3), point(0.7, 0.6)]))
+    logic.startEpisode(volume, segmentation, ids[0], view="Red")
+    shown = logic.proposeNext()
+    logic.flipProposal()
+    steps = []
+    assert logic.runSteps(2, onStep=steps.append) == "step-limit"
+    assert len(steps) == 2 and steps[0].clicks[0].positive is not shown.click.positive  # the edited point, first
+
+
+def test_an_episode_on_another_segment_ends_and_keeps_its_mask(scene):
+    volume, segmentation, ids, _truth = make_case(scene, "lps", "Red")
+    logic = local_logic(ScriptedPolicy([point(0.5, 0.5)]))
+    logic.startEpisode(volume, segmentation, ids[0], view="Red")
+    logic.proposeNext()
+    logic.acceptProposal()
+    kept = logic.workedSlice.labelmap.read().copy()
+    assert not logic.finishIfElsewhere(segmentation, ids[0]) and logic.workedSlice is not None
+    labelmap = logic.workedSlice.labelmap
+    assert logic.finishIfElsewhere(segmentation, ids[1]) and logic.workedSlice is None
+    assert np.array_equal(labelmap.read(), kept)
