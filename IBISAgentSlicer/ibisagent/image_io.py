@@ -76,6 +76,20 @@ def _refuse_nifti_nan(path: str) -> None:
         raise ValueError(f"{path} contains NaN or infinite values; fix or mask them before segmenting.")
 
 
+def is_volume_file(path: str) -> bool:
+    """Whether ``path`` holds a 3D volume (more than one slice); reads only the file's header."""
+    path = str(path)
+    _check_readable(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise ValueError(f"Could not read {path}: {str(error).strip().splitlines()[-1]}") from error
+    size = reader.GetSize()
+    return len(size) == 3 and size[2] > 1
+
+
 def is_colour(image: sitk.Image) -> bool:
     return image.GetNumberOfComponentsPerPixel() in (3, 4)
 

@@ -145,8 +145,9 @@ class VolumeProposal(Proposal):
 @dataclass
 class VolumeStep(Step):
     """A `Step` of a 3D session: ``clicks`` are `VolumeClick` s, ``mask_pixels`` counts the
-    mask's voxels; ``added``/``removed``: voxels the step changed; ``changed``: their bounding
-    box ((k0, k1), (j0, j1), (i0, i1), ends exclusive; None when nothing changed)."""
+    mask's voxels, ``score`` is NaN (None in `to_dict`: 3D tools give none); ``added``/``removed``:
+    voxels the step changed; ``changed``: their bounding box ((k0, k1), (j0, j1), (i0, i1), ends
+    exclusive; None when nothing changed)."""
 
     added: int = 0
     removed: int = 0
@@ -154,7 +155,7 @@ class VolumeStep(Step):
 
     def to_dict(self) -> Dict[str, Any]:
         data = super().to_dict()
-        data.update(added=self.added, removed=self.removed,
+        data.update(score=None if self.score != self.score else self.score, added=self.added, removed=self.removed,
                     changed=[list(pair) for pair in self.changed] if self.changed else None)
         return data
 
@@ -351,7 +352,9 @@ class VolumeSession:
             said = last[1].reasoning.strip()
             if said:
                 reasoning += f" On the last one: {said}"
-            answer = last[1].answer
+            answer = f"Reviewed {len(looked)} slice(s) of the volume and found nothing to change."
+            if last[1].answer:
+                answer += f" On {last[0].plane} slice {last[0].index}: {last[1].answer}"
             plane, index = last[0].plane, last[0].index
         else:
             reasoning = "Every slice the mask crosses has been reviewed since it last changed; nothing is left to look at."
