@@ -14,7 +14,9 @@ markup point), the user edits points, `acceptProposal` (applies exactly the poin
 Volumes (`propagation.PropagationLogic`): `propagate` carries the mask of the view's slice
 through the volume, the agent checking every slice; `startPropagation` / `nextPropagatedSlice` /
 `stopPropagationHere` / `finishPropagation` review it slice by slice; `undoPropagation` takes a
-whole propagation back.
+whole propagation back. In 3D (`volume_session_logic.VolumeSessionLogic`): `startVolumeSession`
+opens one session on the whole segment, clicks in any view, and `proposeVolumeStep` /
+`acceptVolumeProposal` / `undoVolumeStep` / `finishVolumeSession` / `continueVolume` drive it.
 
 Recording for training (off by default): `setTrainingRecord(folder)` records every step the user
 applies (accepted or edited) into a local folder, one trajectory record per episode, finished
@@ -51,6 +53,7 @@ from ibisagent.session import Decide, Proposal, Step, run_until_stop
 from . import export, segment_masks
 from .agent_sessions import AgentStepError, classify, close_quietly, open_local_episode, open_remote_session
 from .propagation import PropagationLogic
+from .volume_session_logic import VolumeSessionLogic
 from .slice_geometry import slice_geometry, slice_rgb
 from .slice_labelmap import SliceLabelmap
 from .training_record import TrainingRecord, end_recording
@@ -64,9 +67,10 @@ except ImportError:  # PyPI slicer-core, plain Python
 logger = logging.getLogger("IBISAgent")
 
 
-class IBISAgentLogic(PropagationLogic, _LogicBase):
+class IBISAgentLogic(PropagationLogic, VolumeSessionLogic, _LogicBase):
     """All computation of the IBISAgent module. MRML only; no Qt; no dialogs. Propagation through
-    the slices (`propagate`, the review methods, `undoPropagation`) is in `propagation`."""
+    the slices (`propagate`, the review methods, `undoPropagation`) is in `propagation`; the 3D
+    session on the whole segment (`startVolumeSession`, ...) in `volume_session_logic`."""
 
     def __init__(self, log: Optional[Callable[[str], None]] = None) -> None:
         if _LogicBase is not object:
@@ -179,6 +183,7 @@ class IBISAgentLogic(PropagationLogic, _LogicBase):
         current mask there (or from nothing). Ends any episode still running first. Changes no
         voxel. Returns `state()`."""
         self._endWorkedSlice()
+        self._endVolumeSession()
         if volumeNode is None or volumeNode.GetScene() is None:
             raise ValueError("No volume is selected (or it was removed); choose a volume first.")
         segment_masks.check_segment(segmentationNode, segmentId)

@@ -280,6 +280,7 @@ class PropagationLogic:
 
         self._endWorkedSlice()
         self._endPropagation()
+        self._endVolumeSession()
         if volumeNode is None or volumeNode.GetScene() is None:
             raise ValueError("No volume is selected (or it was removed); choose a volume first.")
         if direction not in DIRECTIONS:
