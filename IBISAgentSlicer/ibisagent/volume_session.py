@@ -177,11 +177,12 @@ class VolumeSession:
 
     # -- looking --------------------------------------------------------------------------------
     def look_at(self, plane: str, index: int) -> None:
-        """The user is on slice ``index`` of ``plane``: the next proposal looks there first
-        (unless it was reviewed since the mask last changed there)."""
+        """The user is on slice ``index`` of ``plane`` and asks the agent to look: the next
+        proposal looks there first, even if that slice was reviewed before."""
         if not 0 <= int(index) < self.views.count(plane):
             raise ValueError(f"Slice {index} is outside 0..{self.views.count(plane) - 1} for the {plane} plane.")
         self.hint = (plane, int(index))
+        self.reviewed = self.reviewed - {self.hint}
 
     def slice_image(self, plane: str, index: int) -> np.ndarray:
         """RGB uint8 (rows, cols, 3) of slice ``index`` of ``plane``: what the policy is shown."""

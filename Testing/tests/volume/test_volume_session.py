@@ -218,8 +218,7 @@ def test_the_same_action_on_the_same_slice_three_times_stops(volume):
     for _ in range(3):
         session.propose()
         session.skip()
-        session.look_at("axial", 6)
-        session.reviewed = frozenset()
+        session.look_at("axial", 6)  # the user asks again on that slice
     assert session.stop_reason == STOP_REPEATED
 
 
