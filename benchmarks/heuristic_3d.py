@@ -16,7 +16,7 @@ volume and scenario: Dice before and after, steps (clicks), proposals, slices lo
 added and removed, seconds.
 
 Run:  OMP_NUM_THREADS=1 python benchmarks/heuristic_3d.py [--tool slice2d] [--steps 20]
-      [--looks 3] [--no-mni] [--devset DIR]
+      [--looks 3] [--no-confirm] [--no-mni] [--devset DIR]
 """
 
 from __future__ import annotations
@@ -92,11 +92,12 @@ def cases(devset: Optional[str], mni: bool, tissues: Tuple[str, ...] = ("brain",
 
 
 def run_case(name: str, scenario: str, image: sitk.Image, truth: np.ndarray, start: np.ndarray, tool, policy,
-             steps: int, looks: int) -> Row:
+             steps: int, looks: int, confirm: bool = True) -> Row:
     started = time.perf_counter()
     volume = sitk.GetArrayFromImage(image)
     session = VolumeSession(volume, views_of_image(image), tool, policy, "Segment the target.", start,
-                            spacing=tuple(reversed(image.GetSpacing())), max_steps=steps, looks=looks)
+                            spacing=tuple(reversed(image.GetSpacing())), max_steps=steps, looks=looks,
+                            confirm=confirm)
     result = session.run()
     return Row(name, scenario, dice(start, truth), dice(result.mask, truth), len(result.steps),
                sum(len(s.clicks) for s in result.steps), len(result.proposals),
@@ -105,7 +106,8 @@ def run_case(name: str, scenario: str, image: sitk.Image, truth: np.ndarray, sta
 
 
 def run(devset: Optional[str] = DEVSET, tool_name: str = DEFAULT_VOLUME_SEGMENTER, steps: int = 20,
-        looks: int = DEFAULT_LOOKS, mni: bool = True, log=print, tissues=("brain", "white", "grey")) -> List[Row]:
+        looks: int = DEFAULT_LOOKS, mni: bool = True, log=print, tissues=("brain", "white", "grey"),
+        confirm: bool = True) -> List[Row]:
     tool = build_volume_segmenter(tool_name)
     policy = build_policy("heuristic")
     rows = []
@@ -113,7 +115,7 @@ def run(devset: Optional[str] = DEVSET, tool_name: str = DEFAULT_VOLUME_SEGMENTE
         for scenario, start in (("truth", truth), ("initial", initial)):
             if start is None:
                 continue
-            rows.append(run_case(name, scenario, image, truth, start, tool, policy, steps, looks))
+            rows.append(run_case(name, scenario, image, truth, start, tool, policy, steps, looks, confirm))
             log(_line(rows[-1]))
     return rows
 
@@ -149,19 +151,22 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="most steps per volume (default 20, as continue)")
     parser.add_argument("--looks", type=int, default=DEFAULT_LOOKS, help="slices reviewed per proposal at most")
     parser.add_argument("--no-mni", action="store_true", help="the dev volumes only")
+    parser.add_argument("--confirm", action=argparse.BooleanOptionalAction, default=True,
+                        help="a click must hold in a second view (the session's default: on)")
     parser.add_argument("--out", default=os.path.join(common.RESULTS_DIR, "heuristic_3d.json"))
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    print(f"tool {args.tool}, heuristic policy, {args.steps} steps at most, {args.looks} looks per proposal\n")
+    print(f"tool {args.tool}, heuristic policy, {args.steps} steps at most, {args.looks} looks per proposal, "
+          f"second view {'on' if args.confirm else 'off'}\n")
     print(HEADER, flush=True)
     rows = run(args.devset, args.tool, args.steps, args.looks, not args.no_mni,
-               log=lambda line: print(line, flush=True))
+               log=lambda line: print(line, flush=True), confirm=args.confirm)
     print()
     for line in summary(rows):
         print(line)
     print(f"\n{time.perf_counter() - started:.0f} s")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    common.write_json(args.out, {"tool": args.tool, "steps": args.steps, "looks": args.looks,
+    common.write_json(args.out, {"tool": args.tool, "steps": args.steps, "looks": args.looks, "confirm": args.confirm,
                                  "rows": [asdict(r) for r in rows], "summary": summary(rows)})
     return 0
 

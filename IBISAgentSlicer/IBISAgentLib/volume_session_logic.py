@@ -324,10 +324,11 @@ class VolumeSessionLogic:
 
     # -- step by step ------------------------------------------------------------------------------
     def startVolumeSession(self, volumeNode, segmentationNode, segmentId, request: str = "", view="Red",
-                           maxSteps: int = 20, looks: Optional[int] = None) -> dict:
+                           maxSteps: int = 20, looks: Optional[int] = None, confirm: bool = True) -> dict:
         """Open a 3D session on the whole segment, starting from its mask (or from nothing), with
-        the agent looking first at the slice shown in ``view``. Ends any other episode first.
-        Changes no voxel. Returns `volumeSessionState()`."""
+        the agent looking first at the slice shown in ``view``. ``looks`` (default 3) and ``confirm``:
+        see ``ibisagent.volume_session.VolumeSession``. Ends any other episode first. Changes no
+        voxel. Returns `volumeSessionState()`."""
         from ibisagent.volume_session import DEFAULT_LOOKS, VolumeSession
         from slicer.util import arrayFromVolume
 
@@ -359,7 +360,7 @@ class VolumeSessionLogic:
             policy_tool = self._localEngine()
             return VolumeSession(array, views, self._buildVolumeTool(), policy_tool[1], request,
                                  start if start.any() else None, spacing=spacing, window=window, max_steps=maxSteps,
-                                 looks=looks or DEFAULT_LOOKS, hint=hint)
+                                 looks=looks or DEFAULT_LOOKS, hint=hint, confirm=confirm)
 
         session = self._agent("Opening the 3D session", open_session)
         worked = WorkedVolume(volumeNode, segmentationNode, segmentId, geometries, segment, session, self._agent,

@@ -69,6 +69,12 @@ def _continue_parser(sub) -> None:
     parser.add_argument("--volume-tool", default=DEFAULT_VOLUME_SEGMENTER, choices=list(VOLUME_SEGMENTERS),
                         help="whole volumes: the 3D tool that turns clicks into the 3D mask (default: "
                         f"{DEFAULT_VOLUME_SEGMENTER}; slice2d runs the --segmenter tool on each clicked slice)")
+    parser.add_argument("--looks", type=int, default=3, metavar="N",
+                        help="whole volumes: slices the agent reviews per proposal before it calls the volume done "
+                        "(default 3; more finds more to fix, at more risk of a wrong click)")
+    parser.add_argument("--confirm", action=argparse.BooleanOptionalAction, default=True,
+                        help="whole volumes: keep a click only when the agent also proposes it on another plane's "
+                        "slice through the same voxel (default: on)")
     parser.add_argument("--log", help="JSON step log (default: next to --out, ending .steps.json)")
     parser.add_argument("--pictures", help="folder for a picture of every step")
     parser.add_argument("--truth", help="reference mask, to print the IoU of every step (whole volumes: the Dice; "
@@ -317,9 +323,12 @@ def _run_continue_volume(args) -> int:
     tool = continue_volume.build_volume_tool(args.volume_tool, args.segmenter, segmenter_options,
                                              parse_pairs(args.tool_option))
     policy = build_policy(args.policy, **policy_options)
+    if args.looks < 1:
+        raise ValueError(f"--looks must be at least 1; got {args.looks}.")
     report = continue_volume.run_continue_volume(inputs, tool, policy, args.request, args.max_steps,
-                                                 _window(args.window), truth)
-    details = {"image": args.image, "mask": args.mask, "request": args.request, "max_steps": args.max_steps}
+                                                 _window(args.window), truth, looks=args.looks, confirm=args.confirm)
+    details = {"image": args.image, "mask": args.mask, "request": args.request, "max_steps": args.max_steps,
+               "looks": args.looks, "confirm": args.confirm}
     with outputs:  # a failure leaves nothing behind
         with outputs.stage("--out") as temporary:
             continue_volume.write_image(temporary, continue_volume.output_image(inputs, report.result.mask))

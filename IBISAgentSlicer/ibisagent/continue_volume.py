@@ -34,7 +34,7 @@ from .headless import describe_stop
 from .metrics import dice
 from .policies.base import Policy
 from .session import EpisodeResult, Step
-from .volume_session import VolumeSession
+from .volume_session import DEFAULT_LOOKS, VolumeSession
 from .volume_views import VolumeViews, views_of_image
 
 #: Geometry differences below these count as the same grid (mm for the origin, relative for
@@ -134,17 +134,20 @@ class VolumeReport:
 
 
 def run_continue_volume(inputs: VolumeInputs, tool, policy: Policy, request: str, max_steps: int = 20,
-                        window=None, truth: Optional[np.ndarray] = None,
-                        log: Callable[[str], None] = print) -> VolumeReport:
-    """One session on the whole volume, every proposal accepted; a row per step as it happens."""
+                        window=None, truth: Optional[np.ndarray] = None, log: Callable[[str], None] = print,
+                        looks: int = DEFAULT_LOOKS, confirm: bool = True) -> VolumeReport:
+    """One session on the whole volume, every proposal accepted; a row per step as it happens.
+    ``looks`` and ``confirm``: see `ibisagent.volume_session.VolumeSession`."""
     started = time.perf_counter()
     session = VolumeSession(inputs.volume, inputs.views, tool, policy, request, inputs.start, locked=inputs.locked,
-                            spacing=inputs.spacing, window=window, max_steps=max_steps)
+                            spacing=inputs.spacing, window=window, max_steps=max_steps, looks=looks,
+                            confirm=confirm)
     start_dice = dice(session.mask, truth) if truth is not None else None
     dices: List[Optional[float]] = []
     log(f"Proposals by: {policy.name} - {policy.description}")
     log(f"3D tool: {tool.name} - {tool.description}")
-    log(f"Slices looked at: {', '.join(session.planes)} planes, up to {session.looks} per proposal")
+    log(f"Slices looked at: {', '.join(session.planes)} planes, up to {session.looks} per proposal"
+        + (", each click confirmed in a second view" if session.confirm and len(session.planes) > 1 else ""))
     log(f"{'step':>5}  {'click':<34} {'decision':<9} {'voxels':>8}  {'Dice' if truth is not None else '':>6}  reasoning")
     start_text = f"{start_dice:.4f}" if start_dice is not None else ""
     log(f"{'start':>5}  {'(your mask)':<34} {'':<9} {int(session.mask.sum()):>8}  {start_text:>6}")

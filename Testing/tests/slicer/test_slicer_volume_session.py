@@ -143,7 +143,7 @@ def test_points_in_all_three_views_belong_to_one_session_and_undo_is_exact(scene
 def test_a_proposal_appears_on_its_slice_and_the_view_moves_there(scene, orientation):
     volume, segmentation, ids, _, _ = make_case(scene, orientation)
     logic = local_logic(ScriptedPolicy([point(0.5, 0.5)]))
-    logic.startVolumeSession(volume, segmentation, ids[0], view="Green")
+    logic.startVolumeSession(volume, segmentation, ids[0], view="Green", confirm=False)
     place_view_on_voxel(scene, "Green", volume, (0, 0, 0))  # the user looks elsewhere meanwhile
     proposal = logic.proposeVolumeStep()
     assert proposal.plane in ("Red", "Yellow", "Green")

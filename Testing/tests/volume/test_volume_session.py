@@ -35,6 +35,7 @@ def volume():
 def _session(volume, policy=None, tool=None, **options):
     grey, truth = volume
     options.setdefault("initial_mask", truth)
+    options.setdefault("confirm", False)  # the second view has a test of its own
     return VolumeSession(grey, _views(), tool or BallTool(), policy, "Segment the ball.", **options)
 
 
@@ -239,3 +240,23 @@ def test_a_tool_that_edits_one_axis_is_looked_at_across_it(volume):
     tool.slice_axis = 2
     session = VolumeSession(grey, _views(), tool, initial_mask=truth)
     assert [session.views.normal_axis(p) for p in session.planes] == [2]
+
+
+def test_a_proposal_can_be_required_to_hold_in_a_second_view():
+    shape = (15, 21, 25)  # odd sides: the centre pixel of every slice through the centre is the centre voxel
+    grey, truth = ellipsoid_volume(shape)
+    views = _views(shape)
+    centre = tuple(s // 2 for s in shape)
+    plane = views.planes[0]
+    hint = (plane, views.to_slice(plane, centre)[0])
+
+    def session(texts):
+        return VolumeSession(grey, views, BallTool(), ScriptedPolicy(texts), "", truth, hint=hint, confirm=True)
+
+    agreed = session([point(0.5, 0.5, False), point(0.5, 0.5, False)])
+    proposal = agreed.propose()
+    assert proposal.voxel.voxel == centre and len(proposal.looked) == 1
+    doubted = session([point(0.5, 0.5, False), terminate("looks fine from here")])
+    proposal = doubted.propose()
+    assert proposal.voxel is None and doubted.stop_reason == STOP_TERMINATED
+    assert "not confirmed" in proposal.looked[0]["said"] and hint in doubted.reviewed
