@@ -312,6 +312,8 @@ def _run_continue_volume(args) -> int:
             raise ValueError(f"{option} works on one slice for now; add --plane (and --index), or leave {option} out.")
     if args.policy == "simulated":
         raise ValueError("The simulated annotator clicks one slice; use `ibisagent eval3d` to score 3D clicks.")
+    if args.looks < 1:
+        raise ValueError(f"--looks must be at least 1; got {args.looks}.")
     if suffix_of(args.out) not in VOLUME_OUTPUT_SUFFIXES:
         raise ValueError(f"--out {args.out}: a volume's mask is written as one of {', '.join(VOLUME_OUTPUT_SUFFIXES)}.")
     log_path = args.log or _sibling(args.out, ".steps.json")
@@ -323,8 +325,6 @@ def _run_continue_volume(args) -> int:
     tool = continue_volume.build_volume_tool(args.volume_tool, args.segmenter, segmenter_options,
                                              parse_pairs(args.tool_option))
     policy = build_policy(args.policy, **policy_options)
-    if args.looks < 1:
-        raise ValueError(f"--looks must be at least 1; got {args.looks}.")
     report = continue_volume.run_continue_volume(inputs, tool, policy, args.request, args.max_steps,
                                                  _window(args.window), truth, looks=args.looks, confirm=args.confirm)
     details = {"image": args.image, "mask": args.mask, "request": args.request, "max_steps": args.max_steps,
