@@ -20,7 +20,9 @@ markup point), the user edits points, `acceptProposal` (applies exactly the poin
 Volumes (`propagation.PropagationLogic`): `propagate` carries the mask of the view's slice
 through the volume, the agent checking every slice; `startPropagation` / `nextPropagatedSlice` /
 `stopPropagationHere` / `finishPropagation` review it slice by slice; `undoPropagation` takes a
-whole propagation back.
+whole propagation back. In 3D (`volume_session_logic.VolumeSessionLogic`): `startVolumeSession`
+opens one session on the whole segment, clicks in any view, and `proposeVolumeStep` /
+`acceptVolumeProposal` / `undoVolumeStep` / `finishVolumeSession` / `continueVolume` drive it.
 
 Recording for training (off by default): `setTrainingRecord(folder)` records every step the user
 applies (accepted or edited) into a local folder, one trajectory record per episode, finished
@@ -61,6 +63,7 @@ from .local_server import LocalServerLogic
 from .propagation import PropagationLogic
 from .proposal_markups import PointPlacement
 from .settings import LOCAL, AgentSettings
+from .volume_session_logic import VolumeSessionLogic
 from .slice_geometry import slice_geometry, slice_rgb
 from .slice_labelmap import SliceLabelmap
 from .training_record import TrainingRecord, end_recording
@@ -74,10 +77,11 @@ except ImportError:  # PyPI slicer-core, plain Python
 logger = logging.getLogger("IBISAgent")
 
 
-class IBISAgentLogic(AgentLogic, PropagationLogic, LocalServerLogic, ActionsLogic, _LogicBase):
+class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServerLogic, ActionsLogic, _LogicBase):
     """All computation of the IBISAgent module. MRML only; no Qt; no dialogs. Its parts: the
     agent and its sessions (`agent_sessions.AgentLogic`), propagation through the slices
-    (`propagation.PropagationLogic`), the local server (`local_server.LocalServerLogic`) and
+    (`propagation.PropagationLogic`), the 3D session on the whole segment
+    (`volume_session_logic.VolumeSessionLogic`), the local server (`local_server.LocalServerLogic`) and
     what the user may do now (`actions.ActionsLogic`)."""
 
     def __init__(self, log: Optional[Callable[[str], None]] = None) -> None:
@@ -116,6 +120,7 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, LocalServerLogic, ActionsLogi
         current mask there (or from nothing). Ends any episode still running first. Changes no
         voxel. Returns `state()`."""
         self._endWorkedSlice()
+        self._endVolumeSession()
         self._checkAgent()
         if volumeNode is None or volumeNode.GetScene() is None:
             raise ValueError("No volume is selected (or it was removed); choose a volume first.")

@@ -279,6 +279,7 @@ class PropagationLogic:
 
         self._endWorkedSlice()
         self._endPropagation()
+        self._endVolumeSession()
         self._checkAgent()
         if volumeNode is None or volumeNode.GetScene() is None:
             raise ValueError("No volume is selected (or it was removed); choose a volume first.")

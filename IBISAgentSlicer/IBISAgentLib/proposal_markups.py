@@ -118,11 +118,7 @@ class ProposalMarkups:
 
     # -- proposals -------------------------------------------------------------------------------
     def _add_point(self, node, click: Click, description: str = "") -> int:
-        ras = self.geometry.pixel_to_ras(click.x, click.y)
-        index = node.AddControlPoint(float(ras[0]), float(ras[1]), float(ras[2]), _label(click.positive))
-        node.SetNthControlPointSelected(index, bool(click.positive))
-        node.SetNthControlPointDescription(index, description)
-        return index
+        return _add_ras(node, self.geometry.pixel_to_ras(click.x, click.y), click.positive, description)
 
     def show_proposal(self, click: Click) -> int:
         """Add the agent's proposed ``click`` (pixel coordinates) as an editable point."""
@@ -155,21 +151,20 @@ class ProposalMarkups:
             col, row = self.geometry.ras_to_pixel(position)
             positive = bool(self.proposals.GetNthControlPointSelected(index))
             self.proposals.SetNthControlPointLabel(index, _label(positive))
-            match = _AGENT_DESCRIPTION.match(self.proposals.GetNthControlPointDescription(index) or "")
-            if match is None:
-                origin = USER
-            else:
-                unchanged = (int(match.group(1)), int(match.group(2)), match.group(3) == "positive") == (col, row, positive)
-                origin = AGENT if unchanged else USER_MOVED
+            origin = point_origin(self.proposals.GetNthControlPointDescription(index), col, row, positive)
             clicks.append(Click(int(col), int(row), positive, origin))
         return clicks
 
     # -- accepted ------------------------------------------------------------------------------
     def show_accepted(self, clicks: Sequence[Click]) -> None:
         """Replace the locked list with ``clicks`` (pixel coordinates on the worked slice)."""
+        self.show_accepted_at([(self.geometry.pixel_to_ras(c.x, c.y), c.positive, c.origin) for c in clicks])
+
+    def show_accepted_at(self, points) -> None:
+        """Replace the locked list with ``points``: (RAS, positive, origin) each, on any slice."""
         self.accepted.RemoveAllControlPoints()
-        for click in clicks:
-            index = self._add_point(self.accepted, click, click.origin)
+        for ras, positive, origin in points:
+            index = _add_ras(self.accepted, ras, positive, origin)
             self.accepted.SetNthControlPointLocked(index, True)
 
     def clear_proposals_if_present(self) -> None:
@@ -178,6 +173,24 @@ class ProposalMarkups:
         node = self._nodes.get("proposals")
         if node is not None and node.GetScene() is not None:
             node.RemoveAllControlPoints()
+
+
+def _add_ras(node, ras, positive: bool, description: str = "") -> int:
+    index = node.AddControlPoint(float(ras[0]), float(ras[1]), float(ras[2]), _label(positive))
+    node.SetNthControlPointSelected(index, bool(positive))
+    node.SetNthControlPointDescription(index, description)
+    return index
+
+
+def point_origin(description: Optional[str], col: int, row: int, positive: bool) -> str:
+    """Who made a proposal point now at pixel (``col``, ``row``) of its slice with polarity
+    ``positive``: ``agent`` when it is the agent's proposal unchanged, ``user-moved`` when it was
+    the agent's and was moved or flipped, else ``user``."""
+    match = _AGENT_DESCRIPTION.match(description or "")
+    if match is None:
+        return USER
+    unchanged = (int(match.group(1)), int(match.group(2)), match.group(3) == "positive") == (col, row, positive)
+    return AGENT if unchanged else USER_MOVED
 
 
 class PlacementTarget:

@@ -140,6 +140,26 @@ class SliceGeometry:
         """Continuous IJK of RAS (mm) ``ras``."""
         return (np.linalg.inv(self.ijk_to_ras) @ np.append(np.asarray(ras, dtype=float), 1.0))[:3]
 
+    def ras_to_voxel(self, ras) -> Tuple[int, int, int]:
+        """(k, j, i) of the voxel containing RAS point ``ras``, on any slice (a point placed in any
+        view). Raises SliceGeometryError outside the volume."""
+        ijk = np.floor(self.ras_to_ijk_point(ras) + 0.5).astype(np.int64)
+        if np.any(ijk < 0) or np.any(ijk >= np.asarray(self.dimensions)):
+            raise SliceGeometryError(
+                f"The point at RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) is outside the volume; move it "
+                f"inside the image or delete it."
+            )
+        return int(ijk[2]), int(ijk[1]), int(ijk[0])
+
+    def plane_axes(self):
+        """This view's slices as an ``ibisagent.volume_views.PlaneAxes`` of the [k, j, i] array:
+        the slice index runs along IJK ``normal_axis``, rows along ``row_axis`` (backwards when
+        moving up the screen raises the index), columns along ``col_axis``."""
+        from ibisagent.volume_views import PlaneAxes
+
+        return PlaneAxes((2 - self.normal_axis, False), (2 - self.row_axis, self.row_sign > 0),
+                         (2 - self.col_axis, self.col_sign < 0))
+
     # -- pixel <-> RAS -------------------------------------------------------------------------
     def pixel_to_ras(self, col: int, row: int) -> np.ndarray:
         """RAS (mm) of the centre of the voxel under pixel (col, row)."""
@@ -212,8 +232,10 @@ def _aligned_axis(direction: np.ndarray, axes: np.ndarray, what: str, view: str)
     return axis, 1 if cosines[axis] > 0 else -1
 
 
-def slice_geometry(volume_node, view="Red", scene=None) -> SliceGeometry:
-    """The geometry of the slice currently shown in ``view`` (layout name or slice node)."""
+def slice_geometry(volume_node, view="Red", scene=None, clamp: bool = False) -> SliceGeometry:
+    """The geometry of the slice currently shown in ``view`` (layout name or slice node).
+    ``clamp``: a view scrolled off the volume gives its nearest slice instead of an error (for
+    the view's layout alone)."""
     check_untransformed(volume_node, "volume")
     image = volume_node.GetImageData()
     if image is None:
@@ -236,6 +258,8 @@ def slice_geometry(volume_node, view="Red", scene=None) -> SliceGeometry:
     origin_ijk = (np.linalg.inv(ijk_to_ras) @ slice_to_ras[:, 3])[:3]
     position = origin_ijk[normal_axis]
     index = int(np.floor(position + 0.5))
+    if clamp:
+        index = min(max(index, 0), dimensions[normal_axis] - 1)
     if not 0 <= index < dimensions[normal_axis]:
         raise SliceGeometryError(
             f"The {name} view shows a slice outside the volume '{volume_node.GetName()}'; "

@@ -192,26 +192,37 @@ class WorkedSlice:
     def watch(self, on_gone: Callable[[], None]) -> None:
         """Call ``on_gone()`` once when the scene starts closing or the volume, segmentation or
         segment is removed."""
-        import slicer
-
-        scene = self.volume.GetScene()
-
-        def check(_caller, _event) -> None:
-            if not self.alive():
-                gone()
-
-        def gone(_caller=None, _event=None) -> None:
-            self.unwatch()
-            on_gone()
-
-        self._observed = [
-            (scene, scene.AddObserver(scene.StartCloseEvent, gone)),
-            (scene, scene.AddObserver(scene.NodeRemovedEvent, check)),
-            (self.segmentation, self.segmentation.AddObserver(slicer.vtkSegmentation.SegmentRemoved, check)),
-        ]
+        self._observed = watch_nodes(self.volume, self.segmentation, self.alive, self.unwatch, on_gone)
 
     def unwatch(self) -> None:
-        for node, tag in self._observed:
-            node.RemoveObserver(tag)
+        unwatch_nodes(self._observed)
         self._observed = []
 
+
+def watch_nodes(volume, segmentation, alive: Callable[[], bool], unwatch: Callable[[], None],
+                on_gone: Callable[[], None]) -> List[tuple]:
+    """Observe the scene and ``segmentation``: when the scene starts closing, or a node or segment
+    is removed and ``alive()`` turns false, call ``unwatch()`` then ``on_gone()``. Returns the
+    (node, tag) pairs for `unwatch_nodes`."""
+    import slicer
+
+    scene = volume.GetScene()
+
+    def check(_caller, _event) -> None:
+        if not alive():
+            gone()
+
+    def gone(_caller=None, _event=None) -> None:
+        unwatch()
+        on_gone()
+
+    return [
+        (scene, scene.AddObserver(scene.StartCloseEvent, gone)),
+        (scene, scene.AddObserver(scene.NodeRemovedEvent, check)),
+        (segmentation, segmentation.AddObserver(slicer.vtkSegmentation.SegmentRemoved, check)),
+    ]
+
+
+def unwatch_nodes(observed: List[tuple]) -> None:
+    for node, tag in observed:
+        node.RemoveObserver(tag)

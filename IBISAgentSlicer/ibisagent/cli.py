@@ -13,7 +13,8 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .engine import add_engine_arguments, parse_window, spec_from_args
+from .engine import add_engine_arguments, build_volume_tool, parse_pairs, parse_window, spec_from_args
+from .segmenters import DEFAULT_VOLUME_SEGMENTER, VOLUME_SEGMENTERS
 from .training.commands import COMMANDS as TRAINING_COMMANDS
 from .training.commands import add_record_argument, add_training_commands, make_recorder, run_training_command
 
@@ -46,11 +47,26 @@ def _continue_parser(sub) -> None:
     parser.add_argument("--request", required=True, help='what to segment, e.g. "Segment the liver."')
     parser.add_argument("--out", required=True, help="final mask file (.nii.gz, .nrrd or .png)")
     parser.add_argument("--max-steps", type=int, default=20)
-    parser.add_argument("--plane", choices=["axial", "coronal", "sagittal"], help="for volumes: the slice plane")
-    parser.add_argument("--index", type=int, help="for volumes: the slice index (default: the middle)")
+    parser.add_argument("--plane", choices=["axial", "coronal", "sagittal"],
+                        help="for volumes: work one slice of this plane (without it the agent works the whole volume "
+                        "in 3D, looking at slices of every plane)")
+    parser.add_argument("--index", type=int, help="with --plane: the slice index (default: the middle)")
+    parser.add_argument("--label", type=int, metavar="N",
+                        help="whole volumes: the label of --mask to continue; the other labels never change "
+                        "(default: the mask's only label)")
+    parser.add_argument("--volume-tool", default=DEFAULT_VOLUME_SEGMENTER, choices=list(VOLUME_SEGMENTERS),
+                        help="whole volumes: the 3D tool that turns clicks into the 3D mask (default: "
+                        f"{DEFAULT_VOLUME_SEGMENTER}; slice2d runs the --segmenter tool on each clicked slice)")
+    parser.add_argument("--looks", type=int, default=3, metavar="N",
+                        help="whole volumes: slices the agent reviews per proposal before it calls the volume done "
+                        "(default 3; more finds more to fix, at more risk of a wrong click)")
+    parser.add_argument("--confirm", action=argparse.BooleanOptionalAction, default=True,
+                        help="whole volumes: keep a click only when the agent also proposes it on another plane's "
+                        "slice through the same voxel (default: on)")
     parser.add_argument("--log", help="JSON step log (default: next to --out, ending .steps.json)")
     parser.add_argument("--pictures", help="folder for a picture of every step")
-    parser.add_argument("--truth", help="reference mask, to print the IoU of every step")
+    parser.add_argument("--truth", help="reference mask, to print the IoU of every step (whole volumes: the Dice; "
+                        "its voxels of --label when given)")
     add_record_argument(parser)
     _add_overwrite_argument(parser, "existing output files (--out, --log, step pictures)")
     _add_image_arguments(parser)
@@ -206,6 +222,10 @@ def _os_error_text(error: OSError) -> str:
 def _run_continue(args) -> int:
     from . import headless, image_io
 
+    if args.plane is None and _readable_volume(args.image):
+        return _run_continue_volume(args)
+    if args.label is not None:
+        raise ValueError("--label is for whole volumes (without --plane); a slice's mask is read as one label.")
     log_path = args.log or _sibling(args.out, ".steps.json")
     _check_continue_outputs(args, log_path)
     window = parse_window(args.window)
@@ -238,6 +258,62 @@ def _run_continue(args) -> int:
     headless.write_log(log_path, report, policy, segmenter, args.request, truth is not None)
     print(headless.final_iou_line(report, truth))
     print(f"Wrote {args.out} and {log_path}" + (f"; pictures in {args.pictures}" if args.pictures else ""))
+    return 0
+
+
+def _readable_volume(path: str) -> bool:
+    """Whether ``path`` is a volume; a file that cannot be read goes the 2D way, which says why."""
+    from .image_io import is_volume_file
+
+    try:
+        return is_volume_file(path)
+    except (ValueError, OSError):
+        return False
+
+
+def _run_continue_volume(args) -> int:
+    """`continue` on a whole volume (no --plane): the agent works it in 3D (`continue_volume`)."""
+    from . import continue_volume
+    from .image_io import suffix_of
+    from .policies import build_policy
+    from .safe_io import OutputSet
+
+    if args.index is not None:
+        raise ValueError("--index chooses a slice of --plane; give --plane too, or leave both out to work the whole "
+                         "volume.")
+    for option, given in (("--pictures", args.pictures), ("--record", args.record)):
+        if given:
+            raise ValueError(f"{option} works on one slice for now; add --plane (and --index), or leave {option} out.")
+    if args.policy == "simulated":
+        raise ValueError("The simulated annotator clicks one slice; use `ibisagent eval3d` to score 3D clicks.")
+    if args.looks < 1:
+        raise ValueError(f"--looks must be at least 1; got {args.looks}.")
+    if suffix_of(args.out) not in VOLUME_OUTPUT_SUFFIXES:
+        raise ValueError(f"--out {args.out}: a volume's mask is written as one of {', '.join(VOLUME_OUTPUT_SUFFIXES)}.")
+    log_path = args.log or _sibling(args.out, ".steps.json")
+    outputs = OutputSet({"--out": args.out, "--log": log_path}, inputs=[args.image, args.mask, args.truth],
+                        overwrite=args.overwrite)
+    inputs = continue_volume.read_inputs(args.image, args.mask, args.label)
+    truth = continue_volume.read_truth(args.truth, inputs, args.label) if args.truth else None
+    spec = spec_from_args(args)
+    tool = build_volume_tool(args.volume_tool, spec, parse_pairs(args.tool_option))
+    policy = build_policy(spec.policy, **spec.policy_options)
+    report = continue_volume.run_continue_volume(inputs, tool, policy, args.request, args.max_steps,
+                                                 parse_window(args.window), truth, looks=args.looks, confirm=args.confirm)
+    details = {"image": args.image, "mask": args.mask, "request": args.request, "max_steps": args.max_steps,
+               "looks": args.looks, "confirm": args.confirm}
+    with outputs:  # a failure leaves nothing behind
+        with outputs.stage("--out") as temporary:
+            continue_volume.write_image(temporary, continue_volume.output_image(inputs, report.result.mask))
+        outputs.write_json("--log", continue_volume.log_document(report, inputs, policy, tool, details))
+        outputs.commit()
+    result = report.result
+    if truth is not None:
+        print(f"Dice against the reference: start {report.start_dice:.4f} -> final "
+              f"{report.dices[-1] if report.dices else report.start_dice:.4f} after {len(result.steps)} step(s).")
+    else:
+        print(f"Final mask: {int(result.mask.sum())} voxels after {len(result.steps)} step(s).")
+    print(f"Wrote {args.out} and {log_path}")
     return 0
 
 

@@ -202,6 +202,17 @@ def spec_from_args(args: argparse.Namespace) -> EngineSpec:
     return EngineSpec(args.segmenter, tool_options(args), args.policy, policy)
 
 
+def build_volume_tool(name: str, spec: EngineSpec, options: Optional[Dict[str, Any]] = None):
+    """The 3D click tool ``name`` (`ibisagent.segmenters.VOLUME_SEGMENTERS`). ``slice2d`` wraps the
+    2D tool of ``spec`` (with its options); every other 3D tool takes ``options``
+    (``--tool-option`` pairs)."""
+    from .segmenters import build_volume_segmenter
+
+    if name == "slice2d":
+        return build_volume_segmenter(name, tool=spec.segmenter, **spec.segmenter_options)
+    return build_volume_segmenter(name, **(options or {}))
+
+
 def parse_window(text: Optional[str]) -> Window:
     """``--window``: None, a CT preset name (checked where it is used), or "LOW,HIGH"."""
     if text is None:

@@ -76,6 +76,20 @@ def _refuse_nifti_nan(path: str) -> None:
         raise ValueError(f"{path} contains NaN or infinite values; fix or mask them before segmenting.")
 
 
+def is_volume_file(path: str) -> bool:
+    """Whether ``path`` holds a 3D volume (more than one slice); reads only the file's header."""
+    path = str(path)
+    _check_readable(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise ValueError(f"Could not read {path}: {str(error).strip().splitlines()[-1]}") from error
+    size = reader.GetSize()
+    return len(size) == 3 and size[2] > 1
+
+
 def is_colour(image: sitk.Image) -> bool:
     return image.GetNumberOfComponentsPerPixel() in (3, 4)
 
@@ -276,6 +290,34 @@ class VolumeStack:
         back = sitk.GetImageFromArray(oriented)
         back.CopyInformation(lps)
         return sitk.GetArrayFromImage(sitk.DICOMOrient(back, self._orientation)) != 0
+
+
+def display_axes(image: sitk.Image, plane: str) -> Tuple[Tuple[int, bool], Tuple[int, bool], Tuple[int, bool]]:
+    """How `volume_stack` lays out ``plane`` of ``image`` (3D), as axes of the file's own array
+    [k, j, i]: ((axis, reversed) of the slice index, of the rows, of the columns). ``reversed``:
+    that display axis counts the array axis backwards. So ``stack[n, r, c]`` is
+    ``array[...]`` at the three array indices these give, without reorienting the volume.
+
+    Found by putting a small probe volume with the image's direction through the very
+    reorientation `volume_stack` uses, so the two can never disagree."""
+    if plane not in PLANES:
+        raise ValueError(f"Unknown plane {plane!r}; choose one of: {', '.join(PLANES)}.")
+    sizes = (3, 4, 5)  # [k, j, i]; distinct, so each display axis names one array axis
+    steps = (100, 10, 1)
+    probe = sitk.GetImageFromArray(np.add.outer(np.add.outer(100 * np.arange(3), 10 * np.arange(4)),
+                                                np.arange(5)).astype(np.int16))
+    probe.SetDirection(image.GetDirection())
+    stack = _display_stack(sitk.GetArrayFromImage(_to_lps(probe)), plane)
+    axes = []
+    for display_axis in range(3):
+        index = [0, 0, 0]
+        index[display_axis] = 1
+        step = int(stack[tuple(index)]) - int(stack[0, 0, 0])
+        axis = steps.index(abs(step))
+        if stack.shape[display_axis] != sizes[axis]:
+            raise RuntimeError(f"Could not map the {plane} display axes onto the volume's array axes.")
+        axes.append((axis, step < 0))
+    return tuple(axes)
 
 
 def volume_stack(image: sitk.Image, plane: str) -> VolumeStack:

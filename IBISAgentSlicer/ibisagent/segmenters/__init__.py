@@ -1,5 +1,8 @@
 """Segmentation tools by name. Each lives in its own module, imported only when built, so the
-heavy ones (torch, segment-anything, sam2) cost nothing until asked for."""
+heavy ones (torch, segment-anything, sam2) cost nothing until asked for.
+
+Two tables: the 2D tools (`Segmenter`, one image, pixel clicks) and the 3D tools
+(`volume_base.VolumeSegmenter`, one volume, voxel clicks on any slice)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,13 @@ SEGMENTERS = {
 
 DEFAULT_SEGMENTER = "graphcut"
 
+#: name -> "module:builder" of the 3D tools (builders return a VolumeSegmenter).
+VOLUME_SEGMENTERS = {
+    "slice2d": "ibisagent.segmenters.slice2d:build",
+}
+
+DEFAULT_VOLUME_SEGMENTER = "slice2d"
+
 
 def build_segmenter(name: str = DEFAULT_SEGMENTER, **options) -> Segmenter:
     """Build the tool called ``name`` with its ``options``; unknown names or options are a
@@ -26,4 +36,11 @@ def build_segmenter(name: str = DEFAULT_SEGMENTER, **options) -> Segmenter:
     return build_named(SEGMENTERS, "segmentation tool", name, options)
 
 
-__all__ = ["ImageState", "Prediction", "Segmenter", "SEGMENTERS", "DEFAULT_SEGMENTER", "build_segmenter"]
+def build_volume_segmenter(name: str = DEFAULT_VOLUME_SEGMENTER, **options):
+    """Build the 3D tool called ``name`` (a `volume_base.VolumeSegmenter`) with its ``options``;
+    unknown names or options are a clear ValueError."""
+    return build_named(VOLUME_SEGMENTERS, "3D segmentation tool", name, options)
+
+
+__all__ = ["ImageState", "Prediction", "Segmenter", "SEGMENTERS", "DEFAULT_SEGMENTER", "build_segmenter",
+           "VOLUME_SEGMENTERS", "DEFAULT_VOLUME_SEGMENTER", "build_volume_segmenter"]
