@@ -19,6 +19,17 @@ SEGMENTERS = {
 
 DEFAULT_SEGMENTER = "graphcut"
 
+#: The 3D click tools (`volume_base.VolumeSegmenter`: a volume, voxel clicks on any slice, a 3D
+#: mask), name -> "module:builder", imported only when built like the 2D table.
+VOLUME_SEGMENTERS = {
+    "graphcut3d": "ibisagent.segmenters.volume_graphcut:build",
+    "growcut3d": "ibisagent.segmenters.volume_growcut:build",
+    "propagation3d": "ibisagent.segmenters.volume_propagation:build",
+    "sam2": "ibisagent.segmenters.sam2_volume:build",
+}
+
+DEFAULT_VOLUME_SEGMENTER = "graphcut3d"
+
 
 def build_segmenter(name: str = DEFAULT_SEGMENTER, **options) -> Segmenter:
     """Build the tool called ``name`` with its ``options``; unknown names or options are a
@@ -26,4 +37,11 @@ def build_segmenter(name: str = DEFAULT_SEGMENTER, **options) -> Segmenter:
     return build_named(SEGMENTERS, "segmentation tool", name, options)
 
 
-__all__ = ["ImageState", "Prediction", "Segmenter", "SEGMENTERS", "DEFAULT_SEGMENTER", "build_segmenter"]
+def build_volume_segmenter(name: str = DEFAULT_VOLUME_SEGMENTER, **options):
+    """Build the 3D click tool called ``name`` (a `volume_base.VolumeSegmenter`) with its
+    ``options``; unknown names or options are a clear ValueError."""
+    return build_named(VOLUME_SEGMENTERS, "3D segmentation tool", name, options)
+
+
+__all__ = ["ImageState", "Prediction", "Segmenter", "SEGMENTERS", "DEFAULT_SEGMENTER", "build_segmenter",
+           "VOLUME_SEGMENTERS", "DEFAULT_VOLUME_SEGMENTER", "build_volume_segmenter"]

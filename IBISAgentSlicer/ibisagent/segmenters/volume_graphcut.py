@@ -48,8 +48,11 @@ from .volume_base import BoxPrompt, VolumePrediction, VolumeSegmenter, VoxelClic
 from .volume_reach import (Box, VoxelReach, add_ball, band, bounding_box, object_scale, reach_of,
                            seed_radius_mm, squared_distance_mm)
 
-#: Cut-and-relearn rounds of the box start.
+#: Cut-and-relearn rounds of the box start, and of each click on a box start.
 GRABCUT_ROUNDS = 3
+CLICK_ROUNDS = 1
+#: What clicks say about grey levels weighs at least this share of their side's histogram.
+EVIDENCE_SHARE = 0.2
 #: The ring around the mask that background grey levels are learnt from: from 2 voxels out to
 #: this share of the object's scale (at least `RING_MIN_MM`).
 RING_SHARE = 0.5
@@ -70,12 +73,14 @@ class _VolumeData:
 @dataclass(frozen=True)
 class VolumeEditState:
     """The prediction state: the anchor (bool [k, j, i]), the band around its boundary, the box
-    it was made from (or None) and the reach of every click so far."""
+    (or None), the reach of every click so far, and whether the anchor is this tool's box start
+    (``from_box``) rather than the user's mask."""
 
     anchor: np.ndarray
     band: np.ndarray
     box: Optional[BoxPrompt]
     reaches: Tuple[VoxelReach, ...]
+    from_box: bool = False
 
     def continues(self, clicks: Sequence[VoxelClick], box: Optional[BoxPrompt]) -> bool:
         known = [(r.voxel, r.positive) for r in self.reaches]
@@ -87,19 +92,22 @@ class VolumeGraphCutSegmenter(VolumeSegmenter):
     description = "classical local 3D graph cut guided by image edges (scipy max-flow); CPU, no weights"
 
     def __init__(self, smoothness: float = 4.0, anchor_pull: float = 1.0, click_pull: float = 2.0,
-                 smoothing: float = 1.0, box_margin: float = 0.25) -> None:
+                 smoothing: float = 1.0, box_margin: float = 0.25, box_pull: float = 1.0) -> None:
         """``smoothness``: weight of the contrast-sensitive boundary term against the unary
         costs. ``anchor_pull`` and ``click_pull``: the unary pulls in nats (module docstring).
         ``smoothing``: Gaussian sigma in voxels of the finest axis. ``box_margin``: how far
-        beyond its box, as a share of the box's size, the target may reach on other slices."""
+        beyond its box, as a share of the box's size, the target may reach on other slices.
+        ``box_pull``: the box start's shape prior in nats (towards target at the centre of the
+        ellipsoid the box outlines, none on its surface, towards background at twice its size)."""
         super().__init__()
-        if min(smoothness, anchor_pull, click_pull, smoothing, box_margin) < 0:
+        if min(smoothness, anchor_pull, click_pull, smoothing, box_margin, box_pull) < 0:
             raise ValueError("The graphcut3d tool's weights, smoothing and margin must not be negative.")
         self.smoothness = float(smoothness)
         self.anchor_pull = float(anchor_pull)
         self.click_pull = float(click_pull)
         self.smoothing = float(smoothing)
         self.box_margin = float(box_margin)
+        self.box_pull = float(box_pull)
 
     # -- per volume ----------------------------------------------------------------------------
     def _embed(self, volume: np.ndarray, spacing: Tuple[float, float, float]) -> object:
@@ -121,22 +129,27 @@ class VolumeGraphCutSegmenter(VolumeSegmenter):
         shape = self.volume_shape
         if isinstance(prior_state, VolumeEditState) and prior_state.continues(clicks, box):
             anchor, edge_band, reaches = prior_state.anchor, prior_state.band, list(prior_state.reaches)
+            from_box = prior_state.from_box
             current = anchor.copy() if prior_mask is None else prior_mask.copy()
         else:
+            from_box = prior_mask is None and box is not None
             if prior_mask is not None:
                 anchor = prior_mask.copy()
-            elif box is not None:
-                anchor = self._from_box(data, box)
+            elif from_box:
+                anchor = self._from_box(data, box)[0]
             else:
                 anchor = np.zeros(shape, dtype=bool)
             current = anchor.copy() if prior_mask is None else prior_mask.copy()
             edge_band, reaches = band(anchor, data.spacing), []
         for click in clicks[len(reaches):]:
             reaches.append(reach_of(click, current, anchor, data.spacing))
-        state = VolumeEditState(anchor, edge_band, box, tuple(reaches))
+        state = VolumeEditState(anchor, edge_band, box, tuple(reaches), from_box)
         if not clicks:
             return VolumePrediction(current if prior_mask is not None else anchor, state, None)
-        mask, window = self._decide(data, anchor, edge_band, current, clicks, reaches)
+        if from_box:  # the anchor is this tool's own guess: the clicks re-decide the whole box
+            mask, window = self._from_box(data, box, clicks, reaches, current)
+        else:
+            mask, window = self._decide(data, anchor, edge_band, current, clicks, reaches)
         return VolumePrediction(mask, state, tuple((w.start, w.stop) for w in window))
 
     def _decide(self, data: _VolumeData, anchor, edge_band, current, clicks, reaches) -> Tuple[np.ndarray, Box]:
@@ -150,10 +163,12 @@ class VolumeGraphCutSegmenter(VolumeSegmenter):
         fixed_w = anchor[window].copy()
         fixed_w[positive] = True
         fixed_w[negative] = False
-        doubted = np.zeros(shape, dtype=bool)  # where a click says the current mask is wrong
+        # Where a click says the current mask is wrong, around it within its distance to what it
+        # extends: the mask is not learnt from there, the click's side is.
+        doubted = {True: np.zeros(shape, dtype=bool), False: np.zeros(shape, dtype=bool)}
         for reach in reaches:
             if bool(current[reach.voxel]) != reach.positive:
-                add_ball(doubted, reach.voxel, reach.pull, spacing)
+                add_ball(doubted[reach.positive], reach.voxel, reach.pull, spacing)
         unary = _likelihood_ratio(data, current, doubted, window, positive, negative)
         unary += np.where(anchor[window], self.anchor_pull, -self.anchor_pull).astype(np.float32)
         unary += self.click_pull * _click_pulls(window, reaches, spacing)
@@ -167,39 +182,54 @@ class VolumeGraphCutSegmenter(VolumeSegmenter):
         return mask, window
 
     # -- the box start -------------------------------------------------------------------------
-    def _from_box(self, data: _VolumeData, box: BoxPrompt) -> np.ndarray:
-        shape = data.values.shape
+    def _from_box(self, data: _VolumeData, box: BoxPrompt, clicks=(), reaches=(), current=None) -> Tuple[np.ndarray, Box]:
+        """The box start's GrabCut, with the clicks so far (their seeds, pulls and grey levels)
+        when there are any; returns (mask, the window it decided)."""
+        shape, spacing = data.values.shape, data.spacing
         _check_box(box, shape)
         grow_j = int(np.ceil(self.box_margin * (box.j1 - box.j0 + 1))) + 1
         grow_i = int(np.ceil(self.box_margin * (box.i1 - box.i0 + 1))) + 1
         roi = (slice(box.k0, box.k1 + 1), slice(max(0, box.j0 - grow_j), min(shape[1], box.j1 + grow_j + 1)),
                slice(max(0, box.i0 - grow_i), min(shape[2], box.i1 + grow_i + 1)))
-        window = tuple(slice(max(0, r.start - 1), min(n, r.stop + 1)) for r, n in zip(roi, shape))
         free = np.zeros(shape, dtype=bool)
         free[roi] = True
         mid = np.zeros(shape[1:], dtype=bool)
         mid[box.j0: box.j1 + 1, box.i0: box.i1 + 1] = True
         free[box.k_mid] &= mid
-        free_w = free[window]
-        # First models: target from the box on its slice, background from everything around.
-        target_w = np.zeros_like(free_w)
-        target_w[box.k_mid - window[0].start] = mid[window[1:]]
-        background_w = ~free_w
+        outside_w_source = ~free
+        for reach in reaches:
+            add_ball(free, reach.voxel, reach.radius, spacing)
+        window = bounding_box(free, 0.0, spacing)
+        positive, negative = _seeds(shape, clicks, spacing, window)
+        free_w = free[window] & ~(positive | negative)
+        radius_w = _box_radius(box, window)
+        prior = (self.box_pull * np.clip(1.0 - radius_w, -1.0, 1.0)).astype(np.float32)
+        prior += self.click_pull * _click_pulls(window, list(reaches), spacing)
+        said_target, said_background = _evidence(shape, current, reaches, spacing, window)
+        said_target |= positive
+        said_background |= negative
+        if current is None:  # first models: the ellipse inscribed in the box on its slice
+            target_w = np.zeros_like(free_w)
+            target_w[box.k_mid - window[0].start] = radius_w[box.k_mid - window[0].start] <= 1.0
+            target_w &= free_w
+            background_w = outside_w_source[window]
+        else:
+            target_w, background_w = current[window], ~current[window]
         bins = data.bins.bins[window]
         weights = _contrast_weights(data, window, self.smoothness)
-        no_fixed = np.zeros_like(free_w)
+        keep = positive.copy()
+        keep[box.k_mid - window[0].start] |= True
         mask_w = target_w
-        for _ in range(GRABCUT_ROUNDS):
-            unary = _ratio(data.bins, bins, target_w, background_w)
-            mask_w = volume_min_cut.label(free_w, no_fixed, unary, weights, data.spacing)
-            mask_w = _touching_slice(mask_w, box.k_mid - window[0].start)
+        for _ in range(GRABCUT_ROUNDS if current is None else CLICK_ROUNDS):
+            unary = _ratio(data.bins, bins, target_w, background_w, said_target, said_background) + prior
+            mask_w = volume_min_cut.label(free_w, positive, unary, weights, spacing)
+            mask_w = _touching(mask_w, keep)
             if not mask_w.any():
                 break
-            target_w = mask_w
-            background_w = ~mask_w
+            target_w, background_w = mask_w, ~mask_w
         mask = np.zeros(shape, dtype=bool)
         mask[window] = mask_w
-        return mask
+        return mask, window
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -210,24 +240,44 @@ def _check_box(box: BoxPrompt, shape) -> None:
                          "voxels (k x j x i), or its ends are in the wrong order.")
 
 
-def _ratio(colours: ColourBins, bins: np.ndarray, target: np.ndarray, background: np.ndarray) -> np.ndarray:
+def _box_radius(box: BoxPrompt, window: Box) -> np.ndarray:
+    """float32 over ``window``: each voxel's normalised radius in the ellipsoid the box
+    outlines (1 on its surface): in-plane semi-axes from the 2D box, along k from the slice
+    range, centred on the box's centre and the range's middle."""
+    centre = ((box.k0 + box.k1) / 2.0, (box.j0 + box.j1) / 2.0, (box.i0 + box.i1) / 2.0)
+    half = ((box.k1 - box.k0) / 2.0 + 1.0, (box.j1 - box.j0) / 2.0 + 1.0, (box.i1 - box.i0) / 2.0 + 1.0)
+    axes = [((np.arange(w.start, w.stop, dtype=np.float32) - c) / np.float32(h)) ** 2
+            for w, c, h in zip(window, centre, half)]
+    return np.sqrt(axes[0][:, None, None] + axes[1][None, :, None] + axes[2][None, None, :])
+
+
+def _ratio(colours: ColourBins, bins: np.ndarray, target: np.ndarray, background: np.ndarray,
+           said_target: Optional[np.ndarray] = None, said_background: Optional[np.ndarray] = None) -> np.ndarray:
     """float32 log P(grey | target) - log P(grey | background) of ``bins``, from the bins of
-    the ``target`` and ``background`` voxels (bool, same shape as ``bins``)."""
+    the ``target`` and ``background`` voxels (bool, same shape as ``bins``) and of what the
+    clicks said (``said_*``): a click's word weighs at least `EVIDENCE_SHARE` of its side, since
+    its few voxels are the user's, the rest the tool's guess."""
     size = colours.levels ** colours.channels
 
-    def histogram(where):
-        counts = ndimage.gaussian_filter1d(np.bincount(bins[where], minlength=size).astype(np.float64), 1.0)
+    def histogram(where, said):
+        counts = np.bincount(bins[where], minlength=size).astype(np.float64)
+        if said is not None and said.any():
+            extra = np.bincount(bins[said], minlength=size).astype(np.float64)
+            counts += extra * max(1.0, EVIDENCE_SHARE * counts.sum() / extra.sum())
+        counts = ndimage.gaussian_filter1d(counts, 1.0)
         total = counts.sum()
         return counts / total if total > 0 else np.full(size, 1.0 / size)
 
-    ratio = np.log(histogram(target) + FLOOR) - np.log(histogram(background) + FLOOR)
+    ratio = np.log(histogram(target, said_target) + FLOOR) - np.log(histogram(background, said_background) + FLOOR)
     return np.clip(ratio[bins], -RATIO_LIMIT, RATIO_LIMIT).astype(np.float32)
 
 
 def _likelihood_ratio(data: _VolumeData, mask, doubted, window: Box, positive, negative) -> np.ndarray:
     """The appearance term over ``window``, learnt around it: target from the mask's core (two
-    voxels in) and the positive seeds, background from the ring around the mask and the negative
-    seeds, neither from where a click doubts the mask."""
+    voxels in), the positive seeds and what positive clicks say was missed (``doubted[True]``
+    outside the mask); background from the ring around the mask, the negative seeds and what
+    negative clicks say was wrongly included (``doubted[False]`` inside the mask); the mask is
+    not learnt from where a click doubts it."""
     spacing = data.spacing
     scale = object_scale(mask, spacing) if mask.any() else 0.0
     ring = max(RING_MIN_MM, RING_SHARE * scale)
@@ -246,9 +296,11 @@ def _likelihood_ratio(data: _VolumeData, mask, doubted, window: Box, positive, n
     if np.count_nonzero(core) < 20:
         core = local
     around = (outside > step) & (outside <= ring)
-    trusted = ~doubted[learn]
-    target = (core & trusted | pos) & ~neg
-    background = (around & trusted | neg) & ~pos
+    wrongly_out = doubted[True][learn] & ~local
+    wrongly_in = doubted[False][learn] & local
+    trusted = ~(doubted[True][learn] | doubted[False][learn])
+    target = (core & trusted | pos | wrongly_out) & ~neg
+    background = (around & trusted | neg | wrongly_in) & ~pos
     if not target.any():
         target = pos
     ratio = _ratio(data.bins, data.bins.bins[learn], target, background)
@@ -295,11 +347,24 @@ def _click_pulls(window: Box, reaches: List[VoxelReach], spacing) -> np.ndarray:
     return total
 
 
-def _touching_slice(mask: np.ndarray, k: int) -> np.ndarray:
-    """The parts of ``mask`` (6-connected) that reach slice ``k``."""
+def _touching(mask: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The parts of ``mask`` (6-connected) that touch ``where`` (bool, same shape)."""
     parts, _ = ndimage.label(mask)
-    keep = np.unique(parts[k][parts[k] > 0])
-    return np.isin(parts, keep)
+    keep = np.unique(parts[where & mask])
+    return np.isin(parts, keep[keep > 0])
+
+
+def _evidence(shape, current, reaches, spacing, window: Box) -> Tuple[np.ndarray, np.ndarray]:
+    """(said target, said background) bool over ``window``: around each click that contradicts
+    ``current`` (within its distance to what it extends), the voxels it says are wrong."""
+    said = {True: np.zeros(shape, dtype=bool), False: np.zeros(shape, dtype=bool)}
+    if current is not None:
+        for reach in reaches:
+            if bool(current[reach.voxel]) != reach.positive:
+                add_ball(said[reach.positive], reach.voxel, reach.pull, spacing)
+        said[True] &= ~current
+        said[False] &= current
+    return said[True][window], said[False][window]
 
 
 def _connected_changes(mask: np.ndarray, anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
