@@ -91,7 +91,7 @@ class VolumeGraphCutSegmenter(VolumeSegmenter):
     name = "graphcut3d"
     description = "classical local 3D graph cut guided by image edges (scipy max-flow); CPU, no weights"
 
-    def __init__(self, smoothness: float = 4.0, anchor_pull: float = 1.0, click_pull: float = 2.0,
+    def __init__(self, smoothness: float = 8.0, anchor_pull: float = 1.0, click_pull: float = 2.0,
                  smoothing: float = 1.0, box_margin: float = 0.25, box_pull: float = 1.0) -> None:
         """``smoothness``: weight of the contrast-sensitive boundary term against the unary
         costs. ``anchor_pull`` and ``click_pull``: the unary pulls in nats (module docstring).
@@ -299,11 +299,12 @@ def _likelihood_ratio(data: _VolumeData, mask, doubted, window: Box, positive, n
     wrongly_out = doubted[True][learn] & ~local
     wrongly_in = doubted[False][learn] & local
     trusted = ~(doubted[True][learn] | doubted[False][learn])
-    target = (core & trusted | pos | wrongly_out) & ~neg
-    background = (around & trusted | neg | wrongly_in) & ~pos
+    target = (core & trusted) & ~neg
+    background = (around & trusted) & ~pos
     if not target.any():
         target = pos
-    ratio = _ratio(data.bins, data.bins.bins[learn], target, background)
+    ratio = _ratio(data.bins, data.bins.bins[learn], target, background, (pos | wrongly_out) & ~neg,
+                   (neg | wrongly_in) & ~pos)
     return ratio[inner]
 
 

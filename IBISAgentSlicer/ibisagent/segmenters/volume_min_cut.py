@@ -30,7 +30,7 @@ from .min_cut import RESOLUTION
 
 _MAX_CAPACITY = 2 ** 30
 #: Free voxels up to which the cut is solved exactly in one go.
-EXACT_LIMIT = 40000
+EXACT_LIMIT = 20000
 #: Half-width in voxels of the full-resolution band around a coarse boundary.
 BAND = 2
 #: An axis is halved only while its voxel size is at most this many times the finest axis's.
