@@ -131,10 +131,26 @@ def _propagate_parser(sub) -> None:
 
 
 def _eval3d_parser(sub) -> None:
-    parser = sub.add_parser("eval3d", help="3D evaluation: propagate from the largest slice, the simulated "
-                            "annotator checking every slice", description="For each volume and mask matched by "
-                            "name: start from the true mask on the slice with the largest cross-section, propagate "
-                            "both ways, and let the annotator click up to N times on every other slice.")
+    from .segmenters import DEFAULT_VOLUME_SEGMENTER, VOLUME_SEGMENTERS
+
+    parser = sub.add_parser("eval3d", help="3D evaluation: propagation from the largest slice (default), or the "
+                            "CVPR 2025 protocol (--protocol cvpr25)", description="For each volume and mask matched by "
+                            "name. propagation (default): start from the true mask on the slice with the largest "
+                            "cross-section, propagate both ways, and let the annotator click up to N times on every "
+                            "other slice. cvpr25: start from the challenge's box or your rough 3D mask, then N clicks "
+                            "at the centre of the largest 3D error; DSC and NSD after each click, their AUCs.")
+    parser.add_argument("--protocol", choices=["propagation", "cvpr25"], default="propagation",
+                        help="which evaluation (default: propagation)")
+    cvpr = parser.add_argument_group("cvpr25 protocol")
+    cvpr.add_argument("--start", choices=["box", "mask"], default="box",
+                      help="box: the challenge's box (slice range + 2D box on the median slice); mask: the "
+                      "starting masks of --initial (default: box)")
+    cvpr.add_argument("--initial", metavar="DIR", help="folder of starting masks named like the images (--start mask)")
+    cvpr.add_argument("--clicks", type=int, default=5, metavar="N", help="clicks per volume (default: 5)")
+    cvpr.add_argument("--save-masks", metavar="DIR", help="write each case's final mask here, named like the case")
+    cvpr.add_argument("--segmenter3d", default=DEFAULT_VOLUME_SEGMENTER, choices=list(VOLUME_SEGMENTERS),
+                      help=f"the 3D click tool (default: {DEFAULT_VOLUME_SEGMENTER}, classical, CPU); "
+                      "--tool-checkpoint, --tool-config, --tool-option and --device configure it")
     parser.add_argument("--images", required=True, help="folder of volumes (NIfTI, NRRD)")
     parser.add_argument("--masks", required=True, help="folder of ground-truth mask volumes with the same names")
     parser.add_argument("--out", required=True, help="output folder")
@@ -403,6 +419,8 @@ def _run_propagate(args) -> int:
 
 
 def _run_eval3d(args) -> int:
+    if args.protocol == "cvpr25":
+        return _run_eval3d_cvpr25(args)
     from .evaluate3d import evaluate_volumes
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -419,6 +437,27 @@ def _run_eval3d(args) -> int:
     for key, value in summary.items():
         print(f"{key:<{width}}  {value}")
     print(f"Wrote per_case.csv, dice3d_vs_clicks.png, summary.json and skipped.txt to {args.out}")
+    return 0
+
+
+def _run_eval3d_cvpr25(args) -> int:
+    from .engine_options import parse_pairs
+    from .evaluate_cvpr25 import evaluate
+    from .segmenters import build_volume_segmenter
+
+    options = {}
+    if args.segmenter3d == "sam2":
+        options.update(device=args.device)
+        options.update({k: v for k, v in (("checkpoint", args.tool_checkpoint), ("config", args.tool_config)) if v})
+    options.update(parse_pairs(args.tool_option))
+    tool = build_volume_segmenter(args.segmenter3d, **options)
+    summary = evaluate(args.images, args.masks, args.out, tool, args.start, args.initial, args.clicks,
+                       args.save_masks, args.overwrite, progress=not args.no_progress)
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        print(f"{key:<{width}}  {value}")
+    saved = f"; final masks in {args.save_masks}" if args.save_masks else ""
+    print(f"Wrote summary.json, per_case.csv, dsc_vs_clicks.png and skipped.txt to {args.out}{saved}")
     return 0
 
 
