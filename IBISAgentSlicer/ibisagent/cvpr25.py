@@ -38,6 +38,7 @@ Where this differs from the script, on purpose:
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
@@ -119,7 +120,9 @@ def nsd(prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[float], tol
     prediction, truth = np.asarray(prediction, dtype=bool), np.asarray(truth, dtype=bool)
     if (dsc(prediction, truth) if dice is None else dice) <= NSD_MIN_DSC:
         return 0.0
-    distances = surface_distance.compute_surface_distances(truth, prediction, [float(s) for s in spacing])
+    with warnings.catch_warnings():  # it still spells scipy.ndimage's old namespaces; the maths is unchanged
+        warnings.simplefilter("ignore", DeprecationWarning)
+        distances = surface_distance.compute_surface_distances(truth, prediction, [float(s) for s in spacing])
     return float(surface_distance.compute_surface_dice_at_tolerance(distances, tolerance_mm))
 
 
