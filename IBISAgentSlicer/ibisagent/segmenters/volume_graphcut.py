@@ -26,7 +26,11 @@ outside its box are background; the rest of the slice range within the box grown
 ``box_margin`` of its size may become target. Target grey levels are learnt from the box on its
 slice, background from around it; then `GRABCUT_ROUNDS` rounds of cut and re-learning, as
 GrabCut does, each cut kept to the part connected to the box's slice. That mask is the anchor
-the clicks edit.
+the clicks edit. As it is the tool's own guess, not the user's, each later click re-decides the
+whole box (the GrabCut again, one round, from the current mask, with the clicks' seed balls as
+hard constraints, their pulls, and the grey levels around them weighted as the user's word).
+**From nothing,** a first positive click starts the same GrabCut in a cube of `OPENING_HALF_MM`
+around it (without the box's hard edges), and later clicks reach beyond it.
 
 Per volume (`set_volume`) it computes the smoothed grey levels (0..255 from the 0.5-99.5
 percentiles), their bins and the contrast constant beta; a step works only in the bounding box
@@ -73,14 +77,16 @@ class _VolumeData:
 @dataclass(frozen=True)
 class VolumeEditState:
     """The prediction state: the anchor (bool [k, j, i]), the band around its boundary, the box
-    (or None), the reach of every click so far, and whether the anchor is this tool's box start
-    (``from_box``) rather than the user's mask."""
+    (or None), the reach of every click so far, whether the anchor is this tool's own start
+    (``from_box``: from a box, or from nothing) rather than the user's mask, and the box the
+    tool's start works in (``region``: the box, or `_opening_box` around a first click)."""
 
     anchor: np.ndarray
     band: np.ndarray
     box: Optional[BoxPrompt]
     reaches: Tuple[VoxelReach, ...]
     from_box: bool = False
+    region: Optional[BoxPrompt] = None
 
     def continues(self, clicks: Sequence[VoxelClick], box: Optional[BoxPrompt]) -> bool:
         known = [(r.voxel, r.positive) for r in self.reaches]
@@ -131,11 +137,15 @@ class VolumeGraphCutSegmenter(VolumeSegmenter):
             anchor, edge_band, reaches = prior_state.anchor, prior_state.band, list(prior_state.reaches)
             from_box = prior_state.from_box
             current = anchor.copy() if prior_mask is None else prior_mask.copy()
+            region = prior_state.region
         else:
-            from_box = prior_mask is None and box is not None
+            region = box if prior_mask is None else None
+            if region is None and prior_mask is None and clicks and clicks[0].positive:
+                region = _opening_box(clicks[0], shape, data.spacing)  # from nothing
+            from_box = region is not None
             if prior_mask is not None:
                 anchor = prior_mask.copy()
-            elif from_box:
+            elif box is not None:
                 anchor = self._from_box(data, box)[0]
             else:
                 anchor = np.zeros(shape, dtype=bool)
@@ -143,11 +153,12 @@ class VolumeGraphCutSegmenter(VolumeSegmenter):
             edge_band, reaches = band(anchor, data.spacing), []
         for click in clicks[len(reaches):]:
             reaches.append(reach_of(click, current, anchor, data.spacing))
-        state = VolumeEditState(anchor, edge_band, box, tuple(reaches), from_box)
+        state = VolumeEditState(anchor, edge_band, box, tuple(reaches), from_box, region)
         if not clicks:
             return VolumePrediction(current if prior_mask is not None else anchor, state, None)
         if from_box:  # the anchor is this tool's own guess: the clicks re-decide the whole box
-            mask, window = self._from_box(data, box, clicks, reaches, current)
+            mask, window = self._from_box(data, region, clicks, reaches, current if current.any() else None,
+                                          strict=box is not None)
         else:
             mask, window = self._decide(data, anchor, edge_band, current, clicks, reaches)
         return VolumePrediction(mask, state, tuple((w.start, w.stop) for w in window))
@@ -182,9 +193,11 @@ class VolumeGraphCutSegmenter(VolumeSegmenter):
         return mask, window
 
     # -- the box start -------------------------------------------------------------------------
-    def _from_box(self, data: _VolumeData, box: BoxPrompt, clicks=(), reaches=(), current=None) -> Tuple[np.ndarray, Box]:
+    def _from_box(self, data: _VolumeData, box: BoxPrompt, clicks=(), reaches=(), current=None,
+                  strict: bool = True) -> Tuple[np.ndarray, Box]:
         """The box start's GrabCut, with the clicks so far (their seeds, pulls and grey levels)
-        when there are any; returns (mask, the window it decided)."""
+        when there are any; returns (mask, the window it decided). ``strict``: the box's slice
+        outside its 2D box is background (a user's box; not the box around a first click)."""
         shape, spacing = data.values.shape, data.spacing
         _check_box(box, shape)
         grow_j = int(np.ceil(self.box_margin * (box.j1 - box.j0 + 1))) + 1
@@ -195,10 +208,12 @@ class VolumeGraphCutSegmenter(VolumeSegmenter):
         free[roi] = True
         mid = np.zeros(shape[1:], dtype=bool)
         mid[box.j0: box.j1 + 1, box.i0: box.i1 + 1] = True
-        free[box.k_mid] &= mid
+        if strict:
+            free[box.k_mid] &= mid
         outside_w_source = ~free
         for reach in reaches:
-            add_ball(free, reach.voxel, reach.radius, spacing)
+            if not reach.opening:
+                add_ball(free, reach.voxel, reach.radius, spacing)
         window = bounding_box(free, 0.0, spacing)
         positive, negative = _seeds(shape, clicks, spacing, window)
         free_w = free[window] & ~(positive | negative)
@@ -238,6 +253,18 @@ def _check_box(box: BoxPrompt, shape) -> None:
             and 0 <= box.i0 <= box.i1 < shape[2]):
         raise ValueError(f"The box {box.to_dict()} does not fit the volume of {shape[0]} x {shape[1]} x {shape[2]} "
                          "voxels (k x j x i), or its ends are in the wrong order.")
+
+
+#: From nothing, a first positive click starts the box start's GrabCut in a cube of this half-width
+#: (mm) around it; later clicks reach beyond it.
+OPENING_HALF_MM = 15.0
+
+
+def _opening_box(click, shape, spacing) -> BoxPrompt:
+    half = [max(1, int(round(OPENING_HALF_MM / s))) for s in spacing]
+    low = [max(0, v - h) for v, h in zip(click.voxel, half)]
+    high = [min(n - 1, v + h) for v, h, n in zip(click.voxel, half, shape)]
+    return BoxPrompt(low[0], high[0], click.k, low[1], high[1], low[2], high[2])
 
 
 def _box_radius(box: BoxPrompt, window: Box) -> np.ndarray:
@@ -303,6 +330,8 @@ def _likelihood_ratio(data: _VolumeData, mask, doubted, window: Box, positive, n
     background = (around & trusted) & ~pos
     if not target.any():
         target = pos
+    if not local.any():  # from nothing: everything around stands in for the background, as in 2D
+        background = ~pos
     ratio = _ratio(data.bins, data.bins.bins[learn], target, background, (pos | wrongly_out) & ~neg,
                    (neg | wrongly_in) & ~pos)
     return ratio[inner]

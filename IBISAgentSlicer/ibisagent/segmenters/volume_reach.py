@@ -11,7 +11,8 @@ of 0.8 mm pixels) are treated by physical distance, not by voxel count.
   least two seed radii), never more than `BAND_THICKNESS_SHARE` of its thickness.
 - A click that contradicts the mask *reaches* `DISTANCE_REACH` times its distance to the region
   it extends and at least the object's scale, and pulls towards its label over that distance;
-  a click before any object exists reaches `OPENING_REACH` of the volume's largest extent.
+  a click before any object exists reaches `OPENING_REACH` of the volume's largest extent
+  (``opening``; `volume_graphcut` starts such a click in a box around it instead).
 
 Every distance here is an exact Euclidean distance transform (scipy) with the voxel spacing,
 computed in a box around what it measures.
@@ -135,6 +136,7 @@ class VoxelReach:
     positive: bool
     radius: float
     pull: float
+    opening: bool = False
 
     @property
     def voxel(self) -> Tuple[int, int, int]:
@@ -150,7 +152,8 @@ def reach_of(click, mask: np.ndarray, anchor: np.ndarray, spacing: Sequence[floa
     extends = mask if click.positive else ~mask
     if not extends.any():
         side = max(n * s for n, s in zip(mask.shape, spacing))
-        return VoxelReach(click.k, click.j, click.i, click.positive, OPENING_REACH * side, 0.8 * OPENING_REACH * side)
+        return VoxelReach(click.k, click.j, click.i, click.positive, OPENING_REACH * side, 0.8 * OPENING_REACH * side,
+                          opening=True)
     distance = distance_to(extends, click.voxel, spacing)
     reference = mask if np.count_nonzero(mask) >= np.count_nonzero(anchor) else anchor
     radius = max(2.0 * seed, DISTANCE_REACH * distance, object_scale(reference, spacing))

@@ -124,3 +124,14 @@ def test_propagation_edits_the_clicked_slice_and_carries_it(blob):
     assert any(not np.array_equal(made[-1].mask[k], start[k]) for k in edited)
     assert dice(made[-1].mask, truth) > dice(start, truth)
     assert np.array_equal(tool.predict(placed, prior_mask=start).mask, made[-1].mask)  # from the start alone
+
+
+def test_a_first_click_from_nothing_finds_the_object_without_flooding(blob):
+    grey, truth = blob
+    tool = build_volume_segmenter("graphcut3d")
+    tool.set_volume(grey, (1.0, 1.0, 1.0))
+    first = cvpr25.next_click(np.zeros_like(truth), truth)
+    made = tool.predict([first])
+    assert dice(made.mask, truth) > 0.7 and made.mask.sum() < 2 * truth.sum()
+    again = tool.predict([first])
+    assert np.array_equal(again.mask, made.mask)
