@@ -10,7 +10,8 @@ Cases (one binary target each, chosen as in `propagation_quality.choose_target`)
   nilearn's copies (nothing downloaded), each with three rough starts made by the recipe the dev
   set's starts follow (SOURCES.md): eroded and dilated by 4% of the target's equivalent sphere
   diameter, and cut by a plane through its centroid (the larger side kept; the plane's normal
-  seeded by the name);
+  seeded by the name), on the template cut to the brain's bounding box (plus 8 voxels); the box
+  start once per structure;
 - ``synthetic``: the synthetic nuclei volume's largest nucleus, box start only (it has no rough
   start; reported on its own, as it is not real).
 
@@ -91,21 +92,39 @@ def write_cases(folder: str, devset: Optional[str], quick: bool) -> List[dict]:
         if quick and tissue == "white":
             continue
         t1, mask, affine = mni152_volume(tissue)
-        image = _ras_volume(t1, affine)
-        target = sitk.GetArrayFromImage(_ras_volume(mask.astype(np.uint8), affine)) != 0
+        image, target = _brain_crop(_ras_volume(t1, affine), _ras_volume(mask.astype(np.uint8), affine))
         for number, kind in enumerate(ROUGH):
             name = f"mni152_{tissue}_{kind}"
-            cases.append(_write(folder, "mni152", name, image, target, rough_start(target, kind, number), f"{what}, {kind}"))
+            start = rough_start(target, kind, number)
+            cases.append(_write(folder, "mni152", name, image, target, start, f"{what}, {kind}", box=number == 0))
     return cases
 
 
-def _write(folder, group, name, image, target, initial, what) -> dict:
-    for kind in ("images", "masks", "initial"):
-        os.makedirs(os.path.join(folder, group, kind), exist_ok=True)
-    sitk.WriteImage(image, os.path.join(folder, group, "images", name + ".nii.gz"))
-    image_io.write_mask(os.path.join(folder, group, "masks", name + ".nii.gz"), target, image)
-    if initial is not None:
-        image_io.write_mask(os.path.join(folder, group, "initial", name + ".nii.gz"), initial, image)
+def _brain_crop(image: sitk.Image, mask: sitk.Image):
+    """The template and its mask cut to the brain's bounding box plus 8 voxels (the template's
+    empty margins only cost time), with their geometry."""
+    from ibisagent.sample_data import mni152_volume
+
+    _, brain, affine = mni152_volume("brain")
+    where = np.argwhere(sitk.GetArrayFromImage(_ras_volume(brain.astype(np.uint8), affine)))
+    low = np.maximum(where.min(axis=0) - 8, 0)
+    high = np.minimum(where.max(axis=0) + 9, np.array(image.GetSize()[::-1]))
+    size, index = [int(v) for v in (high - low)[::-1]], [int(v) for v in low[::-1]]
+    cropped = sitk.RegionOfInterest(image, size, index)
+    return cropped, sitk.GetArrayFromImage(sitk.RegionOfInterest(mask, size, index)) != 0
+
+
+def _write(folder, group, name, image, target, initial, what, box: bool = True) -> dict:
+    """Write one case for the mask start (when it has a start) and, if ``box``, the box start
+    (``GROUP_box``: a box does not depend on the rough start, so each target once)."""
+    places = [(group, initial is not None)] + ([(group + "_box", False)] if box and initial is not None else [])
+    for place, with_start in places:
+        for kind in ("images", "masks", "initial"):
+            os.makedirs(os.path.join(folder, place, kind), exist_ok=True)
+        sitk.WriteImage(image, os.path.join(folder, place, "images", name + ".nii.gz"))
+        image_io.write_mask(os.path.join(folder, place, "masks", name + ".nii.gz"), target, image)
+        if with_start:
+            image_io.write_mask(os.path.join(folder, place, "initial", name + ".nii.gz"), initial, image)
     return {"name": name, "group": group, "target": what}
 
 
@@ -114,8 +133,8 @@ def run(devset: Optional[str] = DEVSET, tools=TOOLS, quick: bool = False, out: s
     cases = write_cases(os.path.join(out, "cases"), devset, quick)
     per_case, rows = [], []
     for group in [g for g in ("real", "mni152", "synthetic") if any(c["group"] == g for c in cases)]:
-        base = os.path.join(out, "cases", group)
         for start in ("box", "mask") if group != "synthetic" else ("box",):
+            base = os.path.join(out, "cases", group + ("_box" if start == "box" and group != "synthetic" else ""))
             for name in tools:
                 tool = build_volume_segmenter(name)
                 folder = os.path.join(out, f"{group}_{start}_{name}")
