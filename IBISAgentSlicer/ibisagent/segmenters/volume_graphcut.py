@@ -106,9 +106,9 @@ class VolumeGraphCutSegmenter(VolumeSegmenter):
     def __init__(self, smoothness: float = 8.0, anchor_pull: float = 1.0, click_pull: float = 2.0,
                  smoothing: float = 1.0, box_margin: float = 0.25, box_pull: float = 1.0) -> None:
         """``smoothness``: weight of the contrast-sensitive boundary term against the unary
-        costs (8: on the four real dev volumes, 4 / 6 / 8 / 16 gave final DSC 0.891 / 0.916 /
-        0.921 / 0.845 from the box and 0.883 / 0.880 / 0.867 / - from the rough masks; the
-        harder box start decided). ``anchor_pull`` and ``click_pull``: the unary pulls in nats (module docstring).
+        costs (8: on the four real dev volumes, 4 / 6 / 8 gave final DSC 0.891 / 0.916 / 0.921
+        from the box and 0.883 / 0.880 / 0.867 from the rough masks; the box start, further from
+        its target, decided). ``anchor_pull`` and ``click_pull``: the unary pulls in nats (module docstring).
         ``smoothing``: Gaussian sigma in voxels of the finest axis. ``box_margin``: how far
         beyond its box, as a share of the box's size, the target may reach on other slices.
         ``box_pull``: the box start's shape prior in nats (towards target at the centre of the
