@@ -150,7 +150,8 @@ def _eval3d_parser(sub) -> None:
     cvpr.add_argument("--save-masks", metavar="DIR", help="write each case's final mask here, named like the case")
     cvpr.add_argument("--segmenter3d", default=DEFAULT_VOLUME_SEGMENTER, choices=list(VOLUME_SEGMENTERS),
                       help=f"the 3D click tool (default: {DEFAULT_VOLUME_SEGMENTER}, classical, CPU); "
-                      "--tool-checkpoint, --tool-config, --tool-option and --device configure it")
+                      "--tool-checkpoint, --tool-config, --tool-option and --device configure it "
+                      "(propagation3d: --segmenter is its 2D tool)")
     parser.add_argument("--images", required=True, help="folder of volumes (NIfTI, NRRD)")
     parser.add_argument("--masks", required=True, help="folder of ground-truth mask volumes with the same names")
     parser.add_argument("--out", required=True, help="output folder")
@@ -446,6 +447,8 @@ def _run_eval3d_cvpr25(args) -> int:
     from .segmenters import build_volume_segmenter
 
     options = {}
+    if args.segmenter3d == "propagation3d":  # the 2D tool it works the clicked slices with
+        options.update(segmenter=args.segmenter)
     if args.segmenter3d == "sam2":
         options.update(device=args.device)
         options.update({k: v for k, v in (("checkpoint", args.tool_checkpoint), ("config", args.tool_config)) if v})
