@@ -13,7 +13,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .engine import add_engine_arguments, build_volume_tool, parse_pairs, parse_window, spec_from_args
+from .engine import add_engine_arguments, parse_window, spec_from_args, volume_tool_from_args
 from .segmenters import DEFAULT_VOLUME_SEGMENTER, VOLUME_SEGMENTERS
 from .training.commands import COMMANDS as TRAINING_COMMANDS
 from .training.commands import add_record_argument, add_training_commands, make_recorder, run_training_command
@@ -38,6 +38,13 @@ def _add_image_arguments(parser: argparse.ArgumentParser) -> None:
                         "brain) or LOW,HIGH; default: the slice's 1st-99th percentile")
 
 
+def _add_volume_tool_argument(parser, scope: str = "") -> None:
+    parser.add_argument("--segmenter3d", default=DEFAULT_VOLUME_SEGMENTER, choices=list(VOLUME_SEGMENTERS),
+                        help=f"{scope}the 3D click tool (default: {DEFAULT_VOLUME_SEGMENTER}, classical, CPU); "
+                        "--tool-checkpoint, --tool-config, --tool-option and --device configure it (slice2d and "
+                        "propagation3d work each clicked slice with the --segmenter 2D tool)")
+
+
 def _continue_parser(sub) -> None:
     parser = sub.add_parser("continue", help="continue a mask on an image, accepting every proposal",
                             description="Headless 'continue my mask': the agent proposes clicks, every proposal "
@@ -54,9 +61,7 @@ def _continue_parser(sub) -> None:
     parser.add_argument("--label", type=int, metavar="N",
                         help="whole volumes: the label of --mask to continue; the other labels never change "
                         "(default: the mask's only label)")
-    parser.add_argument("--volume-tool", default=DEFAULT_VOLUME_SEGMENTER, choices=list(VOLUME_SEGMENTERS),
-                        help="whole volumes: the 3D tool that turns clicks into the 3D mask (default: "
-                        f"{DEFAULT_VOLUME_SEGMENTER}; slice2d runs the --segmenter tool on each clicked slice)")
+    _add_volume_tool_argument(parser, "whole volumes: ")
     parser.add_argument("--looks", type=int, default=3, metavar="N",
                         help="whole volumes: slices the agent reviews per proposal before it calls the volume done "
                         "(default 3; more finds more to fix, at more risk of a wrong click)")
@@ -135,10 +140,24 @@ def _propagate_parser(sub) -> None:
 
 
 def _eval3d_parser(sub) -> None:
-    parser = sub.add_parser("eval3d", help="3D evaluation: propagate from the largest slice, the simulated "
-                            "annotator checking every slice", description="For each volume and mask matched by "
-                            "name: start from the true mask on the slice with the largest cross-section, propagate "
-                            "both ways, and let the annotator click up to N times on every other slice.")
+    from .segmenters import DEFAULT_VOLUME_SEGMENTER, VOLUME_SEGMENTERS
+
+    parser = sub.add_parser("eval3d", help="3D evaluation: propagation from the largest slice (default), or the "
+                            "CVPR 2025 protocol (--protocol cvpr25)", description="For each volume and mask matched by "
+                            "name. propagation (default): start from the true mask on the slice with the largest "
+                            "cross-section, propagate both ways, and let the annotator click up to N times on every "
+                            "other slice. cvpr25: start from the challenge's box or your rough 3D mask, then N clicks "
+                            "at the centre of the largest 3D error; DSC and NSD after each click, their AUCs.")
+    parser.add_argument("--protocol", choices=["propagation", "cvpr25"], default="propagation",
+                        help="which evaluation (default: propagation)")
+    cvpr = parser.add_argument_group("cvpr25 protocol")
+    cvpr.add_argument("--start", choices=["box", "mask"], default="box",
+                      help="box: the challenge's box (slice range + 2D box on the median slice); mask: the "
+                      "starting masks of --initial (default: box)")
+    cvpr.add_argument("--initial", metavar="DIR", help="folder of starting masks named like the images (--start mask)")
+    cvpr.add_argument("--clicks", type=int, default=5, metavar="N", help="clicks per volume (default: 5)")
+    cvpr.add_argument("--save-masks", metavar="DIR", help="write each case's final mask here, named like the case")
+    _add_volume_tool_argument(cvpr)
     parser.add_argument("--images", required=True, help="folder of volumes (NIfTI, NRRD)")
     parser.add_argument("--masks", required=True, help="folder of ground-truth mask volumes with the same names")
     parser.add_argument("--out", required=True, help="output folder")
@@ -296,7 +315,7 @@ def _run_continue_volume(args) -> int:
     inputs = continue_volume.read_inputs(args.image, args.mask, args.label)
     truth = continue_volume.read_truth(args.truth, inputs, args.label) if args.truth else None
     spec = spec_from_args(args)
-    tool = build_volume_tool(args.volume_tool, spec, parse_pairs(args.tool_option))
+    tool = volume_tool_from_args(args)
     policy = build_policy(spec.policy, **spec.policy_options)
     report = continue_volume.run_continue_volume(inputs, tool, policy, args.request, args.max_steps,
                                                  parse_window(args.window), truth, looks=args.looks, confirm=args.confirm)
@@ -450,6 +469,8 @@ def _run_propagate(args) -> int:
 
 
 def _run_eval3d(args) -> int:
+    if args.protocol == "cvpr25":
+        return _run_eval3d_cvpr25(args)
     from .evaluate3d import evaluate_volumes
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -466,6 +487,20 @@ def _run_eval3d(args) -> int:
     for key, value in summary.items():
         print(f"{key:<{width}}  {value}")
     print(f"Wrote per_case.csv, dice3d_vs_clicks.png, summary.json and skipped.txt to {args.out}")
+    return 0
+
+
+def _run_eval3d_cvpr25(args) -> int:
+    from .evaluate_cvpr25 import evaluate
+
+    tool = volume_tool_from_args(args)
+    summary = evaluate(args.images, args.masks, args.out, tool, args.start, args.initial, args.clicks,
+                       args.save_masks, args.overwrite, progress=not args.no_progress)
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        print(f"{key:<{width}}  {value}")
+    saved = f"; final masks in {args.save_masks}" if args.save_masks else ""
+    print(f"Wrote summary.json, per_case.csv, dsc_vs_clicks.png and skipped.txt to {args.out}{saved}")
     return 0
 
 

@@ -166,16 +166,18 @@ def _convert(value: str) -> object:
     return value
 
 
-def tool_options(args: argparse.Namespace) -> Dict[str, object]:
-    """The tool's builder options from `tool_arguments`' options."""
+def tool_options(args: argparse.Namespace, name: Optional[str] = None) -> Dict[str, object]:
+    """The builder options `tool_arguments`' options give the tool ``name`` (default: the
+    ``--segmenter`` 2D tool; a 3D model tool takes the same ones)."""
+    name = name or args.segmenter
     tool: Dict[str, object] = {}
-    if args.segmenter in MODEL_TOOLS:
+    if name in MODEL_TOOLS:
         tool.update(device=args.device)
         if args.tool_checkpoint:
             tool.update(checkpoint=args.tool_checkpoint)
-        if args.tool_config and args.segmenter == "sam2":
+        if args.tool_config and name == "sam2":
             tool.update(config=args.tool_config)
-        elif args.tool_config and args.segmenter == "sam":
+        elif args.tool_config and name == "sam":
             tool.update(model_type=args.tool_config)
     tool.update(parse_pairs(args.tool_option))
     return tool
@@ -202,15 +204,23 @@ def spec_from_args(args: argparse.Namespace) -> EngineSpec:
     return EngineSpec(args.segmenter, tool_options(args), args.policy, policy)
 
 
-def build_volume_tool(name: str, spec: EngineSpec, options: Optional[Dict[str, Any]] = None):
-    """The 3D click tool ``name`` (`ibisagent.segmenters.VOLUME_SEGMENTERS`). ``slice2d`` wraps the
-    2D tool of ``spec`` (with its options); every other 3D tool takes ``options``
-    (``--tool-option`` pairs)."""
+#: The 3D tools that work each clicked slice with a 2D tool: name -> their option naming that
+#: tool (``--segmenter``, whose ``--tool-option`` s pass through to it).
+SLICE_WISE_TOOLS = {"slice2d": "tool", "propagation3d": "segmenter"}
+
+
+def volume_tool_from_args(args: argparse.Namespace):
+    """The 3D click tool ``--segmenter3d`` names (`ibisagent.segmenters.VOLUME_SEGMENTERS`),
+    configured by the same tool options as a 2D tool: a slice-wise tool gets the ``--segmenter``
+    2D tool and its options, a model tool (sam2) its device, checkpoint and config, every tool
+    its ``--tool-option`` s."""
     from .segmenters import build_volume_segmenter
 
-    if name == "slice2d":
-        return build_volume_segmenter(name, tool=spec.segmenter, **spec.segmenter_options)
-    return build_volume_segmenter(name, **(options or {}))
+    name = args.segmenter3d
+    wrapped = SLICE_WISE_TOOLS.get(name)
+    if wrapped is not None:
+        return build_volume_segmenter(name, **{wrapped: args.segmenter}, **tool_options(args))
+    return build_volume_segmenter(name, **tool_options(args, name))
 
 
 def parse_window(text: Optional[str]) -> Window:

@@ -22,12 +22,17 @@ SEGMENTERS = {
 
 DEFAULT_SEGMENTER = "graphcut"
 
-#: name -> "module:builder" of the 3D tools (builders return a VolumeSegmenter).
+#: The 3D click tools (`volume_base.VolumeSegmenter`: a volume, voxel clicks on any slice, a 3D
+#: mask), name -> "module:builder", imported only when built like the 2D table.
 VOLUME_SEGMENTERS = {
+    "graphcut3d": "ibisagent.segmenters.volume_graphcut:build",
+    "growcut3d": "ibisagent.segmenters.volume_growcut:build",
+    "propagation3d": "ibisagent.segmenters.volume_propagation:build",
+    "sam2": "ibisagent.segmenters.sam2_volume:build",
     "slice2d": "ibisagent.segmenters.slice2d:build",
 }
 
-DEFAULT_VOLUME_SEGMENTER = "slice2d"
+DEFAULT_VOLUME_SEGMENTER = "graphcut3d"
 
 
 def build_segmenter(name: str = DEFAULT_SEGMENTER, **options) -> Segmenter:
@@ -37,8 +42,8 @@ def build_segmenter(name: str = DEFAULT_SEGMENTER, **options) -> Segmenter:
 
 
 def build_volume_segmenter(name: str = DEFAULT_VOLUME_SEGMENTER, **options):
-    """Build the 3D tool called ``name`` (a `volume_base.VolumeSegmenter`) with its ``options``;
-    unknown names or options are a clear ValueError."""
+    """Build the 3D click tool called ``name`` (a `volume_base.VolumeSegmenter`) with its
+    ``options``; unknown names or options are a clear ValueError."""
     return build_named(VOLUME_SEGMENTERS, "3D segmentation tool", name, options)
 
 
