@@ -61,9 +61,27 @@ def _check_readable(path: str) -> None:
 
 def read_image(path: str) -> sitk.Image:
     """Read any supported file into a SimpleITK image, with a clear error if that fails: the work
-    must fit the memory budget, the file must be whole, and its values finite."""
+    must fit the memory budget, the file must be whole (`check_file`), and its values finite."""
     path = str(path)
     _check_readable(path)
+    reader = check_file(path)
+    try:
+        image = reader.Execute()
+    except RuntimeError as error:
+        raise ValueError(f"Could not read {path}: {_last_line(error)}") from error
+    if image.GetPixelID() in _FLOAT_PIXELS and not np.isfinite(sitk.GetArrayViewFromImage(image)).all():
+        raise image_integrity.non_finite(path)
+    return image
+
+
+def check_file(path: str) -> sitk.ImageFileReader:
+    """What is checked before any reader (SimpleITK here, MRML storage nodes in Slicer) loads an
+    image file: it exists, its header reads, the work on it fits the memory budget (from the
+    header, before anything is allocated), and it is whole (`image_integrity.check_whole`).
+    Returns the reader, its image information read."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such file: {path}")
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
     try:
@@ -73,13 +91,7 @@ def read_image(path: str) -> sitk.Image:
         raise ValueError(f"Could not read {path}: {_last_line(error)}") from error
     memory.check_fits(path, reader.GetSize(), reader.GetNumberOfComponents() * _component_bytes(reader.GetPixelID()))
     image_integrity.check_whole(path)
-    try:
-        image = reader.Execute()
-    except RuntimeError as error:
-        raise ValueError(f"Could not read {path}: {_last_line(error)}") from error
-    if image.GetPixelID() in _FLOAT_PIXELS and not np.isfinite(sitk.GetArrayViewFromImage(image)).all():
-        raise image_integrity.non_finite(path)
-    return image
+    return reader
 
 
 _FLOAT_PIXELS = (sitk.sitkFloat32, sitk.sitkFloat64, sitk.sitkVectorFloat32, sitk.sitkVectorFloat64)

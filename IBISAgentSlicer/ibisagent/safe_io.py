@@ -600,15 +600,16 @@ class OwnedFolder:
             _discard(temporary)
         self._pending.clear()
 
-    def finish(self) -> List[str]:
-        """End the run: files an earlier run wrote here that this one did not write again are
-        removed (they are ours and stale), then the folders the tool made for them if they are
-        empty; the manifest lists exactly this run's files, with their stamps. Returns the
-        names removed."""
+    def finish(self, remove_stale: bool = True) -> List[str]:
+        """End the run: files an earlier run of this kind wrote here that this one did not write
+        again are removed (they are ours and stale; kept, and still listed as ours, with
+        ``remove_stale`` False), then the folders the tool made for them if that leaves them
+        empty; the manifest is rewritten with every file's stamp. Returns the names removed."""
         if self._pending:
             raise RuntimeError("Files staged with add() were never committed; call commit() or discard().")
         removed = []
-        for name in [n for n in self.earlier if n not in self.written]:
+        stale = [n for n in self.earlier if n not in self.written]
+        for name in stale if remove_stale else ():
             target = os.path.join(self.folder, *name.split("/"))
             try:
                 if os.path.isfile(target) and not os.path.islink(target):
@@ -617,15 +618,17 @@ class OwnedFolder:
             except OSError as error:
                 if error.errno != errno.ENOENT:
                     raise
-        for folder in sorted(set(self._earlier_folders) | set(self._created_folders), key=len, reverse=True):
-            with contextlib.suppress(OSError):  # not empty (the user's files, or ours): kept
-                os.rmdir(os.path.join(self.folder, *folder.split("/")))
-        self.earlier = {}
+        if remove_stale:
+            for folder in sorted(set(self._earlier_folders) | set(self._created_folders), key=len, reverse=True):
+                with contextlib.suppress(OSError):  # not empty (the user's files, or ours): kept
+                    os.rmdir(os.path.join(self.folder, *folder.split("/")))
+        self.earlier = {} if remove_stale else {name: _stamp(os.path.join(self.folder, *name.split("/")))
+                                                for name in stale}
         self._declared = []
         self._earlier_folders = [f for f in set(self._earlier_folders) | set(self._created_folders)
                                  if os.path.isdir(os.path.join(self.folder, *f.split("/")))]
         self._created_folders = []
-        if self.written or os.path.exists(self.manifest_path):
+        if self.written or self.earlier or os.path.exists(self.manifest_path):
             self._write_manifest(final=True)
         return removed
 
