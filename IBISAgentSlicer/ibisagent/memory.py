@@ -7,12 +7,18 @@ the image's size and what to do (crop or downsample), instead of dying half-way 
 plus the volume itself for 3D work. The budget is ``IBISAGENT_MEMORY_MB`` when set, else
 `BUDGET_FRACTION` of the memory available when the check runs.
 
-Standard library only (``/proc/meminfo`` on Linux, ``os.sysconf`` elsewhere); imports on
-Python 3.9.
+`return_free_memory` hands memory the process freed back to the system (the server calls it when
+a session ends): glibc keeps freed blocks of a large heap for reuse, so without it the server's
+resident memory stays at its high-water mark after its sessions are closed.
+
+Standard library only (``/proc/meminfo`` on Linux, ``os.sysconf`` elsewhere, ``ctypes`` for
+glibc's ``malloc_trim``); imports on Python 3.9.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from typing import Optional, Sequence
 
@@ -110,3 +116,17 @@ def format_bytes(count: float) -> str:
             return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
+
+
+def return_free_memory() -> bool:
+    """Give the memory freed so far back to the system (glibc ``malloc_trim(0)``); False where
+    there is no glibc (macOS, Windows, musl), which return large blocks by themselves."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is None:
+        return False
+    trim(0)
+    return True
