@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -86,24 +87,19 @@ class ServerState:
         self.forget_image(session)
 
     def forget_image(self, session: AgentSession) -> None:
-        """Let the session's worker drop the tool's state of its image, if it is still the
-        current one, and give the freed memory back to the system (`_forget_image`). Runs
-        later, on the worker; nothing is waited for."""
-        if session.worker.engine is None:
+        """Let the session's worker drop the tool's current image state and give the freed
+        memory back to the system (`_forget_image`). Runs a moment later, on the worker, holding
+        nothing of the session, so its arrays are freed first; nothing is waited for."""
+        worker = session.worker
+        if worker.engine is None:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        task = loop.create_task(self._forget_on_worker(session))
+        task = loop.create_task(_forget_on_worker(worker))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _forget_on_worker(self, session: AgentSession) -> None:
-        try:
-            await session.worker.call(_forget_image, session.image_state)
-        except (WorkerBusy, WorkerNotReady, RuntimeError):
-            pass  # the worker is busy or stopping; the next session's image replaces the state anyway
 
     async def finish_records(self) -> None:
         """Wait until every training record handed to the record writer is written (at shutdown,
@@ -161,12 +157,26 @@ class ServerState:
             raise self.full(error) from None
 
 
-def _forget_image(engine, image_state) -> None:
-    """On the worker: drop the tool's image state if it is the ended session's, then return
-    freed memory to the system."""
-    segmenter = engine.segmenter
-    if segmenter.is_image_set and segmenter.image_state().payload is image_state.payload:
-        segmenter.reset_image()
+async def _forget_on_worker(worker: ModelWorker) -> None:
+    await asyncio.sleep(FORGET_DELAY_S)  # the request that ended the session lets go of it first
+    try:
+        await worker.call(_forget_image)
+    except (WorkerBusy, WorkerNotReady, RuntimeError):
+        pass  # the worker is busy or stopping; the next session's image replaces the state anyway
+
+
+#: How long after a session ends its memory is given back (the reply to the request ending it is
+#: sent meanwhile, and with it the last reference to the session).
+FORGET_DELAY_S = 0.2
+
+
+def _forget_image(engine) -> None:
+    """On the worker: drop the tool's current image state (a cache: every model call makes its
+    own session's state current first, so this is always safe), collect the ended session's
+    objects (an episode's arrays can sit in reference cycles until the cyclic collector runs),
+    then return the freed memory to the system."""
+    engine.segmenter.reset_image()
+    gc.collect()
     memory.return_free_memory()
 
 
