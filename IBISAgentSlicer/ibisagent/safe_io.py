@@ -141,9 +141,31 @@ def _suffix(path: str) -> str:
     return os.path.splitext(path)[1]
 
 
+def make_folders(folder: str) -> List[str]:
+    """``os.makedirs(folder, exist_ok=True)``; returns the folders it made, outermost first."""
+    missing = []
+    folder = os.path.abspath(folder)
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    if missing:
+        os.makedirs(missing[0], exist_ok=True)
+    return missing[::-1]
+
+
+def remove_empty_folders(folders: Iterable[str]) -> None:
+    """Remove the folders (made by this run) that are empty, innermost first."""
+    for folder in sorted(folders, key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
 def temporary_path(path: str) -> str:
     """A new, empty, hidden file in ``path``'s folder with ``path``'s suffix (writers such as
-    SimpleITK choose the format by suffix)."""
+    SimpleITK choose the format by suffix); the folder is made if needed."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=_suffix(path), dir=folder)
@@ -276,6 +298,7 @@ class OutputSet:
                 if same_file(path, folder.folder):
                     raise UnsafeOutputError(f"{option} {path} is the folder {folder.option}; give a file name.")
         self._staged: Dict[str, str] = {}
+        self._made: List[str] = []
 
     def __enter__(self) -> "OutputSet":
         return self
@@ -291,6 +314,7 @@ class OutputSet:
             raise KeyError(f"{name!r} is not one of this run's outputs ({', '.join(self.paths)}).")
         if name in self._staged:
             _discard(self._staged.pop(name))
+        self._made += make_folders(os.path.dirname(os.path.abspath(self.paths[name])))
         temporary = temporary_path(self.paths[name])
         try:
             yield temporary
@@ -332,11 +356,14 @@ class OutputSet:
         return written
 
     def discard(self) -> None:
+        """Remove every staged file (the folders' too) and the folders made for them."""
         for temporary in self._staged.values():
             _discard(temporary)
         self._staged.clear()
         for folder in self.folders:
             folder.discard()
+        remove_empty_folders(self._made)
+        self._made = []
 
 
 # -- folders the tool owns -----------------------------------------------------------------------
@@ -391,6 +418,7 @@ class OwnedFolder:
             if os.path.isdir(given) and same_file(self.folder, given):
                 raise UnsafeOutputError(f"{option} {folder} is an input folder; write the results to a new folder.")
         check_folder_writable(self.folder, option)
+        self._made: List[str] = []  # folders this object made (absolute), removed by `discard` if empty
         #: Files an earlier run of this kind wrote here, unchanged since: name -> stamp (None: unknown).
         self.earlier: Dict[str, Optional[List[int]]] = {}
         #: Files runs of other kinds wrote here, unchanged since: name -> (kind, stamp).
@@ -476,7 +504,7 @@ class OwnedFolder:
             if stamp is not None:
                 stamps[name] = stamp
         folders = sorted(set(self._earlier_folders) | set(self._created_folders))
-        os.makedirs(self.folder, exist_ok=True)
+        self._made += make_folders(self.folder)
         write_json(self.manifest_path, {"tool": "ibisagent", "files": sorted(kinds), "kinds": kinds,
                                         "stamps": stamps, "folders": folders})
         self._on_disk = set(names)
@@ -507,14 +535,11 @@ class OwnedFolder:
                                     "replaced).")
 
     def _make_parent(self, target: str) -> None:
-        parent = os.path.dirname(target)
-        missing = []
-        while not os.path.isdir(parent) and parent.startswith(self.folder + os.sep):
-            missing.append(parent)
-            parent = os.path.dirname(parent)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        for folder in missing:
-            self._created_folders.append(os.path.relpath(folder, self.folder).replace(os.sep, "/"))
+        made = make_folders(os.path.dirname(target))
+        self._made += made
+        for folder in made:
+            if folder.startswith(self.folder + os.sep):
+                self._created_folders.append(os.path.relpath(folder, self.folder).replace(os.sep, "/"))
 
     # -- writing at once -----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -595,10 +620,13 @@ class OwnedFolder:
         return installed
 
     def discard(self) -> None:
-        """Remove the files staged with `add` (nothing installed changes)."""
+        """Remove the files staged with `add` (nothing installed changes), and the folders made
+        for them if nothing else is in them."""
         for temporary in self._pending.values():
             _discard(temporary)
         self._pending.clear()
+        if not self.written:
+            remove_empty_folders(self._made)
 
     def finish(self, remove_stale: bool = True) -> List[str]:
         """End the run: files an earlier run of this kind wrote here that this one did not write

@@ -84,10 +84,11 @@ def generate_trajectories(images_dir: str, masks_dir: str, out_dir: str, segment
     pairs, problems = find_pairs(images_dir, masks_dir, initial_dir)
     recorder = TrainingRecorder(out_dir)
     final_ious: List[float] = []
-    steps = 0
+    steps = kept = 0
     for name, image_path, mask_path, initial_path in pairs:
         if os.path.exists(os.path.join(recorder.folder, name)):
             problems.append(f"{name}: {out_dir} already holds a record named {name}; left as it was")
+            kept += 1
             continue
         session = None
         try:
@@ -113,7 +114,8 @@ def generate_trajectories(images_dir: str, masks_dir: str, out_dir: str, segment
     folder.finish()
     for line in problems:
         log(f"skipped {line}")
-    if not final_ious:
+    if not final_ious and not kept:
         raise ValueError(f"No trajectory could be made; see {folder.path('skipped.txt')}.")
-    return {"records": len(final_ious), "steps": steps, "mean_final_iou": round(float(np.mean(final_ious)), 4),
-            "skipped": len(problems)}
+    return {"records": len(final_ious), "steps": steps,
+            "mean_final_iou": round(float(np.mean(final_ious)), 4) if final_ious else None,
+            "skipped": len(problems), "already_recorded": kept}
