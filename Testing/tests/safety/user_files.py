@@ -50,9 +50,9 @@ def ball_volume(shape=(16, 40, 44)) -> np.ndarray:
     return ((k - centre[0]) / (shape[0] / 3)) ** 2 + ((j - centre[1]) / 12) ** 2 + ((i - centre[2]) / 12) ** 2 < 1
 
 
-def volume(folder, suffix: str = ".nrrd") -> str:
+def volume(folder, suffix: str = ".nrrd", shape=(16, 40, 44)) -> str:
     """A CT-like int16 volume with a bright ball, on a grid with spacing, origin and a flipped axis."""
-    ball = ball_volume()
+    ball = ball_volume(shape)
     values = (np.random.default_rng(3).normal(40, 8, ball.shape) + 200 * ball).astype(np.int16)
     image = sitk.GetImageFromArray(values)
     image.SetSpacing((0.9, 0.8, 2.5))
@@ -67,7 +67,7 @@ def label_mask(folder, image_path: str, name: str = "labels.nrrd", dtype=np.uint
     """A mask on the volume's grid with labels 1..4: 1 the ball's left half (the label worked
     on), 2 a block touching it, 3 and 4 elsewhere."""
     image = sitk.ReadImage(image_path)
-    ball = ball_volume()
+    ball = ball_volume(sitk.GetArrayViewFromImage(image).shape)
     labels = np.zeros(ball.shape, dtype)
     labels[ball] = 1
     labels[:, :, 22:][ball[:, :, 22:]] = 0  # the right half of the ball is missing
