@@ -40,7 +40,7 @@ from .worker import Engine, ModelWorker
 #: Bytes a session holds per pixel of its image while it lives: the uploaded image, the episode's
 #: masks and undo history, the tool's image state and what a step leaves behind. Measured with
 #: `benchmarks/bench_server_memory.py` (RSS growth per open 2000 x 2000 session with the
-#: heuristic policy and graphcut: 69 B per pixel after one step), rounded up.
+#: heuristic policy and graphcut: 52 to 69 B per pixel after one step), rounded up.
 SESSION_BYTES_PER_PIXEL = 80
 
 
