@@ -82,7 +82,9 @@ class SessionStore:
         return sum(session.held_bytes for session, _used in self._live.values())
 
     def check_room(self, new_bytes: int = 0) -> None:
-        """Refuse a new session holding ``new_bytes`` if it does not fit (see the module docstring)."""
+        """Refuse a new session holding ``new_bytes`` if it does not fit (see the module docstring).
+        Sessions whose lease ran out are ended first: they hold no room."""
+        self.reap()
         if new_bytes > self.max_bytes:
             raise SessionTooLarge(
                 f"A session on this image would hold about {format_bytes(new_bytes)}, more than the "
