@@ -22,7 +22,6 @@ the size of the sessions it once held. Run it on another checkout (PYTHONPATH) t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys

@@ -272,5 +272,5 @@ def _write_cases(path: str, cases: Sequence[VolumeCase]) -> None:
                              c.ends])
 
 
-__all__ = ["SUMMARY_KEYS", "OUTPUTS", "evaluate_volumes", "output_folder", "run_volume_case", "copy_baseline", "independent_baseline",
-           "slice_annotator", "start_slice", "summarise"]
+__all__ = ["SUMMARY_KEYS", "OUTPUTS", "evaluate_volumes", "output_folder", "run_volume_case", "copy_baseline",
+           "independent_baseline", "slice_annotator", "start_slice", "summarise"]

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--max-sessions", type=int, default=64, help="most sessions kept at once (default: 64)")
     net.add_argument("--max-session-memory-mb", type=float, default=None, metavar="MB",
                      help="memory all sessions together may hold (images, masks, undo, the tool's state); a new "
-                     f"session beyond it is refused (default: {int(SESSION_MEMORY_FRACTION * 100)}% of this machine's "
+                     f"session beyond it is refused (default: {int(SESSION_MEMORY_FRACTION * 100)}%% of this machine's "
                      "memory)")
     net.add_argument("--api-docs", action="store_true",
                      help="serve the API description at /openapi.json, to holders of the token (off by default)")

@@ -14,7 +14,8 @@ pixels; SFT cutoff 2048 tokens, learning rate 1e-5, cosine schedule, warm-up 10 
 The output folder holds the LoRA adapter (``adapter_config.json``, ``adapter_model.safetensors``)
 and the processor, written by the trainers themselves; so it must be a new (or empty) folder and
 no input (`check_out_dir`, before anything is loaded): a trainer saving into the base checkpoint's
-folder would replace its configuration and tokenizer files. Serve it with ``--policy qwen --checkpoint BASE --policy-option adapter=OUT``
+folder would replace its configuration and tokenizer files. Serve it with
+``--policy qwen --checkpoint BASE --policy-option adapter=OUT``
 or merge it (`ibisagent.training.merge`) into a full checkpoint for vLLM.
 """
 

@@ -152,3 +152,14 @@ def test_a_cap_below_a_megabyte_is_refused(megabytes):
     done = subprocess.run([sys.executable, "-m", "ibisagent.cli", "serve", "--token", TOKEN,
                            "--max-session-memory-mb", megabytes], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "at least 1 MB" in done.stderr
+
+
+def test_serve_help_documents_the_token_and_memory_options(capsys):
+    from ibisagent.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["serve", "--help"])
+    printed = capsys.readouterr().out
+    assert done.value.code == 0
+    assert "--token-file" in printed and "visible to other users" in printed and "--api-docs" in printed
+    assert "--max-session-memory-mb" in printed
