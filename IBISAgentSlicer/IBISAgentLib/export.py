@@ -32,8 +32,8 @@ class ExportError(RuntimeError):
     """A file could not be written; the message names the file and the likely cause."""
 
 
-def _write_node(node, path: str, storage_class: str) -> None:
-    """Write ``node`` to ``path`` as it is (a path a caller staged)."""
+def _write_node(node, path: str, storage_class: str, target: Optional[str] = None) -> None:
+    """Write ``node`` to ``path`` as it is (a path a caller staged for the file ``target``)."""
     import slicer
 
     if hasattr(slicer, "app") and hasattr(slicer.util, "exportNode"):
@@ -49,7 +49,7 @@ def _write_node(node, path: str, storage_class: str) -> None:
         finally:
             slicer.mrmlScene.RemoveNode(storage)
     if not ok or not os.path.isfile(path) or os.path.getsize(path) == 0:
-        raise ExportError(f"Could not write {path}; check that the folder exists and is writable.")
+        raise ExportError(f"Could not write {target or path}; check that the folder exists and is writable.")
 
 
 def node_files(node) -> List[str]:
@@ -76,7 +76,7 @@ def write_labelmap(segmentation_node, path: str, reference_volume, segment_ids: 
                    suffix: Optional[str] = None) -> None:
     """Write the segments as one labelmap file in the reference volume's geometry to ``path`` as
     it is (a staged path), using vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode.
-    ``suffix``: the ending the file will have (default: ``path``'s)."""
+    ``suffix``: the file that ``path`` is staged for, whose ending counts (default: ``path``)."""
     import slicer
     import vtk
 
@@ -94,7 +94,7 @@ def write_labelmap(segmentation_node, path: str, reference_volume, segment_ids: 
         )
         if not ok:
             raise ExportError(f"Slicer could not turn the segments of '{segmentation_node.GetName()}' into a labelmap.")
-        _write_node(labelmap, path, "vtkMRMLVolumeArchetypeStorageNode")
+        _write_node(labelmap, path, "vtkMRMLVolumeArchetypeStorageNode", suffix)
     finally:
         display = labelmap.GetDisplayNode()
         if display is not None:
@@ -125,7 +125,7 @@ def write_segmentation(segmentation_node, path: str, reference_volume, segment_i
         for segment_id in ids:
             if not copy.GetSegmentation().CopySegmentFromSegmentation(segmentation_node.GetSegmentation(), segment_id):
                 raise ExportError(f"Could not copy segment {segment_id!r} for saving.")
-        _write_node(copy, path, "vtkMRMLSegmentationStorageNode")
+        _write_node(copy, path, "vtkMRMLSegmentationStorageNode", suffix)
     finally:
         slicer.mrmlScene.RemoveNode(copy)
 

@@ -234,7 +234,8 @@ def save_image(image: sitk.Image, path: str) -> None:
     try:
         sitk.WriteImage(image, str(path), True)
     except RuntimeError as error:
-        raise OSError(f"Could not write {path}; check that its folder is writable and has free space.") from error
+        raise OSError(f"SimpleITK could not write it: {_last_line(error)}; check that the folder is writable and has "
+                      "free space") from error
 
 
 def output_suffix(path: str) -> str:

@@ -217,6 +217,9 @@ def atomic_path(path: "os.PathLike[str] | str") -> Iterator[str]:
     try:
         yield temporary
         _install(temporary, path)
+    except OSError as error:
+        _discard(temporary)
+        raise _write_failed(error, path, temporary) from error
     except BaseException:
         _discard(temporary)
         raise
@@ -235,6 +238,15 @@ def atomic_open(path: "os.PathLike[str] | str", mode: str = "w", encoding: Optio
         else:
             with open(temporary, "w", encoding=encoding, newline=newline) as handle:
                 yield handle
+
+
+def _write_failed(error: OSError, target: str, temporary: str) -> OSError:
+    """The error of a failed write, about the file the user named rather than the hidden
+    temporary one (nothing was replaced)."""
+    reason = error.strerror or str(error).replace(temporary, target)
+    failed = OSError(f"Could not write {target} ({reason}); nothing was replaced.")
+    failed.errno = error.errno
+    return failed
 
 
 def write_bytes(path: "os.PathLike[str] | str", data: bytes) -> None:
@@ -318,6 +330,9 @@ class OutputSet:
         temporary = temporary_path(self.paths[name])
         try:
             yield temporary
+        except OSError as error:
+            _discard(temporary)
+            raise _write_failed(error, self.paths[name], temporary) from error
         except BaseException:
             _discard(temporary)
             raise
@@ -585,6 +600,9 @@ class OwnedFolder:
         temporary = temporary_path(target)
         try:
             yield temporary
+        except OSError as error:
+            _discard(temporary)
+            raise _write_failed(error, target, temporary) from error
         except BaseException:
             _discard(temporary)
             raise
