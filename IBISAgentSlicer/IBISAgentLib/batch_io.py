@@ -162,7 +162,7 @@ class BatchCase:
         written = []
         for kind, name in (("segmentation", f"{self.name}.seg.nrrd"), ("labelmap", f"{self.name}.nii.gz")):
             with folder.stage(name) as temporary:
-                export.write_segment_file(kind, self.segmentation, self.segment_id, temporary, self.volume, suffix=name)
+                export.write_segment_file(kind, self.segmentation, self.segment_id, temporary, self.volume, target=name)
             written.append(folder.path(name))
         return written
 

@@ -73,14 +73,14 @@ def _segment_ids(segmentation_node, segment_ids: Optional[Sequence[str]]) -> Lis
 
 
 def write_labelmap(segmentation_node, path: str, reference_volume, segment_ids: Optional[Sequence[str]] = None,
-                   suffix: Optional[str] = None) -> None:
+                   target: Optional[str] = None) -> None:
     """Write the segments as one labelmap file in the reference volume's geometry to ``path`` as
     it is (a staged path), using vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode.
-    ``suffix``: the file that ``path`` is staged for, whose ending counts (default: ``path``)."""
+    ``target``: the file that ``path`` is staged for, whose ending counts (default: ``path``)."""
     import slicer
     import vtk
 
-    if not (suffix or path).lower().endswith(LABELMAP_EXTENSIONS):
+    if not (target or path).lower().endswith(LABELMAP_EXTENSIONS):
         raise ExportError(f"{path}: a labelmap file must end with one of {', '.join(LABELMAP_EXTENSIONS)}.")
     ids = vtk.vtkStringArray()
     for segment_id in _segment_ids(segmentation_node, segment_ids):
@@ -94,7 +94,7 @@ def write_labelmap(segmentation_node, path: str, reference_volume, segment_ids: 
         )
         if not ok:
             raise ExportError(f"Slicer could not turn the segments of '{segmentation_node.GetName()}' into a labelmap.")
-        _write_node(labelmap, path, "vtkMRMLVolumeArchetypeStorageNode", suffix)
+        _write_node(labelmap, path, "vtkMRMLVolumeArchetypeStorageNode", target)
     finally:
         display = labelmap.GetDisplayNode()
         if display is not None:
@@ -111,12 +111,12 @@ def _node_ids(scene, class_name: str) -> set:
 
 
 def write_segmentation(segmentation_node, path: str, reference_volume, segment_ids: Optional[Sequence[str]] = None,
-                       suffix: Optional[str] = None) -> None:
+                       target: Optional[str] = None) -> None:
     """Write the segments (all by default) as a .seg.nrrd in the reference volume's geometry to
     ``path`` as it is (a staged path)."""
     import slicer
 
-    if not (suffix or path).lower().endswith(SEGMENTATION_EXTENSIONS):
+    if not (target or path).lower().endswith(SEGMENTATION_EXTENSIONS):
         raise ExportError(f"{path}: a segmentation file must end with .seg.nrrd.")
     ids = _segment_ids(segmentation_node, segment_ids)
     copy = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "__IBISAgent_export__")
@@ -125,7 +125,7 @@ def write_segmentation(segmentation_node, path: str, reference_volume, segment_i
         for segment_id in ids:
             if not copy.GetSegmentation().CopySegmentFromSegmentation(segmentation_node.GetSegmentation(), segment_id):
                 raise ExportError(f"Could not copy segment {segment_id!r} for saving.")
-        _write_node(copy, path, "vtkMRMLSegmentationStorageNode", suffix)
+        _write_node(copy, path, "vtkMRMLSegmentationStorageNode", target)
     finally:
         slicer.mrmlScene.RemoveNode(copy)
 
@@ -133,14 +133,14 @@ def write_segmentation(segmentation_node, path: str, reference_volume, segment_i
 def export_labelmap(segmentation_node, path: str, reference_volume, segment_ids: Optional[Sequence[str]] = None) -> str:
     """`write_labelmap`, replacing ``path`` atomically; returns ``path``."""
     with safe_io.atomic_path(path) as temporary:
-        write_labelmap(segmentation_node, temporary, reference_volume, segment_ids, suffix=path)
+        write_labelmap(segmentation_node, temporary, reference_volume, segment_ids, target=path)
     return path
 
 
 def export_segmentation(segmentation_node, path: str, reference_volume, segment_ids: Optional[Sequence[str]] = None) -> str:
     """`write_segmentation`, replacing ``path`` atomically; returns ``path``."""
     with safe_io.atomic_path(path) as temporary:
-        write_segmentation(segmentation_node, temporary, reference_volume, segment_ids, suffix=path)
+        write_segmentation(segmentation_node, temporary, reference_volume, segment_ids, target=path)
     return path
 
 
@@ -156,10 +156,10 @@ def segment_files(path: str) -> Dict[str, str]:
 
 
 def write_segment_file(kind: str, segmentation_node, segment_id: str, path: str, reference_volume,
-                       suffix: Optional[str] = None) -> None:
+                       target: Optional[str] = None) -> None:
     """Write one file of `segment_files` (``kind``) to ``path`` as it is (a staged path)."""
     writer = write_segmentation if kind == "segmentation" else write_labelmap
-    writer(segmentation_node, path, reference_volume, [segment_id], suffix=suffix)
+    writer(segmentation_node, path, reference_volume, [segment_id], target=target)
 
 
 def save_segment(segmentation_node, segment_id: str, path: str, reference_volume,
@@ -172,5 +172,5 @@ def save_segment(segmentation_node, segment_id: str, path: str, reference_volume
     with safe_io.OutputSet(files, inputs, overwrite) as outputs:
         for kind, target in files.items():
             with outputs.stage(kind) as temporary:
-                write_segment_file(kind, segmentation_node, segment_id, temporary, reference_volume, suffix=target)
+                write_segment_file(kind, segmentation_node, segment_id, temporary, reference_volume, target=target)
         return outputs.commit()
