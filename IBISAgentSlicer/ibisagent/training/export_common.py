@@ -1,8 +1,10 @@
 """What both exporters share: the output folder, the prompt of a sample, and PNG writing.
 
-The output folder is a `safe_io.OwnedFolder`: an earlier export of the same format there is
-replaced only with ``--overwrite``, and then only the files that export wrote (a stale image is
-removed, a file of the user's never); every file appears when the export is committed.
+The output folder is a `safe_io.OwnedFolder`: an earlier export of the same format and dataset
+(llamafactory) or split (verl) there is replaced only with ``--overwrite``, and then only the
+files that export wrote (a stale image is removed, a file of the user's never); exports of other
+splits or datasets in the same folder are left alone (a file one of them wrote is never written
+by another); every file appears when the export is committed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ IMAGE_TOKEN = "<image>"
 
 
 def output_folder(out_dir: str, records_dir: str, kind: str, overwrite: bool) -> OwnedFolder:
-    """The export's folder, checked before any work (see the module docstring)."""
+    """The export's folder, checked before any work (see the module docstring); ``kind``: the
+    format and its dataset or split."""
     return OwnedFolder(out_dir, overwrite, "--out", inputs=[records_dir], kind=f"export {kind}", what="an export")
 
 

@@ -45,7 +45,7 @@ def export_llamafactory(records_dir: str, out_dir: str, overlay: str = DEFAULT_O
     """Export every finished record under ``records_dir``; returns a summary."""
     if not dataset or any(ch in dataset for ch in "/\\ "):
         raise ValueError(f"--dataset {dataset!r}: give a plain name (letters, digits, _ or -).")
-    out = output_folder(out_dir, records_dir, "llamafactory", overwrite)
+    out = output_folder(out_dir, records_dir, f"llamafactory {dataset}", overwrite)
     data_file = f"{dataset}.json"
     out.declare([data_file, "dataset_info.json"])
     templates = load_templates(prompts_dir)

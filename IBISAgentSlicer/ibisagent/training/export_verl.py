@@ -84,7 +84,7 @@ def export_verl(records_dir: str, out_dir: str, overlay: str = DEFAULT_OVERLAY, 
 
     if not split or any(ch in split for ch in "/\\ "):
         raise ValueError(f"--split {split!r}: give a plain name such as train or test.")
-    out = output_folder(out_dir, records_dir, "verl", overwrite)
+    out = output_folder(out_dir, records_dir, f"verl {split}", overwrite)
     parquet_name = f"{split}.parquet"
     out.declare([parquet_name])
     templates = load_templates(prompts_dir)
