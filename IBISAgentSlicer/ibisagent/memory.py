@@ -26,14 +26,18 @@ from typing import Optional, Sequence
 BUDGET_ENV = "IBISAGENT_MEMORY_MB"
 #: The default budget: this fraction of the memory available when a command starts.
 BUDGET_FRACTION = 0.5
-#: Peak bytes per pixel of a 2D episode beyond the image file itself (the RGB image, the masks
-#: and undo history, the tool's per-pixel state, the look-ahead's trial masks, the pictures):
-#: measured with `benchmarks/bench_memory.py --command` (about 150 B per pixel for `continue`
-#: at 2000 x 2000 with the default heuristic policy and graphcut tool), rounded up.
-WORK_BYTES_PER_PIXEL = 200
-#: Bytes per voxel a volume command holds besides the voxels themselves: the reoriented copy,
-#: the slice stack, the masks on the file's grid and in display order (bool and uint8 copies).
-VOLUME_BYTES_PER_VOXEL = 12
+#: Peak bytes per pixel of a 2D episode (the RGB image, the masks and undo history, the tool's
+#: per-pixel state, the look-ahead's trial masks): measured peak RSS growth of `ibisagent
+#: continue` at 2000 x 2000 against 64 x 64 with the default heuristic policy and graphcut tool,
+#: 46 B per pixel for 3 steps (the server holds 52 to 69 per session after one step,
+#: `benchmarks/bench_server_memory.py`); 120 leaves room for a long undo history and the
+#: tool's transients on harder images.
+WORK_BYTES_PER_PIXEL = 120
+#: Peak bytes per voxel of a volume command besides the voxels themselves (the reoriented copy,
+#: the slice stack, the masks on the file's grid and in display order): `ibisagent propagate`
+#: on int16 volumes of 200 x 256 x 256 and 300 x 384 x 384 voxels peaked 16 B per voxel above
+#: a tiny volume's run, 2 of them the voxels.
+VOLUME_BYTES_PER_VOXEL = 14
 
 
 class ImageTooLargeError(ValueError):

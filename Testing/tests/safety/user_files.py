@@ -70,7 +70,8 @@ def label_mask(folder, image_path: str, name: str = "labels.nrrd", dtype=np.uint
     ball = ball_volume(sitk.GetArrayViewFromImage(image).shape)
     labels = np.zeros(ball.shape, dtype)
     labels[ball] = 1
-    labels[:, :, 22:][ball[:, :, 22:]] = 0  # the right half of the ball is missing
+    half = ball.shape[2] // 2
+    labels[:, :, half:][ball[:, :, half:]] = 0  # the right half of the ball is missing
     labels[6:10, 8:14, 18:30] = 2
     labels[2:5, 30:36, 2:8] = 3
     labels[12:15, 2:6, 36:42] = 4
