@@ -3,16 +3,24 @@
 Each `BatchCase` adds a volume node, a segmentation with one segment (filled from the mask file
 when given) and a private slice node oriented like the chosen standard view and placed on the
 chosen slice; `remove()` takes them all out again. Files are read with MRML storage nodes, so
-this works inside Slicer and with PyPI slicer-core alike.
+this works inside Slicer and with PyPI slicer-core alike, after the same checks the headless
+commands make (``ibisagent.image_integrity``: a damaged file is refused; ``ibisagent.memory``:
+an image too large for the memory budget is refused; NaN or infinite mask values are refused;
+a mask must lie on its image's grid). `batch_folder` is the output folder of a batch (a
+``safe_io.OwnedFolder``) and `BatchCase.save` writes a case's two files into it.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ibisagent import image_integrity
+from ibisagent.safe_io import OwnedFolder
+
+from . import export
 from .slice_geometry import VIEW_NAMES, slice_geometry, vtk_matrix_to_numpy
 
 ORIENTATION_OF_VIEW = {"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}
@@ -28,18 +36,48 @@ def case_name(path: str) -> str:
     return os.path.splitext(name)[0]
 
 
-def _components(path: str) -> int:
-    import SimpleITK as sitk
+#: The default output folder's name, beside the first image (``-2``, ``-3``... when it exists).
+DEFAULT_FOLDER = "ibisagent-batch"
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    reader.ReadImageInformation()
-    return int(reader.GetNumberOfComponents())
+
+def batch_folder(image_files: Sequence[str], mask_files: Optional[Sequence[Optional[str]]],
+                 output_folder: Optional[str], overwrite: bool = False) -> OwnedFolder:
+    """The output folder of a batch, checked before any case runs: ``output_folder``, or a new
+    folder beside the first image. Refused: a folder the images or masks are in, two cases with
+    one name, a file of the user's named like an output, an earlier batch unless ``overwrite``."""
+    if not image_files:
+        raise ValueError("No image files given.")
+    inputs = [path for path in list(image_files) + list(mask_files or []) if path]
+    if output_folder is None or not str(output_folder).strip():
+        beside = os.path.dirname(os.path.abspath(image_files[0]))
+        output_folder = os.path.join(beside, DEFAULT_FOLDER)
+        number = 2
+        while os.path.lexists(output_folder):
+            output_folder = os.path.join(beside, f"{DEFAULT_FOLDER}-{number}")
+            number += 1
+    names: List[str] = []
+    seen = {}
+    for path in image_files:
+        name = case_name(path)
+        if name in seen:
+            raise ValueError(f"{seen[name]} and {path} are both case {name!r}; their results would have one name. "
+                             "Rename one of them or run them in two batches.")
+        seen[name] = path
+        names += [f"{name}.seg.nrrd", f"{name}.nii.gz"]
+    folders = sorted({os.path.dirname(os.path.abspath(path)) for path in inputs})
+    return OwnedFolder(output_folder, overwrite, "outputFolder", names, inputs + folders, kind="batch",
+                       what="the results of an earlier batch")
+
+
+def _check_file(path: str) -> int:
+    """Refuse a missing, damaged or too large image file before MRML reads it
+    (``ibisagent.image_io.check_file``); returns its number of components."""
+    from ibisagent.image_io import check_file
+
+    return int(check_file(path).GetNumberOfComponents())
 
 
 def _read(scene, path: str, class_name: str, name: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist.")
     node = scene.AddNewNodeByClass(class_name, name)
     storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
     storage.SetFileName(path)
@@ -74,7 +112,7 @@ class BatchCase:
         import slicer
         import vtk
 
-        vector = _components(image_file) > 1
+        vector = _check_file(image_file) > 1
         self.volume = self._keep(_read(self.scene, image_file, "vtkMRMLVectorVolumeNode" if vector else "vtkMRMLScalarVolumeNode", self.name))
         if vector and self.volume.GetDisplayNode() is None:
             self.volume.CreateDefaultDisplayNodes()
@@ -84,14 +122,16 @@ class BatchCase:
         self.segment_id = self.segmentation.GetSegmentation().AddEmptySegment("", "IBISAgent")
         start = None
         if mask_file:
+            _check_file(mask_file)
             labelmap = _read(self.scene, mask_file, "vtkMRMLLabelMapVolumeNode", "__IBISAgent_mask__")
             try:
-                start = slicer.util.arrayFromVolume(labelmap) != 0
+                _check_same_grid(labelmap, self.volume, mask_file)
+                values = slicer.util.arrayFromVolume(labelmap)
+                if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+                    raise image_integrity.non_finite(mask_file)
+                start = values != 0
             finally:
                 self.scene.RemoveNode(labelmap)
-            expected = slicer.util.arrayFromVolume(self.volume).shape[:3]
-            if start.shape != expected:
-                raise ValueError(f"The mask {mask_file} has {start.shape[::-1]} voxels; the image has {expected[::-1]}.")
             slicer.util.updateSegmentBinaryLabelmapFromArray(start.astype(np.uint8), self.segmentation, self.segment_id, self.volume)
         # A private slice node (not shown in any layout) oriented like the standard view.
         self.slice_node = self._keep(slicer.vtkMRMLSliceNode())
@@ -115,6 +155,16 @@ class BatchCase:
             else:
                 slice_index = geometry.dimensions[geometry.normal_axis] // 2
         self._place(slice_index, geometry)
+
+    def save(self, folder: OwnedFolder) -> List[str]:
+        """Write the case's segment as ``<case>.seg.nrrd`` and ``<case>.nii.gz`` (a labelmap in
+        the image's geometry) into the batch's ``folder``; returns the files written."""
+        written = []
+        for kind, name in (("segmentation", f"{self.name}.seg.nrrd"), ("labelmap", f"{self.name}.nii.gz")):
+            with folder.stage(name) as temporary:
+                export.write_segment_file(kind, self.segmentation, self.segment_id, temporary, self.volume, target=name)
+            written.append(folder.path(name))
+        return written
 
     def _keep(self, node):
         self._nodes.append(node)
@@ -147,3 +197,37 @@ class BatchCase:
                     self.scene.RemoveNode(display)
                 self.scene.RemoveNode(node)
         self._nodes = []
+
+
+def _geometry(node) -> dict:
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    ijk_to_ras = vtk_matrix_to_numpy(matrix)
+    spacing = np.linalg.norm(ijk_to_ras[:3, :3], axis=0)
+    return {"size": tuple(node.GetImageData().GetDimensions()), "spacing": spacing,
+            "origin": ijk_to_ras[:3, 3], "direction": ijk_to_ras[:3, :3] / spacing}
+
+
+def _describe(geometry: dict) -> str:
+    def numbers(values) -> str:
+        return "(" + ", ".join(f"{float(v):g}" for v in values) + ")"
+
+    return (f"size {numbers(geometry['size'])}, spacing {numbers(geometry['spacing'])} mm, origin "
+            f"{numbers(geometry['origin'])} mm (RAS), directions {numbers(np.round(geometry['direction'].T.ravel(), 4))}")
+
+
+def _check_same_grid(mask_node, volume_node, mask_file: str) -> None:
+    """Refuse a mask whose voxels are not the image's (size, spacing, origin, directions; the
+    tolerances of ``ibisagent.image_io.GRID_TOLERANCE``), printing both geometries."""
+    from ibisagent.image_io import GRID_TOLERANCE
+
+    mask, image = _geometry(mask_node), _geometry(volume_node)
+    same = (mask["size"] == image["size"]
+            and np.allclose(mask["spacing"], image["spacing"], rtol=GRID_TOLERANCE["spacing"], atol=0)
+            and np.all(np.abs(mask["origin"] - image["origin"]) <= GRID_TOLERANCE["origin"] * image["spacing"].min())
+            and np.allclose(mask["direction"], image["direction"], rtol=0, atol=GRID_TOLERANCE["direction"]))
+    if not same:
+        raise ValueError(f"The mask {mask_file} is not on the image's grid: image {_describe(image)}; mask "
+                         f"{_describe(mask)}. Resample the mask onto the image and try again.")

@@ -8,12 +8,21 @@ colours and tags (including the IBISAgent click history).
 Nothing here changes the user's nodes or their storage nodes (the scene still saves where it
 did). Inside Slicer files are written with ``slicer.util.exportNode``; where there is no Slicer
 application (PyPI slicer-core, tests) a temporary MRML storage node writes them instead.
+
+Every file goes through ``ibisagent.safe_io``: `write_labelmap` / `write_segmentation` write a
+path a caller staged (a temporary file beside the target), `export_labelmap` /
+`export_segmentation` replace their file atomically, and `save_segment` writes its one or two
+files as one `OutputSet`: never over an input (``inputs``: the files the scene was loaded from),
+never the two outputs the same file, both replaced at once at the end. `node_files` lists the
+files a node was loaded from.
 """
 
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from ibisagent import safe_io
 
 SEGMENTATION_EXTENSIONS = (".seg.nrrd",)
 LABELMAP_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr")
@@ -23,10 +32,10 @@ class ExportError(RuntimeError):
     """A file could not be written; the message names the file and the likely cause."""
 
 
-def _write_node(node, path: str, storage_class: str) -> None:
+def _write_node(node, path: str, storage_class: str, target: Optional[str] = None) -> None:
+    """Write ``node`` to ``path`` as it is (a path a caller staged for the file ``target``)."""
     import slicer
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
     if hasattr(slicer, "app") and hasattr(slicer.util, "exportNode"):
         # A fresh properties dict each time: exportNode's default dict is shared between calls
         # and it stores the first file's "fileFormat" in it (Slicer 5.6 to main).
@@ -39,8 +48,17 @@ def _write_node(node, path: str, storage_class: str) -> None:
             ok = bool(storage.WriteData(node))
         finally:
             slicer.mrmlScene.RemoveNode(storage)
-    if not ok or not os.path.exists(path):
-        raise ExportError(f"Could not write {path}; check that the folder exists and is writable.")
+    if not ok or not os.path.isfile(path) or os.path.getsize(path) == 0:
+        raise ExportError(f"Could not write {target or path}; check that the folder exists and is writable.")
+
+
+def node_files(node) -> List[str]:
+    """The files ``node`` was loaded from or last saved to (its storage node's file names)."""
+    storage = node.GetStorageNode() if node is not None and hasattr(node, "GetStorageNode") else None
+    if storage is None:
+        return []
+    names = [storage.GetFileName()] + [storage.GetNthFileName(i) for i in range(storage.GetNumberOfFileNames())]
+    return [name for name in names if name]
 
 
 def _segment_ids(segmentation_node, segment_ids: Optional[Sequence[str]]) -> List[str]:
@@ -54,13 +72,15 @@ def _segment_ids(segmentation_node, segment_ids: Optional[Sequence[str]]) -> Lis
     return ids
 
 
-def export_labelmap(segmentation_node, path: str, reference_volume, segment_ids: Optional[Sequence[str]] = None) -> str:
-    """Write the segments as one labelmap file (.nii.gz, .nii, .nrrd) in the reference volume's
-    geometry, using vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode."""
+def write_labelmap(segmentation_node, path: str, reference_volume, segment_ids: Optional[Sequence[str]] = None,
+                   target: Optional[str] = None) -> None:
+    """Write the segments as one labelmap file in the reference volume's geometry to ``path`` as
+    it is (a staged path), using vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode.
+    ``target``: the file that ``path`` is staged for, whose ending counts (default: ``path``)."""
     import slicer
     import vtk
 
-    if not path.lower().endswith(LABELMAP_EXTENSIONS):
+    if not (target or path).lower().endswith(LABELMAP_EXTENSIONS):
         raise ExportError(f"{path}: a labelmap file must end with one of {', '.join(LABELMAP_EXTENSIONS)}.")
     ids = vtk.vtkStringArray()
     for segment_id in _segment_ids(segmentation_node, segment_ids):
@@ -74,7 +94,7 @@ def export_labelmap(segmentation_node, path: str, reference_volume, segment_ids:
         )
         if not ok:
             raise ExportError(f"Slicer could not turn the segments of '{segmentation_node.GetName()}' into a labelmap.")
-        _write_node(labelmap, path, "vtkMRMLVolumeArchetypeStorageNode")
+        _write_node(labelmap, path, "vtkMRMLVolumeArchetypeStorageNode", target)
     finally:
         display = labelmap.GetDisplayNode()
         if display is not None:
@@ -83,7 +103,6 @@ def export_labelmap(segmentation_node, path: str, reference_volume, segment_ids:
         # ExportSegmentsToLabelmapNode adds a "<segmentation>_ColorTable" node for the labelmap.
         for node_id in _node_ids(scene, "vtkMRMLColorTableNode") - colours_before:
             scene.RemoveNode(scene.GetNodeByID(node_id))
-    return path
 
 
 def _node_ids(scene, class_name: str) -> set:
@@ -91,11 +110,13 @@ def _node_ids(scene, class_name: str) -> set:
     return {nodes.GetItemAsObject(i).GetID() for i in range(nodes.GetNumberOfItems())}
 
 
-def export_segmentation(segmentation_node, path: str, reference_volume, segment_ids: Optional[Sequence[str]] = None) -> str:
-    """Write the segments (all by default) as a .seg.nrrd in the reference volume's geometry."""
+def write_segmentation(segmentation_node, path: str, reference_volume, segment_ids: Optional[Sequence[str]] = None,
+                       target: Optional[str] = None) -> None:
+    """Write the segments (all by default) as a .seg.nrrd in the reference volume's geometry to
+    ``path`` as it is (a staged path)."""
     import slicer
 
-    if not path.lower().endswith(SEGMENTATION_EXTENSIONS):
+    if not (target or path).lower().endswith(SEGMENTATION_EXTENSIONS):
         raise ExportError(f"{path}: a segmentation file must end with .seg.nrrd.")
     ids = _segment_ids(segmentation_node, segment_ids)
     copy = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "__IBISAgent_export__")
@@ -104,22 +125,52 @@ def export_segmentation(segmentation_node, path: str, reference_volume, segment_
         for segment_id in ids:
             if not copy.GetSegmentation().CopySegmentFromSegmentation(segmentation_node.GetSegmentation(), segment_id):
                 raise ExportError(f"Could not copy segment {segment_id!r} for saving.")
-        _write_node(copy, path, "vtkMRMLSegmentationStorageNode")
+        _write_node(copy, path, "vtkMRMLSegmentationStorageNode", target)
     finally:
         slicer.mrmlScene.RemoveNode(copy)
+
+
+def export_labelmap(segmentation_node, path: str, reference_volume, segment_ids: Optional[Sequence[str]] = None) -> str:
+    """`write_labelmap`, replacing ``path`` atomically; returns ``path``."""
+    with safe_io.atomic_path(path) as temporary:
+        write_labelmap(segmentation_node, temporary, reference_volume, segment_ids, target=path)
     return path
 
 
-def save_segment(segmentation_node, segment_id: str, path: str, reference_volume) -> List[str]:
-    """Save one segment: ``path`` ending in .seg.nrrd gives a segmentation file, .nii.gz/.nii/
-    .nrrd a labelmap. A path with no such ending gets both, ``path + ".seg.nrrd"`` and
-    ``path + ".nii.gz"``. Returns the files written."""
+def export_segmentation(segmentation_node, path: str, reference_volume, segment_ids: Optional[Sequence[str]] = None) -> str:
+    """`write_segmentation`, replacing ``path`` atomically; returns ``path``."""
+    with safe_io.atomic_path(path) as temporary:
+        write_segmentation(segmentation_node, temporary, reference_volume, segment_ids, target=path)
+    return path
+
+
+def segment_files(path: str) -> Dict[str, str]:
+    """What `save_segment` writes for ``path``: {"segmentation": ...} for a .seg.nrrd,
+    {"labelmap": ...} for .nii.gz/.nii/.nrrd, both (``path`` + ending) for any other path."""
     lower = path.lower()
     if lower.endswith(SEGMENTATION_EXTENSIONS):
-        return [export_segmentation(segmentation_node, path, reference_volume, [segment_id])]
+        return {"segmentation": path}
     if lower.endswith(LABELMAP_EXTENSIONS):
-        return [export_labelmap(segmentation_node, path, reference_volume, [segment_id])]
-    return [
-        export_segmentation(segmentation_node, path + ".seg.nrrd", reference_volume, [segment_id]),
-        export_labelmap(segmentation_node, path + ".nii.gz", reference_volume, [segment_id]),
-    ]
+        return {"labelmap": path}
+    return {"segmentation": path + ".seg.nrrd", "labelmap": path + ".nii.gz"}
+
+
+def write_segment_file(kind: str, segmentation_node, segment_id: str, path: str, reference_volume,
+                       target: Optional[str] = None) -> None:
+    """Write one file of `segment_files` (``kind``) to ``path`` as it is (a staged path)."""
+    writer = write_segmentation if kind == "segmentation" else write_labelmap
+    writer(segmentation_node, path, reference_volume, [segment_id], target=target)
+
+
+def save_segment(segmentation_node, segment_id: str, path: str, reference_volume,
+                 inputs: Iterable[Optional[str]] = (), overwrite: bool = True) -> List[str]:
+    """Save one segment: ``path`` ending in .seg.nrrd gives a segmentation file, .nii.gz/.nii/
+    .nrrd a labelmap. A path with no such ending gets both, ``path + ".seg.nrrd"`` and
+    ``path + ".nii.gz"``. Never over a file of ``inputs`` (raises ValueError); an existing file
+    is replaced only with ``overwrite``; both files appear together. Returns the files written."""
+    files = segment_files(path)
+    with safe_io.OutputSet(files, inputs, overwrite) as outputs:
+        for kind, target in files.items():
+            with outputs.stage(kind) as temporary:
+                write_segment_file(kind, segmentation_node, segment_id, temporary, reference_volume, target=target)
+        return outputs.commit()

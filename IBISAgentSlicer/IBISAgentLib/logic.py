@@ -388,29 +388,37 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         return result
 
     # -- files ------------------------------------------------------------------------------
-    def saveSegment(self, segmentationNode, segmentId, path: str, referenceVolumeNode) -> List[str]:
+    def saveSegment(self, segmentationNode, segmentId, path: str, referenceVolumeNode, overwrite: bool = True) -> List[str]:
         """Save one segment: .seg.nrrd, a labelmap (.nii.gz/.nii/.nrrd), or both when ``path``
-        has neither ending. Returns the files written."""
-        files = export.save_segment(segmentationNode, segmentId, path, referenceVolumeNode)
+        has neither ending. Never over a file the volume or the segmentation was loaded from;
+        an existing file is replaced (atomically) only with ``overwrite``. Returns the files written."""
+        inputs = export.node_files(referenceVolumeNode) + export.node_files(segmentationNode)
+        files = export.save_segment(segmentationNode, segmentId, path, referenceVolumeNode, inputs, overwrite)
         self.log("Saved " + ", ".join(files))
         return files
 
     def runBatch(self, imageFiles: Sequence[str], maskFiles: Optional[Sequence[Optional[str]]] = None,
-                 outputFolder: str = ".", request: str = "", view: str = "Red", maxSteps: int = 20,
-                 sliceIndex: Optional[int] = None, decide: Optional[Decide] = None) -> List[dict]:
+                 outputFolder: Optional[str] = None, request: str = "", view: str = "Red", maxSteps: int = 20,
+                 sliceIndex: Optional[int] = None, decide: Optional[Decide] = None, overwrite: bool = False) -> List[dict]:
         """Run `continueMask` on each image file (optionally starting from a mask file) and write
-        ``<case>.nii.gz`` and ``<case>.seg.nrrd`` into ``outputFolder``.
+        ``<case>.nii.gz`` and ``<case>.seg.nrrd`` into ``outputFolder``: by default a new folder
+        beside the first image (``ibisagent-batch``, ``ibisagent-batch-2``...). The folder may
+        not be one the images or masks are in; it is checked before any case runs (writable,
+        no earlier batch there unless ``overwrite``, none of the user's files named like an
+        output) and only ever holds what the batch wrote (`batch_io.batch_folder`).
 
         The slice is ``sliceIndex`` along the ``view``'s normal (default: the slice with the
         most starting-mask voxels, else the middle slice). Files are loaded into the current
-        scene, worked on with a private slice node, and removed again. A failing case is
-        reported in its dict (``error``) and the batch goes on.
+        scene, worked on with a private slice node, and removed again. A failing case (missing
+        or damaged file, mask on another grid, a tool failure) is reported in its dict
+        (``error``) and the batch goes on; each finished case's two files appear together.
         """
-        from .batch_io import BatchCase
+        from .batch_io import BatchCase, batch_folder
 
         if maskFiles is not None and len(maskFiles) != len(imageFiles):
             raise ValueError(f"Got {len(imageFiles)} image files but {len(maskFiles)} mask files.")
-        os.makedirs(outputFolder, exist_ok=True)
+        folder = batch_folder(imageFiles, maskFiles, outputFolder, overwrite)
+        self.log(f"Writing the results to {folder.folder}")
         results = []
         for index, image_file in enumerate(imageFiles):
             mask_file = maskFiles[index] if maskFiles is not None else None
@@ -420,14 +428,14 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
                 case = BatchCase(image_file, mask_file, view, sliceIndex)
                 result = self.continueMask(case.volume, case.segmentation, case.segment_id, request,
                                            case.slice_node, maxSteps, decide)
-                base = os.path.join(outputFolder, case.name)
-                result["files"] = self.saveSegment(case.segmentation, case.segment_id, base, case.volume)
+                result["files"] = case.save(folder)
             except Exception as error:  # noqa: BLE001 - one bad case must not stop the batch
                 self.log(f"{image_file}: {error}")
-                result = {"error": str(error)}
+                result = {"error": str(error) or type(error).__name__}
             finally:
                 if case is not None:
                     case.remove()
             result["image"] = image_file
             results.append(result)
+        folder.finish(remove_stale=False)
         return results

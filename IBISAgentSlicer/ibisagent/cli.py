@@ -2,7 +2,11 @@
 (`ibisagent.training.commands`: trajectories, export-training, train-sft, train-grpo, merge-lora).
 
 Each subcommand parses its options and calls library functions; errors a user can fix (missing
-files, bad options) are printed as one line and exit with status 2, never as a traceback.
+files, bad options, damaged inputs, an image too large for the memory budget) are printed as one
+line and exit with status 2, never as a traceback. Every file is written through
+`ibisagent.safe_io`: the outputs of a run are checked before the work (never an input, never two
+outputs the same file, nothing replaced without ``--overwrite``, folders writable) and written
+together at its end.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import List, Optional
 
 from . import __version__
 from .engine import add_engine_arguments, parse_window, spec_from_args, volume_tool_from_args
+from .memory import BUDGET_ENV as IBISAGENT_MEMORY_ENV
 from .segmenters import DEFAULT_VOLUME_SEGMENTER, VOLUME_SEGMENTERS
 from .training.commands import COMMANDS as TRAINING_COMMANDS
 from .training.commands import add_record_argument, add_training_commands, make_recorder, run_training_command
@@ -21,16 +26,18 @@ from .training.commands import add_record_argument, add_training_commands, make_
 
 #: Lossless mask formats `continue` can write (JPEG would blur a binary mask).
 MASK_OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png")
-#: Files an earlier `eval` run leaves in its output folder.
-EVAL_OUTPUTS = ("summary.json", "per_case.csv", "iou_vs_clicks.png", "skipped.txt")
-#: Files an earlier `eval3d` run leaves in its output folder.
-EVAL3D_OUTPUTS = ("summary.json", "per_case.csv", "dice3d_vs_clicks.png", "skipped.txt")
 #: Lossless volume formats `propagate` can write.
 VOLUME_OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 
 
 def _add_overwrite_argument(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--overwrite", action="store_true", help=f"replace {what} (refused by default)")
+
+
+def _add_label_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--label", type=int, metavar="N",
+                        help="the label of --mask to work on (default: its only non-zero label); every other "
+                        "label is written back unchanged")
 
 
 def _add_image_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,9 +65,6 @@ def _continue_parser(sub) -> None:
                         help="for volumes: work one slice of this plane (without it the agent works the whole volume "
                         "in 3D, looking at slices of every plane)")
     parser.add_argument("--index", type=int, help="with --plane: the slice index (default: the middle)")
-    parser.add_argument("--label", type=int, metavar="N",
-                        help="whole volumes: the label of --mask to continue; the other labels never change "
-                        "(default: the mask's only label)")
     _add_volume_tool_argument(parser, "whole volumes: ")
     parser.add_argument("--looks", type=int, default=3, metavar="N",
                         help="whole volumes: slices the agent reviews per proposal before it calls the volume done "
@@ -72,6 +76,7 @@ def _continue_parser(sub) -> None:
     parser.add_argument("--pictures", help="folder for a picture of every step")
     parser.add_argument("--truth", help="reference mask, to print the IoU of every step (whole volumes: the Dice; "
                         "its voxels of --label when given)")
+    _add_label_argument(parser)
     add_record_argument(parser)
     _add_overwrite_argument(parser, "existing output files (--out, --log, step pictures)")
     _add_image_arguments(parser)
@@ -133,6 +138,7 @@ def _propagate_parser(sub) -> None:
     parser.add_argument("--log", help="JSON log per slice (default: next to --out, ending .propagation.json)")
     parser.add_argument("--request", default="", help='what to segment, e.g. "Segment the tumour."')
     parser.add_argument("--truth", help="reference mask volume (needed by --policy simulated)")
+    _add_label_argument(parser)
     _add_propagation_arguments(parser)
     _add_overwrite_argument(parser, "existing output files (--out, --log)")
     _add_image_arguments(parser)
@@ -140,8 +146,6 @@ def _propagate_parser(sub) -> None:
 
 
 def _eval3d_parser(sub) -> None:
-    from .segmenters import DEFAULT_VOLUME_SEGMENTER, VOLUME_SEGMENTERS
-
     parser = sub.add_parser("eval3d", help="3D evaluation: propagation from the largest slice (default), or the "
                             "CVPR 2025 protocol (--protocol cvpr25)", description="For each volume and mask matched by "
                             "name. propagation (default): start from the true mask on the slice with the largest "
@@ -180,6 +184,7 @@ def _demo_parser(sub) -> None:
     parser.add_argument("--rough", default="mixed", choices=["eroded", "cut", "leaky", "mixed"],
                         help="how the start is rough (mixed: a band missing and a blob spilling out)")
     parser.add_argument("--max-steps", type=int, default=8)
+    _add_overwrite_argument(parser, "the files of an earlier demo in --out")
     add_engine_arguments(parser)
 
 
@@ -227,6 +232,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except OSError as error:  # missing files, unwritable or occupied output paths
         print(f"ibisagent {args.command}: error: {_os_error_text(error)}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print(f"ibisagent {args.command}: error: this machine ran out of memory for the work; crop or downsample "
+              f"the image (the budget is set with {IBISAGENT_MEMORY_ENV}).", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
@@ -240,41 +249,50 @@ def _os_error_text(error: OSError) -> str:
 
 def _run_continue(args) -> int:
     from . import headless, image_io
+    from .safe_io import OutputSet
 
     if args.plane is None and _readable_volume(args.image):
         return _run_continue_volume(args)
-    if args.label is not None:
-        raise ValueError("--label is for whole volumes (without --plane); a slice's mask is read as one label.")
+    if image_io.suffix_of(args.out) not in MASK_OUTPUT_SUFFIXES:
+        raise ValueError(f"--out {args.out}: write the mask as one of {', '.join(MASK_OUTPUT_SUFFIXES)}.")
     log_path = args.log or _sibling(args.out, ".steps.json")
-    _check_continue_outputs(args, log_path)
-    window = parse_window(args.window)
-    image_rgb, where, image = headless.load_slice(args.image, args.plane, args.index, window)
-    if where is not None and image_io.suffix_of(args.out) == ".png":
-        raise ValueError(f"{args.image} is a volume, so --out must be a volume file (.nii.gz, .nrrd), not PNG.")
-    shape = image_rgb.shape[:2]
-    start_volume = headless.read_matching_mask(args.mask, where, image, shape) if args.mask else None
-    initial = (where.take(start_volume) != 0 if where is not None else start_volume) if args.mask else None
-    truth = None
-    if args.truth:
-        truth_volume = headless.read_matching_mask(args.truth, where, image, shape)
-        truth = where.take(truth_volume) != 0 if where is not None else truth_volume
-    if args.policy == "simulated" and truth is None:
-        raise ValueError("The simulated policy needs the reference mask: give --truth.")
-    segmenter, make_policy = spec_from_args(args).build()
-    policy = make_policy(truth)
-    if args.pictures:
-        headless.clear_step_pictures(args.pictures)  # only reached with --overwrite or none there
-    report = headless.run_continue(image_rgb, segmenter, policy, args.request, initial, args.max_steps, truth,
-                                   args.pictures, recorder=make_recorder(args.record))
-    if where is None:
-        image_io.write_mask(args.out, report.result.mask, image)
-    else:
-        import numpy as np
-        import SimpleITK as sitk
+    inputs = [args.image, args.mask, args.truth]
+    pictures = headless.picture_folder(args.pictures, args.max_steps, args.overwrite, inputs) if args.pictures else None
+    with OutputSet({"--out": args.out, "--log": log_path}, inputs, args.overwrite, [pictures]) as outputs:
+        window = parse_window(args.window)
+        image_rgb, where, image = headless.load_slice(args.image, args.plane, args.index, window)
+        if where is not None and image_io.suffix_of(args.out) == ".png":
+            raise ValueError(f"{args.image} is a volume, so --out must be a volume file (.nii.gz, .nrrd), not PNG.")
+        shape = image_rgb.shape[:2]
+        start = headless.read_start_mask(args.mask, where, image, shape, args.label) if args.mask else None
+        initial = None if start is None else (where.take(start.binary) != 0 if where is not None else start.binary)
+        truth = headless.read_truth(args.truth, where, image, shape, args.label) if args.truth else None
+        if args.policy == "simulated" and truth is None:
+            raise ValueError("The simulated policy needs the reference mask: give --truth.")
+        segmenter, make_policy = spec_from_args(args).build()
+        policy = make_policy(truth)
+        report = headless.run_continue(image_rgb, segmenter, policy, args.request, initial, args.max_steps, truth,
+                                       pictures, recorder=make_recorder(args.record))
+        details = {}
+        if where is None:
+            final = report.result.mask
+        else:
+            import numpy as np
+            import SimpleITK as sitk
 
-        base = start_volume if start_volume is not None else np.zeros(sitk.GetArrayViewFromImage(image).shape[:3], bool)
-        image_io.write_mask(args.out, where.put(base, report.result.mask), image)
-    headless.write_log(log_path, report, policy, segmenter, args.request, truth is not None)
+            base = start.binary if start is not None else np.zeros(sitk.GetArrayViewFromImage(image).shape[:3], bool)
+            final = where.put(base, report.result.mask)
+        suffix = image_io.suffix_of(args.out)
+        if start is None:
+            written = image_io.mask_image(final, image, suffix)
+        else:
+            written = image_io.label_image(start.merged(final), image, suffix)
+            details = {"label": start.label.item(), "left_to_other_labels": start.blocked(final)}
+        with outputs.stage("--out") as temporary:
+            image_io.save_image(written, temporary)
+        outputs.write_json("--log", headless.log_document(report, policy, segmenter, args.request, truth is not None,
+                                                          **details))
+        outputs.commit()
     print(headless.final_iou_line(report, truth))
     print(f"Wrote {args.out} and {log_path}" + (f"; pictures in {args.pictures}" if args.pictures else ""))
     return 0
@@ -336,29 +354,6 @@ def _run_continue_volume(args) -> int:
     return 0
 
 
-def _check_continue_outputs(args, log_path: str) -> None:
-    """Refuse, before any work, outputs that would replace an input or, without --overwrite,
-    any existing file; and mask formats that cannot hold a binary mask exactly."""
-    from . import headless
-    from .image_io import suffix_of
-
-    if suffix_of(args.out) not in MASK_OUTPUT_SUFFIXES:
-        raise ValueError(f"--out {args.out}: write the mask as one of {', '.join(MASK_OUTPUT_SUFFIXES)}.")
-    inputs = {os.path.abspath(p) for p in (args.image, args.mask, args.truth) if p}
-    for option, path in (("--out", args.out), ("--log", log_path)):
-        if os.path.abspath(path) in inputs:
-            raise ValueError(f"{option} must not overwrite the input image or mask ({path}); choose a new file name.")
-        if os.path.isdir(path):
-            raise ValueError(f"{option} {path} is a folder; give a file name.")
-        if os.path.exists(path) and not args.overwrite:
-            raise ValueError(f"{option} {path} already exists; choose a new name or add --overwrite.")
-    if args.pictures and os.path.isfile(args.pictures):
-        raise ValueError(f"--pictures {args.pictures} is a file; give a folder.")
-    if args.pictures and headless.step_picture_files(args.pictures) and not args.overwrite:
-        raise ValueError(f"--pictures {args.pictures} already holds step pictures; choose another folder "
-                         "or add --overwrite.")
-
-
 def _sibling(path: str, suffix: str) -> str:
     from .image_io import case_name
 
@@ -381,15 +376,10 @@ def _eval_workers(args) -> int:
 def _run_eval(args) -> int:
     from .evaluate import evaluate_folder, format_table
 
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out {args.out} is a file; give a folder for the results.")
-    earlier = [n for n in EVAL_OUTPUTS if os.path.exists(os.path.join(args.out, n))]
-    if earlier and not args.overwrite:
-        raise ValueError(f"--out {args.out} already holds the results of an evaluation ({', '.join(earlier)}); "
-                         "choose a new folder or add --overwrite.")
     summary = evaluate_folder(args.images, args.masks, args.out, spec_from_args(args), args.clicks, args.initial,
                               args.request, parse_window(args.window), progress=not args.no_progress,
-                              recorder=make_recorder(args.record), workers=_eval_workers(args))
+                              recorder=make_recorder(args.record), workers=_eval_workers(args),
+                              overwrite=args.overwrite)
     print(format_table(summary))
     print(f"Wrote per_case.csv, iou_vs_clicks.png, summary.json and skipped.txt to {args.out}")
     return 0
@@ -422,47 +412,41 @@ def _run_propagate(args) -> int:
     from .evaluate3d import slice_annotator
     from .image_io import suffix_of
     from .policies.base import Policy
+    from .safe_io import OutputSet
     from .volume_episode import VolumeEpisode
 
     log_path = args.log or _sibling(args.out, ".propagation.json")
     if suffix_of(args.out) not in VOLUME_OUTPUT_SUFFIXES:
         raise ValueError(f"--out {args.out}: write the 3D mask as one of {', '.join(VOLUME_OUTPUT_SUFFIXES)}.")
-    inputs_given = {os.path.abspath(p) for p in (args.image, args.mask, args.truth) if p}
-    for option, path in (("--out", args.out), ("--log", log_path)):
-        if os.path.abspath(path) in inputs_given:
-            raise ValueError(f"{option} must not overwrite an input ({path}); choose a new file name.")
-        if os.path.isdir(path):
-            raise ValueError(f"{option} {path} is a folder; give a file name.")
-        if os.path.exists(path) and not args.overwrite:
-            raise ValueError(f"{option} {path} already exists; choose a new name or add --overwrite.")
     if args.max_steps_per_slice < 0:
         raise ValueError(f"--max-steps-per-slice must be 0 or more; got {args.max_steps_per_slice}.")
-    inputs = files.read_inputs(args.image, args.mask, args.plane, parse_window(args.window))
-    first, last = files.parse_range(args.range, len(inputs.slices))
-    starts = files.start_masks(inputs, args.index, args.plane)
-    truth = None
-    if args.truth:
-        truth = files.read_inputs(args.image, args.truth, args.plane).mask_slices
-    if args.policy == "simulated" and truth is None:
-        raise ValueError("The simulated policy needs the reference mask: give --truth.")
-    segmenter, policy = _volume_engine(args, truth)
-    episode = VolumeEpisode(inputs.slices, segmenter, policy, starts, request=args.request, direction=args.direction,
-                            first=first, last=last, max_slices=args.max_slices,
-                            steps_per_slice=args.max_steps_per_slice, min_fraction=args.min_fraction,
-                            propagation=args.propagation)
-    print(f"Propagating from {args.plane} slice(s) {', '.join(map(str, sorted(starts)))} {args.direction}, "
-          f"slices {first}:{last}, up to {args.max_steps_per_slice} agent steps per slice "
-          f"({segmenter.name}, {args.policy}).")
-    try:
-        result = files.run_propagation(episode)
-    finally:
-        episode.close()
-    details = {"image": args.image, "mask": args.mask, "plane": args.plane, "range": [first, last],
-               "direction": args.direction, "max_slices": args.max_slices,
-               "max_steps_per_slice": args.max_steps_per_slice, "min_fraction": args.min_fraction,
-               "propagation": args.propagation, "request": args.request}
-    described = policy if isinstance(policy, Policy) else slice_annotator(starts[min(starts)])
-    files.write_outputs(args.out, log_path, inputs, result, files.engine_details(described, segmenter, details))
+    with OutputSet({"--out": args.out, "--log": log_path}, [args.image, args.mask, args.truth],
+                   args.overwrite) as outputs:
+        inputs = files.read_inputs(args.image, args.mask, args.plane, parse_window(args.window), args.label)
+        first, last = files.parse_range(args.range, len(inputs.slices))
+        starts = files.start_masks(inputs, args.index, args.plane)
+        truth = files.read_truth(inputs, args.truth, args.label) if args.truth else None
+        if args.policy == "simulated" and truth is None:
+            raise ValueError("The simulated policy needs the reference mask: give --truth.")
+        segmenter, policy = _volume_engine(args, truth)
+        episode = VolumeEpisode(inputs.slices, segmenter, policy, starts, request=args.request,
+                                direction=args.direction, first=first, last=last, max_slices=args.max_slices,
+                                steps_per_slice=args.max_steps_per_slice, min_fraction=args.min_fraction,
+                                propagation=args.propagation)
+        print(f"Propagating from {args.plane} slice(s) {', '.join(map(str, sorted(starts)))} {args.direction}, "
+              f"slices {first}:{last}, up to {args.max_steps_per_slice} agent steps per slice "
+              f"({segmenter.name}, {args.policy}).")
+        try:
+            result = files.run_propagation(episode)
+        finally:
+            episode.close()
+        details = {"image": args.image, "mask": args.mask, "plane": args.plane, "range": [first, last],
+                   "direction": args.direction, "max_slices": args.max_slices,
+                   "max_steps_per_slice": args.max_steps_per_slice, "min_fraction": args.min_fraction,
+                   "propagation": args.propagation, "request": args.request}
+        described = policy if isinstance(policy, Policy) else slice_annotator(starts[min(starts)])
+        files.stage_outputs(outputs, inputs, result, files.engine_details(described, segmenter, details))
+        outputs.commit()
     print(files.describe(result))
     print(f"Wrote {args.out} and {log_path}")
     return 0
@@ -471,16 +455,11 @@ def _run_propagate(args) -> int:
 def _run_eval3d(args) -> int:
     if args.protocol == "cvpr25":
         return _run_eval3d_cvpr25(args)
-    from .evaluate3d import evaluate_volumes
+    from .evaluate3d import evaluate_volumes, output_folder
 
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out {args.out} is a file; give a folder for the results.")
-    earlier = [n for n in EVAL3D_OUTPUTS if os.path.exists(os.path.join(args.out, n))]
-    if earlier and not args.overwrite:
-        raise ValueError(f"--out {args.out} already holds the results of an evaluation ({', '.join(earlier)}); "
-                         "choose a new folder or add --overwrite.")
+    out = output_folder(args.out, args.images, args.masks, args.overwrite)  # checked before the engine is built
     segmenter, make_policy = _eval3d_engine(args)
-    summary = evaluate_volumes(args.images, args.masks, args.out, segmenter, make_policy, args.clicks_per_slice,
+    summary = evaluate_volumes(args.images, args.masks, out, segmenter, make_policy, args.clicks_per_slice,
                                args.plane, args.request, parse_window(args.window), args.propagation,
                                progress=not args.no_progress, min_fraction=args.min_fraction)
     width = max(len(k) for k in summary)

@@ -11,13 +11,15 @@ tool; the same per group of cases (`case_group`: ``ct_...``, ``derm_...``).
 
 Cases are independent, so `evaluate_folder` can spread them over worker processes (one core
 each, see `ibisagent.parallel`); every worker builds its own tool and policy from an
-`EngineSpec`, and the results are the same, in the same order, for any number of workers.
+`EngineSpec`, and the results are the same, in the same order, for any number of workers. A case
+that fails (unreadable or damaged file, too small to segment, a tool error) is listed in
+``skipped.txt`` with its reason and the run goes on. The output folder is a
+`safe_io.OwnedFolder`, checked before the work, its four files written together at the end.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import statistics
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from .episode import Episode
 from .imaging import Window, check_mask, to_rgb
 from .metrics import clicks_to_reach, dice, iou
 from .policies.simulated import SimulatedPolicy
+from .safe_io import OwnedFolder
 from .segmenters import Segmenter
 
 SUMMARY_KEYS = ("cases", "miou@1", "miou@3", "miou@5", "miou@10", "noc@85", "noc@90", "failures@90",
@@ -38,6 +41,8 @@ SUMMARY_KEYS = ("cases", "miou@1", "miou@3", "miou@5", "miou@10", "noc@85", "noc
 MASK_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".png")
 #: Images may also be photographs (dermoscopy, endoscopy) stored as JPEG; masks must be lossless.
 IMAGE_SUFFIXES = MASK_SUFFIXES + (".jpg", ".jpeg")
+#: The files `evaluate_folder` writes into its output folder.
+OUTPUTS = ("summary.json", "per_case.csv", "iou_vs_clicks.png", "skipped.txt")
 #: One pair from `find_pairs`: (case name, image path, mask path, starting mask path or None).
 Pair = Tuple[str, str, str, Optional[str]]
 
@@ -231,8 +236,16 @@ def evaluate_pair(
             raise ValueError("the ground-truth mask is empty")
         initial = image_io.read_mask_2d(initial_path, image_rgb.shape[:2]) if initial_path else None
         return run_case(name, image_rgb, truth, segmenter, make_policy, clicks, initial, request, recorder)
-    except (ValueError, FileNotFoundError) as error:
-        return f"{os.path.basename(image_path)}: {error}"
+    except Exception as error:  # noqa: BLE001 - one bad case is listed, the run goes on
+        return f"{os.path.basename(image_path)}: {case_failure(error)}"
+
+
+def case_failure(error: Exception) -> str:
+    """The reason a case is skipped: the message of an error about the input, or the error's
+    type and message for anything else (a tool failure, running out of memory)."""
+    if isinstance(error, (ValueError, OSError)) and str(error):
+        return str(error)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def evaluate_folder(
@@ -248,10 +261,13 @@ def evaluate_folder(
     log: Callable[[str], None] = print,
     recorder=None,
     workers: int = 1,
+    overwrite: bool = False,
 ) -> Dict[str, Any]:
-    """Evaluate every pair, write ``per_case.csv``, ``iou_vs_clicks.png``, ``summary.json`` and
-    ``skipped.txt`` to ``out_dir``, and return the summary: `SUMMARY_KEYS`, ``start_iou`` (with
-    ``initial_dir``) and ``groups`` (`summarise_groups`).
+    """Evaluate every pair, write `OUTPUTS` (``per_case.csv``, ``iou_vs_clicks.png``,
+    ``summary.json`` and ``skipped.txt``) to ``out_dir``, and return the summary: `SUMMARY_KEYS`,
+    ``start_iou`` (with ``initial_dir``) and ``groups`` (`summarise_groups`). An ``out_dir``
+    holding an earlier evaluation is refused unless ``overwrite``; files of the user's there are
+    never replaced (`safe_io.OwnedFolder`).
 
     ``workers`` > 1 runs the cases in that many processes, each building the tool and policy of
     ``engine`` once; 1 runs them here, one after the other. A ``recorder`` (which writes from
@@ -264,6 +280,8 @@ def evaluate_folder(
         raise ValueError(f"--workers must be at least 1; got {workers}.")
     if recorder is not None and workers > 1:
         raise ValueError("--record writes from one process; use it with --workers 1.")
+    folder = OwnedFolder(out_dir, overwrite, "--out", OUTPUTS, [images_dir, masks_dir, initial_dir], kind="eval",
+                         what="the results of an evaluation")
     pairs, problems = find_pairs(images_dir, masks_dir, initial_dir)
     workers = min(workers, max(1, len(pairs)))
     log(f"{len(pairs)} cases, {clicks} clicks each, {engine.segmenter} with the {engine.policy} policy, "
@@ -281,23 +299,25 @@ def evaluate_folder(
                                                (engine, clicks, request, window), on_result=bar.update)
     results = [outcome for outcome in outcomes if isinstance(outcome, CaseResult)]
     problems += [outcome for outcome in outcomes if isinstance(outcome, str)]
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "skipped.txt"), "w") as handle:
-        handle.writelines(line + "\n" for line in problems)
+    folder.add_text("skipped.txt", "".join(line + "\n" for line in problems))
     for line in problems:
         log(f"skipped {line}")
+    if not results:
+        folder.commit()
+        raise ValueError(f"No case could be evaluated; see {os.path.join(out_dir, 'skipped.txt')}.")
     summary: Dict[str, Any] = dict(summarise(results, clicks))
     if initial_dir:
         summary["start_iou"] = _mean_start(results)
     summary["groups"] = summarise_groups(results, clicks, with_start=bool(initial_dir))
-    _write_cases(os.path.join(out_dir, "per_case.csv"), results, clicks)
-    with open(os.path.join(out_dir, "summary.json"), "w") as handle:
-        json.dump(summary, handle, indent=2)
+    with folder.add("per_case.csv") as temporary:
+        _write_cases(temporary, results, clicks)
+    folder.add_json("summary.json", summary)
     from .render import iou_curve_plot
 
     curve = np.mean([r.ious for r in results], axis=0)
-    iou_curve_plot(os.path.join(out_dir, "iou_vs_clicks.png"), {engine.segmenter: curve},
-                   baseline=summary.get("start_iou"))
+    with folder.add("iou_vs_clicks.png") as temporary:
+        iou_curve_plot(temporary, {engine.segmenter: curve}, baseline=summary.get("start_iou"))
+    folder.commit()
     return summary
 
 
@@ -317,6 +337,7 @@ def _pair_in_worker(pair: Pair) -> Union[CaseResult, str]:
 
 
 def _write_cases(path: str, results: Sequence[CaseResult], clicks: int) -> None:
+    """``path``: the temporary file the output folder staged for ``per_case.csv``."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["case", "start_iou", *[f"iou@{k}" for k in range(1, clicks + 1)], "noc@85", "noc@90",

@@ -12,34 +12,41 @@ Reported per case: 3D Dice of the propagated volume against the truth, slices se
 start included), clicks, median seconds per propagated slice; the summary has exactly
 `SUMMARY_KEYS`. The baselines of the benchmark (copying the start mask; 2D "continue my mask"
 on every slice on its own) are `copy_baseline` and `independent_baseline`.
+
+A volume that cannot be used (damaged file, mask on another grid, too large for the memory
+budget, a tool failure) is listed in ``skipped.txt`` with its reason and the run goes on. The
+output folder is a `safe_io.OwnedFolder` (`output_folder`), checked before the work, its four
+files written together at the end.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from . import image_io
 from .actions import TERMINATE, Action, format_response
 from .episode import Episode
-from .evaluate import find_pairs
+from .evaluate import case_failure, find_pairs
 from .imaging import Window
 from .metrics import dice
 from .policies.base import Observation, Policy
 from .policies.simulated import SimulatedPolicy
+from .safe_io import OwnedFolder
 from .segmenters.base import Segmenter
 from .session import run_until_stop
 from .volume_episode import NO_TARGET_ANSWER, VolumeEpisode, VolumeResult
 from .volume_slices import RGBSlices
 
 SUMMARY_KEYS = ("cases", "dice3d", "slices", "clicks", "seconds_per_slice")
+#: The files `evaluate_volumes` writes into its output folder.
+OUTPUTS = ("summary.json", "per_case.csv", "dice3d_vs_clicks.png", "skipped.txt")
 #: The annotator stops clicking on a slice once its IoU reaches this.
 STOP_IOU = 0.9
 #: (slice index, truth of that slice) -> the policy for that slice.
@@ -183,20 +190,24 @@ def load_case(image_path: str, mask_path: str, plane: str, window: Window = None
     image = image_io.read_image(image_path)
     if image_io.spatial_dimension(image) != 3:
         raise ValueError("the image is 2D; eval3d needs volumes (use `ibisagent eval` for 2D images)")
-    mask = image_io.read_image(mask_path)
-    if mask.GetSize() != image.GetSize():
-        raise ValueError(f"the mask has size {mask.GetSize()}, but the image has {image.GetSize()}")
+    values = image_io.read_mask_volume(mask_path, image, image_path)
     stack = image_io.volume_stack(image, plane)
-    import SimpleITK as sitk
-
-    truth = stack.take(sitk.GetArrayFromImage(mask) != 0).astype(bool)
+    truth = stack.take(values != 0).astype(bool)
     return RGBSlices(stack.slices, window), truth
+
+
+def output_folder(out_dir: str, images_dir: str, masks_dir: str, overwrite: bool = False) -> OwnedFolder:
+    """The output folder of `evaluate_volumes`, checked (before any work): not an input folder,
+    writable, no earlier evaluation there unless ``overwrite``, none of the user's files named
+    like `OUTPUTS`."""
+    return OwnedFolder(out_dir, overwrite, "--out", OUTPUTS, [images_dir, masks_dir], kind="eval3d",
+                       what="the results of an evaluation")
 
 
 def evaluate_volumes(
     images_dir: str,
     masks_dir: str,
-    out_dir: str,
+    out_dir: Union[str, OwnedFolder],
     segmenter: Segmenter,
     make_policy: Optional[MakeSlicePolicy] = None,
     clicks_per_slice: int = 0,
@@ -207,15 +218,18 @@ def evaluate_volumes(
     progress: bool = True,
     log: Callable[[str], None] = print,
     min_fraction: float = 0.2,
+    overwrite: bool = False,
 ) -> Dict[str, float]:
-    """Evaluate every volume/mask pair; write ``per_case.csv``, ``dice3d_vs_clicks.png``,
-    ``summary.json`` and ``skipped.txt`` to ``out_dir``; return the summary."""
+    """Evaluate every volume/mask pair; write `OUTPUTS` (``per_case.csv``,
+    ``dice3d_vs_clicks.png``, ``summary.json`` and ``skipped.txt``) to ``out_dir`` (a folder, or
+    the `output_folder` already checked); return the summary."""
     from tqdm import tqdm
 
     if clicks_per_slice < 0:
         raise ValueError(f"--clicks-per-slice must be 0 or more; got {clicks_per_slice}.")
     if plane not in image_io.PLANES:
         raise ValueError(f"Unknown plane {plane!r}; choose one of: {', '.join(image_io.PLANES)}.")
+    folder = out_dir if isinstance(out_dir, OwnedFolder) else output_folder(out_dir, images_dir, masks_dir, overwrite)
     pairs, problems = find_pairs(images_dir, masks_dir)
     cases: List[VolumeCase] = []
     bar = tqdm(pairs, desc="volumes", unit="volume", disable=not progress)
@@ -225,25 +239,29 @@ def evaluate_volumes(
             slices, truth = load_case(image_path, mask_path, plane, window)
             cases.append(run_volume_case(name, slices, truth, segmenter, make_policy, clicks_per_slice, request,
                                          propagation, min_fraction))
-        except (ValueError, FileNotFoundError) as error:
-            problems.append(f"{os.path.basename(image_path)}: {error}")
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "skipped.txt"), "w") as handle:
-        handle.writelines(line + "\n" for line in problems)
+        except Exception as error:  # noqa: BLE001 - one bad volume is listed, the run goes on
+            problems.append(f"{os.path.basename(image_path)}: {case_failure(error)}")
+    folder.add_text("skipped.txt", "".join(line + "\n" for line in problems))
     for line in problems:
         log(f"skipped {line}")
+    if not cases:
+        folder.commit()
+        raise ValueError(f"No case could be evaluated; see {os.path.join(folder.folder, 'skipped.txt')}.")
     summary = summarise(cases)
-    _write_cases(os.path.join(out_dir, "per_case.csv"), cases)
-    with open(os.path.join(out_dir, "summary.json"), "w") as handle:
-        json.dump(summary, handle, indent=2)
+    with folder.add("per_case.csv") as temporary:
+        _write_cases(temporary, cases)
+    folder.add_json("summary.json", summary)
     from .render import dice_vs_clicks_plot
 
-    dice_vs_clicks_plot(os.path.join(out_dir, "dice3d_vs_clicks.png"),
-                        [(c.name, c.clicks, c.dice3d) for c in cases], f"{segmenter.name}, N = {clicks_per_slice}")
+    with folder.add("dice3d_vs_clicks.png") as temporary:
+        dice_vs_clicks_plot(temporary, [(c.name, c.clicks, c.dice3d) for c in cases],
+                            f"{segmenter.name}, N = {clicks_per_slice}")
+    folder.commit()
     return summary
 
 
 def _write_cases(path: str, cases: Sequence[VolumeCase]) -> None:
+    """``path``: the temporary file the output folder staged for ``per_case.csv``."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["case", "start_slice", "truth_slices", "slices", "dice3d", "clicks", "seconds_per_slice",
@@ -254,5 +272,5 @@ def _write_cases(path: str, cases: Sequence[VolumeCase]) -> None:
                              c.ends])
 
 
-__all__ = ["SUMMARY_KEYS", "evaluate_volumes", "run_volume_case", "copy_baseline", "independent_baseline",
-           "slice_annotator", "start_slice", "summarise"]
+__all__ = ["SUMMARY_KEYS", "OUTPUTS", "evaluate_volumes", "output_folder", "run_volume_case", "copy_baseline",
+           "independent_baseline", "slice_annotator", "start_slice", "summarise"]

@@ -1,28 +1,31 @@
 """Headless "continue my mask": run an episode on files, accept every proposal, write results.
 
-Used by `ibisagent continue` and the quick-start demo. Writes the final mask, a JSON step log,
-optional pictures of every step, and prints a table of steps (with the IoU against a reference
-mask when one is given).
+Used by `ibisagent continue` and the quick-start demo. Prints a table of steps (with the IoU
+against a reference mask when one is given) and makes the outputs: the final mask, a JSON step
+log (`log_document`) and optional pictures of every step, staged in a `safe_io.OwnedFolder`
+(`picture_folder`) and written by the caller's commit together with the mask and the log.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, Iterable, List, Optional
 
 import numpy as np
 
 from . import __version__, image_io
 from .episode import Episode, EpisodeResult, Step
 from .imaging import Window, check_mask, to_rgb
+from .label_mask import LabelMask
 from .metrics import dice, iou
 from .policies.base import Policy
 from .render import contact_sheet, step_picture
+from .safe_io import OwnedFolder
 from .segmenters.base import Segmenter
+
+#: The picture of the whole run in a pictures folder (beside ``step_NN.png``).
+ALL_STEPS = "all_steps.png"
 
 
 @dataclass
@@ -41,11 +44,13 @@ def run_continue(
     initial_mask: Optional[np.ndarray] = None,
     max_steps: int = 20,
     truth: Optional[np.ndarray] = None,
-    pictures_dir: Optional[str] = None,
+    pictures: Optional[OwnedFolder] = None,
     log: Callable[[str], None] = print,
     recorder=None,
 ) -> ContinueReport:
-    """Run one episode accepting every proposal; print a row per step as it happens. With a
+    """Run one episode accepting every proposal; print a row per step as it happens. With
+    ``pictures`` (a `picture_folder`) a picture of every step and `ALL_STEPS` are staged there
+    (`OwnedFolder.add`); the caller commits them. With a
     `ibisagent.training.recorder.TrainingRecorder` the episode is also written as a trajectory
     record (``truth``, when given, as its reference)."""
     started = time.perf_counter()
@@ -55,50 +60,51 @@ def run_continue(
     recording = recorder.record(episode, source="continue", truth=truth) if recorder is not None else None
     start_iou = iou(episode.mask, truth) if truth is not None else None
     ious: List[Optional[float]] = []
-    pictures = []
+    shown = []
     log(f"Proposals by: {policy.name} - {policy.description}")
     log(f"Segmentation tool: {segmenter.name} - {segmenter.description}")
     log(_header(truth is not None))
     start_text = f"{start_iou:.3f}" if start_iou is not None else "-"
     log(f"{'start':>5}  {'(your mask)':<26} {'':<10} {int(episode.mask.sum()):>7}  {start_text:>6}")
-    if pictures_dir:
-        os.makedirs(pictures_dir, exist_ok=True)
-        first = step_picture(image_rgb, episode.mask, title=f"start  IoU {start_text}")
-        first.save(os.path.join(pictures_dir, "step_00.png"))
-        pictures.append(first)
+    if pictures is not None:
+        shown.append(_stage_picture(pictures, step_picture_name(0),
+                                    step_picture(image_rgb, episode.mask, title=f"start  IoU {start_text}")))
 
     def on_step(step: Step) -> None:
         score = iou(episode.mask, truth) if truth is not None else None
         ious.append(score)
         log(_row(step, score))
-        if pictures_dir:
+        if pictures is not None:
             earlier = [c for s in episode.steps[:-1] for c in s.clicks]
             text = f"step {step.index}  {_action_text(step)}" + (f"  IoU {score:.3f}" if score is not None else "")
-            picture = step_picture(image_rgb, episode.mask, step.clicks, earlier, text)
-            picture.save(os.path.join(pictures_dir, f"step_{step.index:02d}.png"))
-            pictures.append(picture)
+            shown.append(_stage_picture(pictures, step_picture_name(step.index),
+                                        step_picture(image_rgb, episode.mask, step.clicks, earlier, text)))
 
     result = episode.run(on_step=on_step)
     if recording is not None:
         log(f"Recorded {len(result.steps)} steps for training in {recording.finish()}")
     log(f"Stopped: {describe_stop(result)}")
-    if pictures_dir and pictures:
-        contact_sheet(pictures).save(os.path.join(pictures_dir, "all_steps.png"))
+    if pictures is not None and shown:
+        _stage_picture(pictures, ALL_STEPS, contact_sheet(shown))
     return ContinueReport(result, start_iou, ious, time.perf_counter() - started)
 
 
-def step_picture_files(folder: str) -> List[str]:
-    """The step pictures an earlier run left in ``folder`` (step_NN.png, all_steps.png)."""
-    if not os.path.isdir(folder):
-        return []
-    return sorted(name for name in os.listdir(folder)
-                  if name == "all_steps.png" or re.fullmatch(r"step_\d+\.png", name))
+def step_picture_name(index: int) -> str:
+    return f"step_{index:02d}.png"
 
 
-def clear_step_pictures(folder: str) -> None:
-    """Remove an earlier run's step pictures so a shorter run leaves no stale ones behind."""
-    for name in step_picture_files(folder):
-        os.remove(os.path.join(folder, name))
+def picture_folder(folder: str, max_steps: int, overwrite: bool, inputs: Iterable[Optional[str]] = (),
+                   option: str = "--pictures") -> OwnedFolder:
+    """The folder of step pictures, every name a run of ``max_steps`` may write checked now:
+    none of them may be the user's file or an input (`safe_io.OwnedFolder`)."""
+    names = [step_picture_name(index) for index in range(max(max_steps, 0) + 1)] + [ALL_STEPS]
+    return OwnedFolder(folder, overwrite, option, names=names, inputs=inputs)
+
+
+def _stage_picture(pictures: OwnedFolder, name: str, picture):
+    with pictures.add(name) as temporary:
+        picture.save(temporary, format="PNG")
+    return picture
 
 
 def describe_stop(result: EpisodeResult) -> str:
@@ -131,10 +137,11 @@ def _row(step: Step, score: Optional[float]) -> str:
     return f"{step.index:>5}  {_action_text(step):<26} {step.decision:<10} {step.mask_pixels:>7}  {score_text:>6}  {reasoning}"
 
 
-def write_log(path: str, report: ContinueReport, policy: Policy, segmenter: Segmenter, request: str,
-              truth_given: bool) -> None:
+def log_document(report: ContinueReport, policy: Policy, segmenter: Segmenter, request: str, truth_given: bool,
+                 **details) -> dict:
+    """The JSON step log of a run; ``details`` (e.g. the label worked on) are added as they are."""
     result = report.result
-    document = {
+    return {
         "ibisagent_version": __version__,
         "request": request,
         "policy": {"name": policy.name, "description": policy.description},
@@ -148,10 +155,8 @@ def write_log(path: str, report: ContinueReport, policy: Policy, segmenter: Segm
         "final_mask_pixels": int(result.mask.sum()),
         "reference_given": truth_given,
         "seconds": round(report.seconds, 3),
+        **details,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as handle:
-        json.dump(document, handle, indent=2)
 
 
 def load_slice(image_path: str, plane: Optional[str], index: Optional[int], window: Window):
@@ -166,16 +171,23 @@ def load_slice(image_path: str, plane: Optional[str], index: Optional[int], wind
     return to_rgb(pixels, window), None, image
 
 
-def read_matching_mask(path: str, where, image, shape) -> np.ndarray:
-    """A mask file on the same grid as the image: the whole volume for 3D, else the 2D mask."""
+def read_start_mask(path: str, where, image, shape, label: Optional[int] = None) -> LabelMask:
+    """The starting mask file's values on the image's grid (the whole volume for 3D, else the 2D
+    mask) and the label worked on (`LabelMask`)."""
     if where is None:
-        return image_io.read_mask_2d(path, shape)
-    import SimpleITK as sitk
+        values = image_io.read_mask_values_2d(path, shape)
+    else:
+        values = image_io.read_mask_volume(path, image)
+    return LabelMask(values, label, f"The mask {path}")
 
-    volume = image_io.read_image(path)
-    if volume.GetSize() != image.GetSize():
-        raise ValueError(f"The mask {path} has size {volume.GetSize()}, but the image has {image.GetSize()}.")
-    return sitk.GetArrayFromImage(volume) != 0
+
+def read_truth(path: str, where, image, shape, label: Optional[int] = None) -> np.ndarray:
+    """A reference mask (bool) on the worked image or slice: any non-zero value is inside, or,
+    for a mask with several labels, the label worked on (``--label``)."""
+    values = image_io.read_mask_values_2d(path, shape) if where is None else image_io.read_mask_volume(path, image)
+    labels = np.unique(values[values != 0])
+    truth = LabelMask(values, label, f"The reference mask {path}").binary if len(labels) > 1 else values != 0
+    return where.take(truth) != 0 if where is not None else truth
 
 
 def _count(number: int, noun: str) -> str:

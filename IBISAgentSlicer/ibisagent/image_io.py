@@ -8,16 +8,27 @@ Volumes are sliced in *display orientation*: the volume is first reoriented to L
 slice looks the way 3D Slicer's view of that plane shows it (axial and coronal: patient right on
 the left; sagittal: anterior on the left; superior or anterior at the top), whatever the file's
 own axis order or flips. `VolumeSlice.put` writes a 2D mask back into exactly that slice.
+
+Reading is whole or refused: before SimpleITK reads a file, `read_image` checks that the work on
+it fits the memory budget (`ibisagent.memory`, from the header alone, before allocating) and that
+the file holds every byte its header declares (`ibisagent.image_integrity`: a cut gzip stream,
+a short NIfTI, a missing NRRD or MetaImage data file are refused as damaged); NaN and infinite
+values are refused in every format. A volume mask must lie on its image's grid
+(`check_same_grid`). Writing goes through `ibisagent.safe_io`: `write_mask` and `write_labels`
+replace their file atomically; `save_image` writes a path a `safe_io.OutputSet` staged.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
+
+from . import image_integrity, memory, safe_io
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".png", ".jpg", ".jpeg", ".mha", ".mhd")
 PLANES = ("axial", "coronal", "sagittal")
@@ -49,31 +60,52 @@ def _check_readable(path: str) -> None:
 
 
 def read_image(path: str) -> sitk.Image:
-    """Read any supported file into a SimpleITK image, with a clear error if that fails."""
+    """Read any supported file into a SimpleITK image, with a clear error if that fails: the work
+    must fit the memory budget, the file must be whole (`check_file`), and its values finite."""
     path = str(path)
     _check_readable(path)
+    reader = check_file(path)
     try:
-        image = sitk.ReadImage(path)
+        image = reader.Execute()
     except RuntimeError as error:
-        raise ValueError(f"Could not read {path}: {str(error).strip().splitlines()[-1]}") from error
-    if suffix_of(path) in (".nii", ".nii.gz") and image.GetPixelID() in _FLOAT_PIXELS:
-        _refuse_nifti_nan(path)
+        raise ValueError(f"Could not read {path}: {_last_line(error)}") from error
+    if image.GetPixelID() in _FLOAT_PIXELS and not np.isfinite(sitk.GetArrayViewFromImage(image)).all():
+        raise image_integrity.non_finite(path)
     return image
+
+
+def check_file(path: str) -> sitk.ImageFileReader:
+    """What is checked before any reader (SimpleITK here, MRML storage nodes in Slicer) loads an
+    image file: it exists, its header reads, the work on it fits the memory budget (from the
+    header, before anything is allocated), and it is whole (`image_integrity.check_whole`).
+    Returns the reader, its image information read."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such file: {path}")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        image_integrity.check_whole(path)  # a damaged file says so (e.g. its data file is missing)
+        raise ValueError(f"Could not read {path}: {_last_line(error)}") from error
+    memory.check_fits(path, reader.GetSize(), reader.GetNumberOfComponents() * _component_bytes(reader.GetPixelID()))
+    image_integrity.check_whole(path)
+    return reader
 
 
 _FLOAT_PIXELS = (sitk.sitkFloat32, sitk.sitkFloat64, sitk.sitkVectorFloat32, sitk.sitkVectorFloat64)
 
 
-def _refuse_nifti_nan(path: str) -> None:
-    """SimpleITK's NIfTI reader turns NaN voxels into 0 without a word; look at the raw values
-    with nibabel (when installed) so a NaN image is refused instead of silently changed."""
-    try:
-        import nibabel
-    except ImportError:
-        return
-    values = np.asanyarray(nibabel.load(path).dataobj)
-    if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
-        raise ValueError(f"{path} contains NaN or infinite values; fix or mask them before segmenting.")
+def _last_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[-1] if lines else type(error).__name__
+
+
+def _component_bytes(pixel_id: int) -> int:
+    """Bytes of one component of a SimpleITK pixel type ("32-bit float" -> 4)."""
+    found = re.search(r"(\d+)-bit", sitk.GetPixelIDValueAsString(pixel_id))
+    return int(found.group(1)) // 8 if found else 8
 
 
 def is_volume_file(path: str) -> bool:
@@ -118,36 +150,128 @@ def read_2d(path: str) -> Tuple[np.ndarray, sitk.Image]:
 
 def read_mask_2d(path: str, shape: Tuple[int, int]) -> np.ndarray:
     """A 2D mask (any non-zero pixel is inside) that must match ``shape`` (rows, cols)."""
+    return read_mask_values_2d(path, shape) != 0
+
+
+def read_mask_values_2d(path: str, shape: Tuple[int, int]) -> np.ndarray:
+    """A 2D mask's own values [row, col] (its labels and data type; a colour mask's largest
+    channel), which must match ``shape`` (rows, cols)."""
     array, image = read_2d(path)
     if is_colour(image):
         array = array[..., :3].max(axis=-1)
     if array.shape != tuple(shape):
         raise ValueError(f"The mask {path} has shape {array.shape}, but the image has shape {tuple(shape)}.")
-    return array != 0
+    return array
 
 
-def write_mask(path: str, mask: np.ndarray, reference: Optional[sitk.Image] = None) -> None:
-    """Write a bool mask (2D [row, col] or 3D [k, j, i]). PNG/JPEG get 0/255, other formats 0/1
-    uint8 on the reference image's grid when given."""
-    path = str(path)
-    suffix = suffix_of(path)
-    if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(f"Cannot write a mask as {suffix or '(no suffix)'!r}; use .nii.gz, .nrrd or .png.")
+def read_mask_volume(path: str, image: sitk.Image, image_path: str = "the image") -> np.ndarray:
+    """A volume mask's own values [k, j, i] (labels and data type kept), which must lie on
+    ``image``'s grid (`check_same_grid`) and hold one value per voxel."""
+    mask = read_image(path)
+    check_same_grid(mask, image, path, image_path)
+    if mask.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(f"The mask {path} has {mask.GetNumberOfComponentsPerPixel()} values per voxel; a mask "
+                         "holds one (a label).")
+    return sitk.GetArrayFromImage(mask)
+
+
+#: How far two grids may differ and still be one: spacing (relative), origin (in voxels),
+#: direction cosines (absolute). Loose enough for the float32 geometry of NIfTI headers.
+GRID_TOLERANCE = {"spacing": 1e-4, "origin": 1e-3, "direction": 1e-4}
+
+
+def check_same_grid(mask: sitk.Image, image: sitk.Image, mask_path: str = "the mask",
+                    image_path: str = "the image") -> None:
+    """Refuse a mask whose voxels are not the image's voxels: same size, and spacing, origin
+    and direction within `GRID_TOLERANCE`; the message prints both geometries."""
+    same = mask.GetDimension() == image.GetDimension() and mask.GetSize() == image.GetSize()
+    if same:
+        spacing, origin = np.array(image.GetSpacing()), np.array(image.GetOrigin())
+        same = (np.allclose(mask.GetSpacing(), spacing, rtol=GRID_TOLERANCE["spacing"], atol=0)
+                and np.all(np.abs(np.array(mask.GetOrigin()) - origin) <= GRID_TOLERANCE["origin"] * spacing.min())
+                and np.allclose(mask.GetDirection(), image.GetDirection(), rtol=0, atol=GRID_TOLERANCE["direction"]))
+    if not same:
+        raise ValueError(f"The mask {mask_path} is not on the grid of the image {image_path}: image "
+                         f"{describe_grid(image)}; mask {describe_grid(mask)}. Resample the mask onto the image "
+                         "(e.g. in 3D Slicer) and try again.")
+
+
+def describe_grid(image: sitk.Image) -> str:
+    def numbers(values) -> str:
+        return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+
+    return (f"size {numbers(image.GetSize())}, spacing {numbers(image.GetSpacing())} mm, origin "
+            f"{numbers(image.GetOrigin())} mm, direction {numbers(round(v, 4) for v in image.GetDirection())}")
+
+
+def mask_image(mask: np.ndarray, reference: Optional[sitk.Image] = None, suffix: str = ".nii.gz") -> sitk.Image:
+    """A bool mask (2D [row, col] or 3D [k, j, i]) as an image to write with ``suffix``: PNG and
+    JPEG get 0/255, other formats 0/1 uint8 on the reference image's grid when given."""
     mask = np.asarray(mask, dtype=bool)
     if suffix in (".png", ".jpg", ".jpeg"):
         if mask.ndim != 2:
             raise ValueError("PNG and JPEG masks must be 2D; write volumes as .nii.gz or .nrrd.")
-        image = sitk.GetImageFromArray(mask.astype(np.uint8) * 255)
-    else:
-        image = sitk.GetImageFromArray(mask.astype(np.uint8))
-        if reference is not None:
-            _copy_geometry(image, reference)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+        return sitk.GetImageFromArray(mask.astype(np.uint8) * 255)
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    if reference is not None:
+        _copy_geometry(image, reference)
+    return image
+
+
+def label_image(values: np.ndarray, reference: Optional[sitk.Image] = None, suffix: str = ".nii.gz") -> sitk.Image:
+    """A mask's values (labels, any integer or float type) as an image to write with
+    ``suffix``, values and data type unchanged (PNG holds only 8- or 16-bit whole numbers)."""
+    values = np.asarray(values)
+    if values.dtype == bool:
+        values = values.astype(np.uint8)
+    if suffix in (".png", ".jpg", ".jpeg"):
+        if values.ndim != 2:
+            raise ValueError("PNG masks must be 2D; write volumes as .nii.gz or .nrrd.")
+        if values.dtype not in (np.uint8, np.uint16):
+            for kind in (np.uint8, np.uint16):
+                if np.array_equal(values, values.astype(kind)):
+                    values = values.astype(kind)
+                    break
+            else:
+                raise ValueError("The mask's labels do not fit a PNG (whole numbers 0..65535); write it as .nii.gz "
+                                 "or .nrrd.")
+    image = sitk.GetImageFromArray(values)
+    if reference is not None:
+        _copy_geometry(image, reference)
+    return image
+
+
+def save_image(image: sitk.Image, path: str) -> None:
+    """Write ``image`` to ``path`` as it is (compressed where the format allows): for a path a
+    `safe_io.OutputSet` or `safe_io.OwnedFolder` staged. Use `write_mask` / `write_labels`
+    for a file written on its own."""
     try:
-        sitk.WriteImage(image, path, True)
+        sitk.WriteImage(image, str(path), True)
     except RuntimeError as error:
-        raise OSError(f"Could not write {path}; check that its folder is writable and has free space.") from error
+        raise OSError(f"SimpleITK could not write it: {_last_line(error)}; check that the folder is writable and has "
+                      "free space") from error
+
+
+def output_suffix(path: str) -> str:
+    suffix = suffix_of(path)
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"Cannot write a mask as {suffix or '(no suffix)'!r}; use .nii.gz, .nrrd or .png.")
+    return suffix
+
+
+def write_mask(path: str, mask: np.ndarray, reference: Optional[sitk.Image] = None) -> None:
+    """Write a bool mask (2D [row, col] or 3D [k, j, i]) atomically. PNG/JPEG get 0/255, other
+    formats 0/1 uint8 on the reference image's grid when given."""
+    image = mask_image(mask, reference, output_suffix(str(path)))
+    with safe_io.atomic_path(str(path)) as temporary:
+        save_image(image, temporary)
+
+
+def write_labels(path: str, values: np.ndarray, reference: Optional[sitk.Image] = None) -> None:
+    """Write a mask's values (`label_image`) atomically."""
+    image = label_image(values, reference, output_suffix(str(path)))
+    with safe_io.atomic_path(str(path)) as temporary:
+        save_image(image, temporary)
 
 
 def _copy_geometry(target: sitk.Image, reference: sitk.Image) -> None:

@@ -1,17 +1,18 @@
 """Headless propagation on files: `ibisagent propagate`.
 
-Reads a volume and a mask volume on the same grid, takes the mask's slice(s) K of the chosen
-plane as the start (the user's worked slices), runs a `VolumeEpisode` accepting every proposal
-within the per-slice step limit, and writes the 3D mask: the input mask with exactly the slices
-the propagation kept replaced (every other voxel as it was, read as binary: any non-zero voxel
-is inside) plus a JSON log with one entry per slice (carried start, the agent's steps, the end
-rule that fired) and where each front ended. Prints one row per slice as it goes.
+Reads a volume and a mask volume on the same grid (`image_io.read_mask_volume`), takes the
+mask's slice(s) K of the chosen plane as the start (the user's worked slices), runs a
+`VolumeEpisode` accepting every proposal within the per-slice step limit, and writes the 3D mask:
+the input mask with the label worked on (`LabelMask`: ``--label``, by default the only one)
+replaced on exactly the slices the propagation kept; every other voxel, other labels on those
+slices included, keeps its value and the file its data type. With it a JSON log with one entry
+per slice (carried start, the agent's steps, the end rule that fired) and where each front
+ended. Both are staged in the command's `safe_io.OutputSet` and written together. Prints one
+row per slice as it goes.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -19,7 +20,9 @@ import numpy as np
 
 from . import __version__, image_io
 from .imaging import Window
+from .label_mask import LabelMask
 from .policies.base import Policy
+from .safe_io import OutputSet
 from .segmenters.base import Segmenter
 from .volume_episode import SliceOutcome, VolumeEpisode, VolumeResult
 from .volume_slices import RGBSlices
@@ -28,13 +31,18 @@ from .volume_slices import RGBSlices
 @dataclass
 class PropagationInputs:
     """A volume read for propagation: ``slices`` (RGB, display orientation), the input mask
-    as bool [k, j, i] (the file's order), the same mask as slices, and the image's geometry."""
+    (its values and the label worked on; ``labels.binary`` is bool [k, j, i], the file's order),
+    the label's mask as slices, and the image's geometry."""
 
     slices: RGBSlices
-    volume_mask: np.ndarray
+    labels: LabelMask
     mask_slices: np.ndarray
     stack: image_io.VolumeStack
     image: object
+
+    @property
+    def volume_mask(self) -> np.ndarray:
+        return self.labels.binary
 
 
 def parse_range(text: Optional[str], count: int) -> Tuple[int, int]:
@@ -54,21 +62,24 @@ def parse_range(text: Optional[str], count: int) -> Tuple[int, int]:
     return first, last
 
 
-def read_inputs(image_path: str, mask_path: str, plane: str, window: Window = None) -> PropagationInputs:
+def read_inputs(image_path: str, mask_path: str, plane: str, window: Window = None,
+                label: Optional[int] = None) -> PropagationInputs:
     image = image_io.read_image(image_path)
     if image_io.spatial_dimension(image) != 3:
         raise ValueError(f"{image_path} is not a volume; propagation needs a 3D image (use `ibisagent continue` in 2D).")
-    mask_image = image_io.read_image(mask_path)
-    if mask_image.GetSize() != image.GetSize():
-        raise ValueError(f"The mask {mask_path} has size {mask_image.GetSize()}, but the image has {image.GetSize()}.")
-    import SimpleITK as sitk
-
-    volume_mask = sitk.GetArrayFromImage(mask_image) != 0
-    if volume_mask.ndim != 3:
-        raise ValueError(f"The mask {mask_path} must be a single-component volume.")
+    labels = LabelMask(image_io.read_mask_volume(mask_path, image, image_path), label, f"The mask {mask_path}")
     stack = image_io.volume_stack(image, plane)
-    return PropagationInputs(RGBSlices(stack.slices, window), volume_mask, stack.take(volume_mask).astype(bool),
+    return PropagationInputs(RGBSlices(stack.slices, window), labels, stack.take(labels.binary).astype(bool),
                              stack, image)
+
+
+def read_truth(inputs: PropagationInputs, truth_path: str, label: Optional[int] = None) -> np.ndarray:
+    """The reference mask volume as bool slices (like ``inputs.mask_slices``): any non-zero voxel,
+    or, for a mask with several labels, the label worked on."""
+    values = image_io.read_mask_volume(truth_path, inputs.image)
+    several = len(np.unique(values[values != 0])) > 1
+    truth = LabelMask(values, label, f"The reference mask {truth_path}").binary if several else values != 0
+    return inputs.stack.take(truth).astype(bool)
 
 
 def start_masks(inputs: PropagationInputs, indices: Sequence[int], plane: str) -> Dict[int, np.ndarray]:
@@ -96,15 +107,20 @@ def run_propagation(episode: VolumeEpisode, log: Callable[[str], None] = print) 
     return episode.run(on_slice=row)
 
 
-def write_outputs(out: str, log_path: str, inputs: PropagationInputs, result: VolumeResult, details: dict) -> List[int]:
-    """Write the 3D mask (only the kept propagated slices replaced) and the JSON log; returns the
-    slices written."""
+def stage_outputs(outputs: OutputSet, inputs: PropagationInputs, result: VolumeResult, details: dict) -> List[int]:
+    """Stage the 3D mask (``--out``: the label replaced on the kept propagated slices only) and
+    the JSON log (``--log``) in ``outputs``; returns the slices written."""
     written = result.propagated
     volume = inputs.stack.put(inputs.volume_mask, {i: result.masks[i] for i in written})
-    image_io.write_mask(out, volume, inputs.image)
+    values = inputs.labels.merged(volume)
+    with outputs.stage("--out") as temporary:
+        image_io.save_image(image_io.label_image(values, inputs.image, image_io.suffix_of(outputs.paths["--out"])),
+                            temporary)
     document = dict(details)
     document.update({
         "ibisagent_version": __version__,
+        "label": inputs.labels.label.item(),
+        "left_to_other_labels": inputs.labels.blocked(volume),
         "starts": result.starts,
         "written_slices": written,
         "slices": [outcome.to_dict() for outcome in result.outcomes],
@@ -112,9 +128,7 @@ def write_outputs(out: str, log_path: str, inputs: PropagationInputs, result: Vo
         "clicks": result.clicks,
         "seconds": round(result.seconds, 3),
     })
-    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    with open(log_path, "w") as handle:
-        json.dump(document, handle, indent=2)
+    outputs.write_json("--log", document)
     return written
 
 

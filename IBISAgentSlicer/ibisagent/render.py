@@ -2,7 +2,8 @@
 sheet of all steps, and the IoU-versus-clicks plot of an evaluation.
 
 The model's own observation has no markers (see `ibisagent.imaging.overlay`); these pictures add
-a contour and the clicks so a person can follow what happened.
+a contour and the clicks so a person can follow what happened. The plots are written atomically
+(`ibisagent.safe_io`); the step pictures are PIL images the caller writes where its outputs go.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from . import safe_io
 from .clicks import Click
 from .imaging import overlay
 
@@ -104,7 +106,7 @@ def iou_curve_plot(path: str, curves: dict, title: str = "Mean IoU versus clicks
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")
     figure.tight_layout()
-    figure.savefig(path)
+    _save(figure, path)
     pyplot.close(figure)
 
 
@@ -130,5 +132,11 @@ def dice_vs_clicks_plot(path: str, cases: List[tuple], title: str = "") -> None:
     axes.set_title(("3D Dice versus clicks" + (f" ({title})" if title else "")))
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path)
+    _save(figure, path)
     pyplot.close(figure)
+
+
+def _save(figure, path: str) -> None:
+    """A matplotlib figure as a PNG at ``path``, replaced at once (`safe_io.atomic_path`)."""
+    with safe_io.atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")

@@ -45,13 +45,12 @@ the gradient once; a step works only in the bounding box of the pixels it may ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..clicks import Click
 from . import min_cut
 from .appearance import ColourBins, likelihood_ratio
 from .base import Prediction, Segmenter

@@ -14,6 +14,9 @@ With ``ibisagent serve --record DIR`` each session is also recorded for training
 written at once, undone ones are removed), and `finish_record` writes the final mask and the
 IoUs when the session ends (closed, expired, or the server stopping).
 
+Memory: ``held_bytes`` is what the session is counted for against the server's cap
+(`session_bytes`, from the image size, before the image is even decoded).
+
 Locking: ``lock`` serialises everything done to this session. Model calls (open, propose, apply,
 run) run on the thread of the session's own worker (never another, so the image state is only
 ever used by the engine that made it) and take ``lock`` there; calls that need no model (state,
@@ -37,6 +40,17 @@ from ..episode import Episode
 from ..training.recorder import SessionRecording, TrainingRecorder
 from .worker import ModelWorker
 
+#: Bytes a session holds per pixel of its image while it lives: the uploaded image, the episode's
+#: masks and undo history, the tool's image state and what a step leaves behind. Measured with
+#: `benchmarks/bench_server_memory.py` (RSS growth per open 2000 x 2000 session with the
+#: heuristic policy and graphcut: 52 to 69 B per pixel after one step), rounded up.
+SESSION_BYTES_PER_PIXEL = 80
+
+
+def session_bytes(rows: int, cols: int) -> int:
+    """The memory a session on a ``rows`` x ``cols`` image is counted for."""
+    return int(rows) * int(cols) * SESSION_BYTES_PER_PIXEL
+
 
 class AgentSession:
     def __init__(self, session_id: str, episode: Episode, image_state: object, image_meta: Dict[str, Any],
@@ -53,6 +67,9 @@ class AgentSession:
         self.in_flight = 0
         #: Counts the masks the client was sent; a `MaskUpdate` goes from ``revision - 1``.
         self.revision = 0
+        rows, cols = episode.mask.shape
+        #: What this session is counted for against ``Settings.max_session_bytes``.
+        self.held_bytes = session_bytes(rows, cols)
 
     # -- model calls: run on the worker thread ---------------------------------------------------
     @classmethod

@@ -26,7 +26,12 @@ Concurrency model (see also `worker.py` and `agent_session.py`):
 - Models load in the background after start-up, one worker after another, so `/health` (a
   plain read of a flag) answers at once with ``ready: false``; model calls get 503 until every
   worker has its engine.
-- A reaper task ends sessions idle longer than ``session_ttl_s``.
+- A reaper task ends sessions idle longer than ``session_ttl_s``. Sessions together may hold at
+  most ``settings.max_session_bytes`` (estimated from each image's size before it is decoded);
+  when a session ends, its worker drops the tool's state of its image and freed memory is
+  given back to the system.
+- The API description (``/openapi.json``) is served only with ``settings.api_docs``, and then only
+  to holders of the token; there is no ``/docs`` page (it would load scripts from the internet).
 - With ``settings.record_dir`` (``ibisagent serve --record DIR``) every session is recorded for
   training: its steps are written as they are applied (on the threads that apply them), and its
   record is finished exactly once when the store ends the session (closed, expired, or at
@@ -42,11 +47,12 @@ import time
 from typing import Callable, Optional
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from .. import __version__, protocol
 from ..training.recorder import TrainingRecorder
 from .body_limit import BodyLimit
-from .deps import ServerState
+from .deps import Authorized, ServerState
 from .errors import install_handlers
 from .routes import health, sessions, steps
 from .sessions import SessionStore, reap_forever
@@ -56,6 +62,8 @@ from .worker import EngineFactory, WorkerPool
 log = logging.getLogger("ibisagent.server")
 
 ROUTERS = (health.router, sessions.router, steps.router)
+#: Where ``--api-docs`` serves the API description.
+OPENAPI = "/openapi.json"
 
 
 def make_app(settings: Settings, engine_factory: Optional[EngineFactory] = None,
@@ -70,7 +78,7 @@ def make_app(settings: Settings, engine_factory: Optional[EngineFactory] = None,
     state = ServerState(
         settings=settings,
         store=SessionStore(settings.session_ttl_s, settings.max_sessions, clock=clock,
-                           on_end=lambda session: state.session_ended(session)),
+                           on_end=lambda session: state.session_ended(session), max_bytes=settings.max_session_bytes),
         workers=workers,
     )
 
@@ -92,13 +100,25 @@ def make_app(settings: Settings, engine_factory: Optional[EngineFactory] = None,
         version=__version__,
         summary=f"API {protocol.API_VERSION}: interactive, click-by-click medical image segmentation.",
         lifespan=lifespan,
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.ibis = state
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    if settings.api_docs:
+        _add_schema_route(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+def _add_schema_route(app: FastAPI) -> None:
+    """``GET /openapi.json`` for holders of the token (``ibisagent serve --api-docs``)."""
+
+    @app.get(OPENAPI, include_in_schema=False, dependencies=[Authorized])
+    async def _schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
 
 
 async def _load(workers: WorkerPool) -> None:

@@ -1,6 +1,8 @@
 """Where the server's bearer token comes from, and how it is compared.
 
-Order: ``--token``, then the ``IBISAGENT_TOKEN`` environment variable, then the token file
+Order: ``--token`` (visible to every user of the machine in ``ps``: for quick tests only), then
+``--token-file FILE`` (a file of yours holding the token; read, never changed), then the
+``IBISAGENT_TOKEN`` environment variable, then the default token file
 (``$XDG_CONFIG_HOME/ibisagent/token``, default ``~/.config/ibisagent/token``), which is created
 on first start with a random token, readable by its owner only (0600, folder 0700), so that
 other users of a shared workstation cannot drive the agent or read patient slices through it.
@@ -17,7 +19,7 @@ from typing import Optional, Tuple
 
 from .. import protocol
 
-FROM_ARGUMENT = "the --token option"
+FROM_ARGUMENT = "the --token option (visible to other users in `ps`; prefer --token-file or IBISAGENT_TOKEN)"
 FROM_ENVIRONMENT = f"the {protocol.TOKEN_ENV} environment variable"
 
 
@@ -29,10 +31,13 @@ def default_token_path() -> Path:
     return Path(protocol.token_file_path())
 
 
-def resolve_token(explicit: Optional[str] = None, path: Optional[Path] = None) -> Tuple[str, str]:
+def resolve_token(explicit: Optional[str] = None, path: Optional[Path] = None,
+                  token_file: Optional[str] = None) -> Tuple[str, str]:
     """Return (token, where it came from), creating the token file when nothing else gives one."""
     if explicit:
         return explicit.strip(), FROM_ARGUMENT
+    if token_file:
+        return read_token_file(Path(token_file)), f"the file {token_file} (--token-file)"
     from_env = os.environ.get(protocol.TOKEN_ENV, "").strip()
     if from_env:
         return from_env, FROM_ENVIRONMENT
@@ -54,6 +59,22 @@ def load_or_create_token(path: Path) -> str:
         return token
     except OSError as error:
         raise TokenFileError(f"Cannot read or create the token file {path}: {error}. Pass --token instead.") from None
+
+
+def read_token_file(path: Path) -> str:
+    """The token in a file the user gave (its first line); the file is only read. A file other
+    users can read is refused: they could use the token."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        lines = path.read_text(encoding="utf-8").strip().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise TokenFileError(f"Cannot read the token file {path}: {error}.") from None
+    if mode & 0o077:
+        raise TokenFileError(f"The token file {path} can be read by other users (mode {mode:o}); "
+                             f"make it private first: chmod 600 {path}")
+    if not lines or not lines[0].strip():
+        raise TokenFileError(f"The token file {path} is empty; write the token on its first line.")
+    return lines[0].strip()
 
 
 def _read_private(path: Path) -> str:

@@ -1,6 +1,7 @@
 """Request dependencies, so each route is a few lines: auth is one parameter, the session
 lookup (with lease renewal and the 410 for a gone session) another, and engine calls go through
-one helper that turns engine errors into protocol errors.
+one helper that turns engine errors into protocol errors (running out of memory included:
+never a 500 with an empty message).
 
 The session table and the worker session counts belong to the event loop thread (see
 `sessions.py`): whatever touches them here is ``async def`` or runs inside a coroutine, never in
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,12 +20,12 @@ from typing import Annotated, Any, Callable, Iterator, Optional, TypeVar
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .. import protocol
+from .. import memory, protocol
 from ..mask_codec import MaskCodecError
-from .agent_session import AgentSession
+from .agent_session import AgentSession, session_bytes
 from .auth import token_matches
-from .errors import ApiError
-from .sessions import SessionGone, SessionStore, TooManySessions
+from .errors import ApiError, out_of_memory
+from .sessions import SessionGone, SessionStore, SessionTooLarge, TooManySessions
 from .settings import Settings
 from .worker import ModelWorker, WorkerBusy, WorkerNotReady, WorkerPool
 
@@ -41,12 +43,20 @@ class ServerState:
     workers: WorkerPool
     record_writer: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="ibisagent-records"))
+    _tasks: set = field(default_factory=set)
 
     def busy(self, why: str) -> ApiError:
+        """503 for a full model queue: it drains within seconds."""
         return ApiError(
             protocol.SERVER_BUSY, f"The server is busy: {why} Retry in {self.settings.retry_after_s} s.",
             {protocol.RETRY_AFTER: str(self.settings.retry_after_s)},
         )
+
+    @staticmethod
+    def full(error: TooManySessions) -> ApiError:
+        """503 for a full session table or memory cap; its message already says when to retry."""
+        return ApiError(protocol.SERVER_BUSY, f"The server is full: {error}",
+                        {protocol.RETRY_AFTER: str(error.retry_after_s)})
 
     async def open_session(self, job: Callable[..., AgentSession], *args: Any) -> AgentSession:
         """Pin a new session to the least-loaded worker, run ``job(engine, worker, *args)`` there
@@ -59,7 +69,8 @@ class ServerState:
         except TooManySessions as error:
             self.workers.release(worker)
             session.discard_record()  # no client ever saw this session
-            raise self.busy(str(error)) from None
+            self.forget_image(session)
+            raise self.full(error) from None
         except BaseException:
             self.workers.release(worker)
             raise
@@ -73,6 +84,22 @@ class ServerState:
         self.workers.release(session.worker)
         if session.recorded:
             self.record_writer.submit(_finish_record, session)
+        self.forget_image(session)
+
+    def forget_image(self, session: AgentSession) -> None:
+        """Let the session's worker drop the tool's current image state and give the freed
+        memory back to the system (`_forget_image`). Runs a moment later, on the worker, holding
+        nothing of the session, so its arrays are freed first; nothing is waited for."""
+        worker = session.worker
+        if worker.engine is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(_forget_on_worker(worker))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def finish_records(self) -> None:
         """Wait until every training record handed to the record writer is written (at shutdown,
@@ -107,6 +134,8 @@ class ServerState:
             raise self.busy(str(error)) from None
         except (ValueError, MaskCodecError) as error:
             raise ApiError(protocol.BAD_REQUEST, str(error)) from None
+        except MemoryError:
+            raise out_of_memory() from None
 
     async def quick_call(self, job: Callable[..., T], *args: Any) -> T:
         """Run a call that needs no model on a pool thread (it may wait for the session lock)."""
@@ -114,12 +143,41 @@ class ServerState:
             return await asyncio.to_thread(job, *args)
         except (ValueError, MaskCodecError) as error:
             raise ApiError(protocol.BAD_REQUEST, str(error)) from None
+        except MemoryError:
+            raise out_of_memory() from None
 
-    def room_for_session(self) -> None:
+    def room_for_session(self, rows: int, cols: int) -> None:
+        """Refuse, before the image is decoded, a session on a ``rows`` x ``cols`` image that
+        does not fit the session table or the memory cap."""
         try:
-            self.store.check_room()
+            self.store.check_room(session_bytes(rows, cols))
+        except SessionTooLarge as error:
+            raise ApiError(protocol.BAD_REQUEST, f"The image is {cols} x {rows} pixels. {error}") from None
         except TooManySessions as error:
-            raise self.busy(str(error)) from None
+            raise self.full(error) from None
+
+
+async def _forget_on_worker(worker: ModelWorker) -> None:
+    await asyncio.sleep(FORGET_DELAY_S)  # the request that ended the session lets go of it first
+    try:
+        await worker.call(_forget_image)
+    except (WorkerBusy, WorkerNotReady, RuntimeError):
+        pass  # the worker is busy or stopping; the next session's image replaces the state anyway
+
+
+#: How long after a session ends its memory is given back (the reply to the request ending it is
+#: sent meanwhile, and with it the last reference to the session).
+FORGET_DELAY_S = 0.2
+
+
+def _forget_image(engine) -> None:
+    """On the worker: drop the tool's current image state (a cache: every model call makes its
+    own session's state current first, so this is always safe), collect the ended session's
+    objects (an episode's arrays can sit in reference cycles until the cyclic collector runs),
+    then return the freed memory to the system."""
+    engine.segmenter.reset_image()
+    gc.collect()
+    memory.return_free_memory()
 
 
 def _finish_record(session: AgentSession) -> None:

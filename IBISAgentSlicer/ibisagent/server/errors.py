@@ -1,6 +1,7 @@
 """Every failure leaves as ``{"error": {"code", "message"}}`` with the status the protocol's
 error table gives its code, whatever raised it: our own `ApiError`, request validation, an
-unknown path, or an unexpected exception (500, logged, message kept short)."""
+unknown path, or an unexpected exception (500, logged, message kept short). No message is ever
+empty: an exception without one is named, and running out of memory says what to do."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
+
+
+def out_of_memory() -> ApiError:
+    """500 for a MemoryError: what happened and what to do (its own message is empty)."""
+    return ApiError(protocol.INTERNAL, "The server ran out of memory for this request; the session is unchanged. "
+                    "Close sessions you no longer use, or crop or downsample the image.")
 
 
 def error_response(code: str, message: str, headers: Optional[Dict[str, str]] = None) -> JSONResponse:
@@ -61,4 +68,8 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected server error")
-        return error_response(protocol.INTERNAL, f"The server failed ({type(error).__name__}: {error}).")
+        if isinstance(error, MemoryError):
+            api = out_of_memory()
+            return error_response(api.code, api.message)
+        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        return error_response(protocol.INTERNAL, f"The server failed ({detail}); see the server log.")

@@ -12,17 +12,25 @@ image state (the tool's embedding) and calls ``on_end`` (the worker pool uses it
 sessions pinned to each worker). Ids of ended sessions are remembered for a while so the error
 can say *why* a session is gone; an id never seen (for instance after a server restart) gets the
 same 410, since for the client both mean "open a new session".
+
+Room: at most ``max_sessions`` sessions, holding at most ``max_bytes`` together (each counted
+for its ``held_bytes``). A new session beyond either is refused with `TooManySessions`, which
+says honestly when room may appear: a session is only ever freed by its client closing it or by
+its lease running out, so the hint is the earliest moment an idle session can expire. A session
+that alone would exceed ``max_bytes`` is refused with `SessionTooLarge` (no wait helps).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections import OrderedDict
 from typing import Callable, Dict, List, Tuple
 
+from ..memory import format_bytes
 from .agent_session import AgentSession
 
 log = logging.getLogger("ibisagent.server")
@@ -37,15 +45,26 @@ class SessionGone(LookupError):
 
 
 class TooManySessions(RuntimeError):
-    """The session table is full."""
+    """The session table or the memory the sessions may hold is full. ``retry_after_s``: the
+    earliest a session can be freed (its lease running out), in whole seconds."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class SessionTooLarge(ValueError):
+    """One session on this image would hold more memory than the server keeps for all of them."""
 
 
 class SessionStore:
     def __init__(self, ttl_s: float, max_sessions: int, clock: Callable[[], float] = time.monotonic,
-                 on_end: Callable[[AgentSession], None] = lambda _session: None) -> None:
+                 on_end: Callable[[AgentSession], None] = lambda _session: None,
+                 max_bytes: float = math.inf) -> None:
         self.ttl_s = ttl_s
         self._on_end = on_end
         self.max_sessions = max_sessions
+        self.max_bytes = max_bytes
         self._clock = clock
         self._live: Dict[str, Tuple[AgentSession, float]] = {}
         self._ended: "OrderedDict[str, str]" = OrderedDict()
@@ -57,12 +76,42 @@ class SessionStore:
     def new_id() -> str:
         return secrets.token_hex(16)
 
-    def check_room(self) -> None:
+    @property
+    def held_bytes(self) -> int:
+        """The memory the live sessions are counted for."""
+        return sum(session.held_bytes for session, _used in self._live.values())
+
+    def check_room(self, new_bytes: int = 0) -> None:
+        """Refuse a new session holding ``new_bytes`` if it does not fit (see the module docstring).
+        Sessions whose lease ran out are ended first: they hold no room."""
+        self.reap()
+        if new_bytes > self.max_bytes:
+            raise SessionTooLarge(
+                f"A session on this image would hold about {format_bytes(new_bytes)}, more than the "
+                f"{format_bytes(self.max_bytes)} this server keeps for all sessions; crop or downsample the image, "
+                "or start the server with a larger --max-session-memory-mb.")
+        held = self.held_bytes
         if len(self._live) >= self.max_sessions:
-            raise TooManySessions(f"{len(self._live)} sessions are open, the most this server keeps.")
+            why = f"{len(self._live)} sessions are open, the most this server keeps."
+        elif held + new_bytes > self.max_bytes:
+            why = (f"its sessions hold {format_bytes(held)} of the {format_bytes(self.max_bytes)} it keeps for images, "
+                   f"and this one needs {format_bytes(new_bytes)} more.")
+        else:
+            return
+        wait = self.next_expiry_s()
+        raise TooManySessions(
+            f"{why} A session is freed when its client closes it or after {self.ttl_s:.0f} s idle; the next can "
+            f"expire in {wait} s at the earliest. Close sessions you no longer use, or retry then.", wait)
+
+    def next_expiry_s(self) -> int:
+        """Whole seconds until the first idle session's lease runs out (the full lease when every
+        session is busy): the earliest a slot can free by itself."""
+        now = self._clock()
+        idle = [used + self.ttl_s - now for session, used in self._live.values() if session.in_flight == 0]
+        return max(1, math.ceil(min(idle) if idle else self.ttl_s))
 
     def add(self, session: AgentSession) -> None:
-        self.check_room()
+        self.check_room(session.held_bytes)
         self._live[session.id] = (session, self._clock())
 
     def get(self, session_id: str) -> AgentSession:

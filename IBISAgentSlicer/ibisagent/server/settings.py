@@ -9,8 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .. import protocol
+from .. import memory, protocol
 from ..engine import EngineSpec
+
+#: The default cap on the memory the sessions hold: this fraction of the machine's memory.
+SESSION_MEMORY_FRACTION = 0.5
+
+
+def default_session_bytes() -> int:
+    """`SESSION_MEMORY_FRACTION` of the machine's physical memory (4 GB when unknown)."""
+    return int((memory.machine_bytes() or 8 * 2**30) * SESSION_MEMORY_FRACTION)
 
 
 @dataclass(frozen=True)
@@ -22,7 +30,12 @@ class Settings:
     ``workers``: model worker threads, each with its own engine (`ibisagent serve` picks the
     default with `worker.default_workers`; tests and direct callers get exactly what they ask).
     ``record_dir``: a local folder where every session is recorded for training (one trajectory
-    record per session, see `ibisagent.training.records`); None (the default) records nothing."""
+    record per session, see `ibisagent.training.records`); None (the default) records nothing.
+    ``max_session_bytes``: the memory all sessions together may hold (their images, masks, undo
+    history and the tool's image state, estimated per pixel: `agent_session.session_bytes`);
+    a session that would go beyond it is refused (default: `default_session_bytes`).
+    ``api_docs``: serve ``/docs`` and ``/openapi.json`` (to holders of the token only); off by
+    default."""
 
     token: str
     host: str = protocol.DEFAULT_HOST
@@ -37,6 +50,8 @@ class Settings:
     max_run_steps: int = 100
     retry_after_s: int = 2
     record_dir: Optional[str] = None
+    max_session_bytes: int = field(default_factory=default_session_bytes)
+    api_docs: bool = False
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -47,5 +62,7 @@ class Settings:
             raise ValueError("session_ttl_s and reaper_interval_s must be positive.")
         if self.max_sessions < 1 or self.max_queue < 1 or self.workers < 1:
             raise ValueError("max_sessions, max_queue and workers must be at least 1.")
+        if self.max_session_bytes < 2**20:
+            raise ValueError(f"max_session_bytes must be at least 1 MB; got {self.max_session_bytes}.")
         if self.record_dir is not None and not str(self.record_dir).strip():
             raise ValueError("The record folder is empty; give --record the folder to record sessions into.")

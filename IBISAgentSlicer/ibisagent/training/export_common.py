@@ -1,15 +1,22 @@
-"""What both exporters share: the output folder check, the prompt of a sample, and PNG writing."""
+"""What both exporters share: the output folder, the prompt of a sample, and PNG writing.
+
+The output folder is a `safe_io.OwnedFolder`: an earlier export of the same format and dataset
+(llamafactory) or split (verl) there is replaced only with ``--overwrite``, and then only the
+files that export wrote (a stale image is removed, a file of the user's never); exports of other
+splits or datasets in the same folder are left alone (a file one of them wrote is never written
+by another); every file appears when the export is committed.
+"""
 
 from __future__ import annotations
 
 import io
-import os
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
 
 from ..policies.prompts import PromptTemplates
+from ..safe_io import OwnedFolder
 from .samples import TrainingSample
 from .training_images import DEFAULT_OVERLAY, training_image
 
@@ -17,17 +24,10 @@ from .training_images import DEFAULT_OVERLAY, training_image
 IMAGE_TOKEN = "<image>"
 
 
-def prepare_output(out_dir: str, outputs: Sequence[str], overwrite: bool) -> str:
-    """Create ``out_dir``; refuse (unless ``overwrite``) when it already holds any of ``outputs``."""
-    path = os.path.abspath(os.path.expanduser(out_dir))
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"--out {out_dir} is a file; give a folder for the export.")
-    earlier = [name for name in outputs if os.path.exists(os.path.join(path, name))]
-    if earlier and not overwrite:
-        raise ValueError(f"--out {out_dir} already holds an export ({', '.join(earlier)}); choose a new folder "
-                         "or add --overwrite.")
-    os.makedirs(path, exist_ok=True)
-    return path
+def output_folder(out_dir: str, records_dir: str, kind: str, overwrite: bool) -> OwnedFolder:
+    """The export's folder, checked before any work (see the module docstring); ``kind``: the
+    format and its dataset or split."""
+    return OwnedFolder(out_dir, overwrite, "--out", inputs=[records_dir], kind=f"export {kind}", what="an export")
 
 
 def messages(sample: TrainingSample, templates: PromptTemplates) -> Tuple[List[dict], str]:
@@ -52,6 +52,13 @@ def png_bytes(picture: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def save_mask_png(path: str, mask: Optional[np.ndarray]) -> None:
-    """A binary mask as an 8-bit PNG (0 / 255), what the reference's reward reads (> 127)."""
-    Image.fromarray(np.where(np.asarray(mask, bool), 255, 0).astype(np.uint8), "L").save(path)
+def add_picture(folder: OwnedFolder, name: str, picture: Image.Image) -> str:
+    """Stage ``picture`` as the PNG ``name`` of the export folder; returns its final path."""
+    with folder.add(name) as temporary:
+        picture.save(temporary, format="PNG")
+    return folder.path(name)
+
+
+def mask_picture(mask: Optional[np.ndarray]) -> Image.Image:
+    """A binary mask as an 8-bit PNG picture (0 / 255), what the reference's reward reads (> 127)."""
+    return Image.fromarray(np.where(np.asarray(mask, bool), 255, 0).astype(np.uint8), "L")

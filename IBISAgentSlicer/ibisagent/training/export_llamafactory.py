@@ -17,12 +17,10 @@ Train with ``dataset_dir: <folder>`` and ``dataset: <dataset>`` in the SFT yaml
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from typing import Callable, Dict, Optional
 
 from ..policies.prompts import load_templates
-from .export_common import messages, prepare_output, sample_picture
+from .export_common import add_picture, messages, output_folder, sample_picture
 from .samples import iter_samples
 from .training_images import DEFAULT_OVERLAY
 
@@ -47,26 +45,25 @@ def export_llamafactory(records_dir: str, out_dir: str, overlay: str = DEFAULT_O
     """Export every finished record under ``records_dir``; returns a summary."""
     if not dataset or any(ch in dataset for ch in "/\\ "):
         raise ValueError(f"--dataset {dataset!r}: give a plain name (letters, digits, _ or -).")
+    out = output_folder(out_dir, records_dir, f"llamafactory {dataset}", overwrite)
+    data_file = f"{dataset}.json"
+    out.declare([data_file, "dataset_info.json"])
     templates = load_templates(prompts_dir)
     samples, problems = iter_samples(records_dir)
     for line in problems:
         log(f"left out {line}")
     if not samples:
         raise ValueError(f"{records_dir} holds no finished trajectory record to export.")
-    data_file = f"{dataset}.json"
-    out = prepare_output(out_dir, [data_file, "dataset_info.json", IMAGES_DIR], overwrite)
-    shutil.rmtree(os.path.join(out, IMAGES_DIR), ignore_errors=True)
+    names = [f"{IMAGES_DIR}/{sample.record_id}/step_{sample.step:02d}.png" for sample in samples]
+    out.declare(names)
     rows = []
-    for sample in samples:
-        relative = f"{IMAGES_DIR}/{sample.record_id}/step_{sample.step:02d}.png"
-        os.makedirs(os.path.dirname(os.path.join(out, relative)), exist_ok=True)
-        sample_picture(sample, overlay).save(os.path.join(out, relative))
+    for sample, relative in zip(samples, names):
+        add_picture(out, relative, sample_picture(sample, overlay))
         prompt, _ = messages(sample, templates)
         rows.append({"messages": prompt + [{"role": "assistant", "content": sample.response}], "images": [relative]})
-    with open(os.path.join(out, data_file), "w", encoding="utf-8") as handle:
-        json.dump(rows, handle, indent=1, ensure_ascii=False)
-    with open(os.path.join(out, "dataset_info.json"), "w", encoding="utf-8") as handle:
-        json.dump({dataset: dataset_info_entry(data_file)}, handle, indent=2)
+    out.add_text(data_file, json.dumps(rows, indent=1, ensure_ascii=False))
+    out.add_json("dataset_info.json", {dataset: dataset_info_entry(data_file)})
+    out.commit()
     records = len({s.record_id for s in samples})
     return {"format": "llamafactory", "samples": len(rows), "records": records, "left_out": len(problems),
-            "file": os.path.join(out, data_file), "dataset": dataset, "overlay": overlay}
+            "file": out.path(data_file), "dataset": dataset, "overlay": overlay}

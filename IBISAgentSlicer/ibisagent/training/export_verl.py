@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import shutil
 import zlib
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
+from PIL import Image
 
 from ..policies.prompts import load_templates
-from .export_common import messages, png_bytes, prepare_output, sample_picture, save_mask_png
+from ..safe_io import OwnedFolder
+from .export_common import add_picture, mask_picture, messages, output_folder, png_bytes, sample_picture
 from .rewards import OPTIMAL_STEP
 from .samples import TrainingSample, iter_samples
 from .training_images import DEFAULT_OVERLAY
@@ -84,15 +84,15 @@ def export_verl(records_dir: str, out_dir: str, overlay: str = DEFAULT_OVERLAY, 
 
     if not split or any(ch in split for ch in "/\\ "):
         raise ValueError(f"--split {split!r}: give a plain name such as train or test.")
+    out = output_folder(out_dir, records_dir, f"verl {split}", overwrite)
+    parquet_name = f"{split}.parquet"
+    out.declare([parquet_name])
     templates = load_templates(prompts_dir)
     samples, problems = iter_samples(records_dir)
     for line in problems:
         log(f"left out {line}")
     if not samples:
         raise ValueError(f"{records_dir} holds no finished trajectory record to export.")
-    parquet_name = f"{split}.parquet"
-    out = prepare_output(out_dir, [parquet_name, FILES_DIR], overwrite)
-    shutil.rmtree(os.path.join(out, FILES_DIR), ignore_errors=True)
     rows: List[dict] = []
     written: Dict[str, str] = {}
     for index, sample in enumerate(samples):
@@ -118,29 +118,28 @@ def export_verl(records_dir: str, out_dir: str, overlay: str = DEFAULT_OVERLAY, 
                 "optimal_step": int(optimal_step), "record_id": sample.record_id, "source": sample.source,
             },
         })
-    path = os.path.join(out, parquet_name)
-    pq.write_table(pa.Table.from_pylist(rows, schema=_schema()), path)
+    with out.add(parquet_name) as temporary:
+        pq.write_table(pa.Table.from_pylist(rows, schema=_schema()), temporary)
+    out.commit()
     return {"format": "verl", "samples": len(rows), "records": len({s.record_id for s in samples}),
-            "left_out": len(problems), "file": path, "overlay": overlay}
+            "left_out": len(problems), "file": out.path(parquet_name), "overlay": overlay}
 
 
-def _write_files(out: str, sample: TrainingSample, written: Dict[str, str]) -> Dict[str, str]:
-    """Absolute paths of the sample's image, reference mask and start mask PNGs (each written once)."""
-    from PIL import Image
-
-    folder = os.path.join(out, FILES_DIR, sample.record_id)
-    image_path = os.path.join(folder, "image.png")
-    truth_path = os.path.join(folder, "truth.png")
+def _write_files(out: OwnedFolder, sample: TrainingSample, written: Dict[str, str]) -> Dict[str, str]:
+    """Absolute paths of the sample's image, reference mask and start mask PNGs, each staged
+    once in the export folder."""
+    folder = f"{FILES_DIR}/{sample.record_id}"
+    image_path = out.path(f"{folder}/image.png")
+    truth_path = out.path(f"{folder}/truth.png")
     if image_path not in written:
-        os.makedirs(folder, exist_ok=True)
-        Image.fromarray(sample.image).save(image_path)
-        save_mask_png(truth_path, sample.truth)
+        add_picture(out, f"{folder}/image.png", Image.fromarray(sample.image))
+        add_picture(out, f"{folder}/truth.png", mask_picture(sample.truth))
         written[image_path] = truth_path
     start_path = ""
     if sample.start_mask.any():
         digest = hashlib.sha1(np.packbits(sample.start_mask).tobytes()).hexdigest()[:16]
-        start_path = os.path.join(folder, f"start_{digest}.png")
+        start_path = out.path(f"{folder}/start_{digest}.png")
         if start_path not in written:
-            save_mask_png(start_path, sample.start_mask)
+            add_picture(out, f"{folder}/start_{digest}.png", mask_picture(sample.start_mask))
             written[start_path] = start_path
     return {"image": image_path, "truth": truth_path, "start": start_path}

@@ -9,7 +9,7 @@ import json
 import os
 from typing import Optional
 
-from .trl_train import TRAINING_NOTE
+from .trl_train import TRAINING_NOTE, check_out_dir
 
 
 def base_of(adapter_dir: str) -> Optional[str]:
@@ -33,6 +33,7 @@ def merge_adapter(adapter_dir: str, out_dir: str, base: Optional[str] = None, dt
         raise ValueError(f"Give the base checkpoint with --base: {adapter_dir} does not say which one it was trained from.")
     if os.path.exists(out_dir):
         raise ValueError(f"--out {out_dir} already exists; choose a new folder for the merged checkpoint.")
+    check_out_dir(out_dir, adapter_dir, base)
     folder = str(check_checkpoint(base))
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder, dtype=getattr(torch, dtype), local_files_only=True)
     merged = merge_lora_adapter(model, adapter_dir)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -211,9 +210,9 @@ class EpisodeRecording:
         return self.folder
 
     def discard(self) -> None:
-        """Delete this record entirely (the person chose not to keep it); its steps no longer
-        count in `TrainingRecorder.recorded_steps`."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Delete this record (the person chose not to keep it): the files it wrote, not anything
+        else found in its folder; its steps no longer count in `TrainingRecorder.recorded_steps`."""
+        records.remove_record(self.folder)
         del self.steps[:]
 
 

@@ -27,17 +27,24 @@ The masks before each step are the observation: the model was shown ``image`` wi
 ``mask_before`` drawn on it (`ibisagent.training.training_images` renders it exactly). Only
 steps that were applied are in a record; undone steps are removed with their files.
 
+Every file is written atomically through `ibisagent.safe_io` (a crash leaves the previous
+version, never half a file); `remove_record` removes only the files a record is made of.
+
 Standard library + numpy only, so Slicer's Python can write and count records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
 import numpy as np
+
+from .. import safe_io
 
 FORMAT = "ibisagent-trajectory"
 VERSION = 1
@@ -65,17 +72,38 @@ def step_file(index: int) -> str:
 
 def write_json(path: str, document: Dict[str, Any]) -> None:
     """Write JSON atomically (a crash leaves the previous version, never half a file)."""
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=1)
-    os.replace(partial, path)
+    _require_folder(path)
+    safe_io.write_text(path, json.dumps(document, indent=1) + "\n")
 
 
 def write_arrays(path: str, **arrays: np.ndarray) -> None:
     """Compressed, lossless .npz, written atomically."""
-    partial = path + ".partial.npz"
-    np.savez_compressed(partial, **arrays)
-    os.replace(partial, path)
+    _require_folder(path)
+    with safe_io.atomic_path(path) as temporary:
+        np.savez_compressed(temporary, **arrays)
+
+
+def _require_folder(path: str) -> None:
+    """A record's folders are made when it starts; one that is gone was removed by someone, and
+    is not silently made again."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"The record folder {folder} is gone (removed while recording).")
+
+
+def remove_record(folder: str) -> None:
+    """Delete a record this product wrote: its own files (episode, image, steps, final), then its
+    folders if that leaves them empty. Anything else found there stays."""
+    steps = os.path.join(folder, STEPS_DIR)
+    names = [os.path.join(folder, name) for name in (EPISODE_FILE, IMAGE_FILE, FINAL_FILE)]
+    if os.path.isdir(steps):
+        names += [os.path.join(steps, name) for name in os.listdir(steps) if re.fullmatch(r"step_\d+\.npz", name)]
+    for path in names:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    for empty in (steps, folder):
+        with contextlib.suppress(OSError):  # not empty: someone else's files are kept
+            os.rmdir(empty)
 
 
 def read_arrays(path: str) -> Dict[str, np.ndarray]:

@@ -7,7 +7,9 @@ the click in the model's grammar with reasoning templated from the image and the
 at most 20 clicks, as the reference's trajectory generator). The segmentation tool is this
 product's (``graphcut`` by default), so the masks are the ones it will really produce. Every episode
 is written as a trajectory record with the expert mask as its truth, ready for
-``ibisagent export-training``.
+``ibisagent export-training``. A pair that cannot be used (unreadable, too small, a tool failure)
+is listed with its reason in ``skipped.txt`` and the run goes on; a record it had begun is
+removed, so a later run tries it again.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from ..actions import TERMINATE, Action, format_response
 from ..annotator import next_click
 from ..clicks import Click
 from ..episode import STOP_TERMINATED, Episode
+from ..evaluate import case_failure, find_pairs
 from ..imaging import Window, check_mask, to_rgb
 from ..metrics import iou
 from ..policies.base import Observation, Policy
+from ..safe_io import OwnedFolder
 from ..segmenters.base import Segmenter
 from . import reasoning
 from .recorder import TrainingRecorder
@@ -72,42 +76,46 @@ def generate_trajectories(images_dir: str, masks_dir: str, out_dir: str, segment
     """Write one record per usable pair into ``out_dir``; returns a summary. ``request`` may
     hold ``{name}`` (the case name). Pairs that cannot be used are listed in
     ``out_dir/skipped.txt`` and in the summary."""
-    from ..evaluate import find_pairs
-
     if max_steps < 1:
         raise ValueError(f"--max-steps must be at least 1; got {max_steps}.")
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ValueError(f"--out {out_dir} is a file; give a folder for the records.")
+    # Records accumulate in the folder (each run adds its own); the list of skipped pairs is ours.
+    folder = OwnedFolder(out_dir, True, "--out", ["skipped.txt"], [images_dir, masks_dir, initial_dir],
+                         kind="trajectories")
     pairs, problems = find_pairs(images_dir, masks_dir, initial_dir)
     recorder = TrainingRecorder(out_dir)
     final_ious: List[float] = []
-    steps = 0
+    steps = kept = 0
     for name, image_path, mask_path, initial_path in pairs:
         if os.path.exists(os.path.join(recorder.folder, name)):
             problems.append(f"{name}: {out_dir} already holds a record named {name}; left as it was")
+            kept += 1
             continue
+        recording = None
         try:
             pixels, _ = image_io.read_2d(image_path)
             image_rgb = to_rgb(pixels, window)
             truth = image_io.read_mask_2d(mask_path, image_rgb.shape[:2])
             initial = image_io.read_mask_2d(initial_path, image_rgb.shape[:2]) if initial_path else None
             teacher = ColdStartTeacher(truth, stop_iou)
-        except (ValueError, FileNotFoundError) as error:
-            problems.append(f"{os.path.basename(image_path)}: {error}")
+            episode = Episode(image_rgb, segmenter, teacher, request=request.replace("{name}", name),
+                              initial_mask=initial, max_steps=max_steps)
+            recording = recorder.record(episode, source="cold-start", truth=truth, name=name)
+            result = episode.run()
+            recording.finish(done=result.stop_reason == STOP_TERMINATED)
+        except Exception as error:  # noqa: BLE001 - one bad pair is listed, the run goes on
+            if recording is not None:
+                recording.discard()
+            problems.append(f"{os.path.basename(image_path)}: {case_failure(error)}")
             continue
-        episode = Episode(image_rgb, segmenter, teacher, request=request.replace("{name}", name),
-                          initial_mask=initial, max_steps=max_steps)
-        recording = recorder.record(episode, source="cold-start", truth=truth, name=name)
-        result = episode.run()
-        recording.finish(done=result.stop_reason == STOP_TERMINATED)
         steps += len(result.steps)
         final_ious.append(iou(result.mask, truth))
         log(f"{name}: {len(result.steps)} steps, IoU {final_ious[-1]:.3f} ({result.stop_reason})")
-    with open(os.path.join(recorder.folder, "skipped.txt"), "w", encoding="utf-8") as handle:
-        handle.writelines(line + "\n" for line in problems)
+    folder.write_text("skipped.txt", "".join(line + "\n" for line in problems))
+    folder.finish()
     for line in problems:
         log(f"skipped {line}")
-    if not final_ious:
-        raise ValueError(f"No trajectory could be made; see {os.path.join(recorder.folder, 'skipped.txt')}.")
-    return {"records": len(final_ious), "steps": steps, "mean_final_iou": round(float(np.mean(final_ious)), 4),
-            "skipped": len(problems)}
+    if not final_ious and not kept:
+        raise ValueError(f"No trajectory could be made; see {folder.path('skipped.txt')}.")
+    return {"records": len(final_ious), "steps": steps,
+            "mean_final_iou": round(float(np.mean(final_ious)), 4) if final_ious else None,
+            "skipped": len(problems), "already_recorded": kept}

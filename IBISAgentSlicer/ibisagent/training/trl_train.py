@@ -12,7 +12,10 @@ pixels; SFT cutoff 2048 tokens, learning rate 1e-5, cosine schedule, warm-up 10 
 1e-6 without warm-up (verl's default), and the five rewards scored with this product's segmentation tool.
 
 The output folder holds the LoRA adapter (``adapter_config.json``, ``adapter_model.safetensors``)
-and the processor. Serve it with ``--policy qwen --checkpoint BASE --policy-option adapter=OUT``
+and the processor, written by the trainers themselves; so it must be a new (or empty) folder and
+no input (`check_out_dir`, before anything is loaded): a trainer saving into the base checkpoint's
+folder would replace its configuration and tokenizer files. Serve it with
+``--policy qwen --checkpoint BASE --policy-option adapter=OUT``
 or merge it (`ibisagent.training.merge`) into a full checkpoint for vLLM.
 """
 
@@ -24,6 +27,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
+from .. import safe_io
 from ..imaging import MODEL_MAX_PIXELS
 
 #: Every linear layer of the language model; the vision tower (``model.visual``) stays frozen.
@@ -39,6 +43,25 @@ class TrainingRun:
     steps: int
     loss: float
     log: list
+
+
+def check_out_dir(out_dir: str, *inputs: str) -> None:
+    """Refuse, before any work, an output folder that is an input (or holds one, or lies inside
+    one), that holds files already, or that cannot be written: the trainers write their files
+    into it directly."""
+    out = os.path.abspath(out_dir)
+    for given in inputs:
+        if not given:
+            continue
+        given = os.path.abspath(given)
+        inside = out == given or out.startswith(given.rstrip(os.sep) + os.sep) or given.startswith(out + os.sep)
+        if inside or safe_io.same_file(out, given):
+            raise ValueError(f"--out {out_dir} overlaps the input {given}; write the result to a new folder.")
+    if os.path.isdir(out) and os.listdir(out):
+        raise ValueError(f"--out {out_dir} already holds files; choose a new folder (nothing is written over).")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out_dir} is a file; give a new folder.")
+    safe_io.check_folder_writable(out, "--out")
 
 
 def lora_config(rank: int = 8, alpha: Optional[int] = None, dropout: float = 0.0):
@@ -82,8 +105,8 @@ def _finish(trainer, processor, out_dir: str, note: Dict[str, Any]) -> TrainingR
     trainer.save_model(out_dir)
     processor.save_pretrained(out_dir)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    with open(os.path.join(out_dir, TRAINING_NOTE), "w", encoding="utf-8") as handle:
-        json.dump(dict(note, steps=trainer.state.global_step, losses=losses), handle, indent=2)
+    safe_io.write_text(os.path.join(out_dir, TRAINING_NOTE),
+                       json.dumps(dict(note, steps=trainer.state.global_step, losses=losses), indent=2))
     return TrainingRun(out_dir, trainer.state.global_step, losses[-1] if losses else math.nan,
                        list(trainer.state.log_history))
 
@@ -97,6 +120,7 @@ def train_sft(data_dir: str, checkpoint: str, out_dir: str, dataset: str = "", m
 
     from .trl_data import sft_dataset
 
+    check_out_dir(out_dir, checkpoint, data_dir)
     train = sft_dataset(data_dir, dataset)
     model, processor, device = load_model(checkpoint, device)
     args = SFTConfig(max_length=max_length, **_common_args(out_dir, device, max_steps, epochs, learning_rate,
@@ -130,6 +154,7 @@ def train_grpo(parquet_path: str, checkpoint: str, out_dir: str, max_steps: int 
 
     if num_generations < 2:
         raise ValueError(f"--num-generations must be at least 2 (GRPO compares completions); got {num_generations}.")
+    check_out_dir(out_dir, checkpoint, parquet_path)
     train = grpo_dataset(parquet_path)
     scorer = RewardScorer(segmenter_name=segmenter or DEFAULT_SEGMENTER, **(tool_options or {}))
     model, processor, device = load_model(checkpoint, device)

@@ -23,6 +23,7 @@ import bench_latency  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_quality  # noqa: E402
 import bench_scaling  # noqa: E402
+import bench_server_memory  # noqa: E402
 import run_benchmarks  # noqa: E402
 
 
@@ -116,3 +117,10 @@ def test_gpu_script_tiny_path_runs(tmp_path):
     assert [r["new_tokens"] for r in qwen] == [2, 4]  # generation lengths are forced
     server = next(r for r in result["rows"] if r["part"].startswith("server step"))
     assert server["steps"] == gpu_benchmark.TINY["episode_steps"]
+
+
+def test_server_memory_benchmark_measures_a_separate_server_process():
+    result = bench_server_memory.run(size=96, cycles=2, held=1)
+    points = [row["point"] for row in result["rows"]]
+    assert points == ["start", "held 1", "held 1 closed", "cycle 1", "cycle 2"]
+    assert all(row["rss_mb"] > 0 for row in result["rows"]) and result["peak_mb"] > 0

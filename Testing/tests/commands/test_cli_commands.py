@@ -139,7 +139,7 @@ def test_continue_never_replaces_existing_files_without_overwrite(slice_files, t
     assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"the user's own file"
     assert main(common + ["--out", str(tmp_path / "new.nii.gz"), "--truth", str(slice_files / "truth.nii.gz"),
                           "--log", str(slice_files / "truth.nii.gz")]) == 2
-    assert "must not overwrite the input" in capsys.readouterr().err
+    assert "must not overwrite an input" in capsys.readouterr().err
     for bad_out, message in (("o.jpg", "write the mask as one of"), ("o.txt", "write the mask as one of")):
         assert main(common + ["--out", str(tmp_path / bad_out)]) == 2
         assert message in capsys.readouterr().err and not (tmp_path / bad_out).exists()
@@ -187,15 +187,22 @@ def test_continue_keeps_a_colour_png_in_colour(tmp_path, monkeypatch):
 def test_eval_refuses_an_earlier_runs_folder_and_a_file(eval_folders, tmp_path, capsys):
     args = ["eval", "--images", str(eval_folders / "images"), "--masks", str(eval_folders / "masks"),
             "--clicks", "1", "--no-progress"]
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "summary.json").write_text("{}")
-    assert main(args + ["--out", str(tmp_path / "old")]) == 2
-    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "old" / "summary.json").read_text() == "{}"
+    assert main(args + ["--out", str(tmp_path / "earlier")]) == 0
+    capsys.readouterr()
+    assert main(args + ["--out", str(tmp_path / "earlier")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
     assert main(args + ["--out", str(tmp_path / "file")]) == 2
     assert "is a file" in capsys.readouterr().err
-    assert main(args + ["--out", str(tmp_path / "old"), "--overwrite"]) == 0
-    assert json.loads((tmp_path / "old" / "summary.json").read_text())["cases"] == 3
+    assert main(args + ["--out", str(tmp_path / "earlier"), "--overwrite"]) == 0
+    assert json.loads((tmp_path / "earlier" / "summary.json").read_text())["cases"] == 3
+    # a file of the user's named like an output is never replaced, --overwrite or not
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "summary.json").write_text("{}")
+    for extra in ([], ["--overwrite"]):
+        assert main(args + ["--out", str(tmp_path / "mine")] + extra) == 2
+        assert "summary.json, which this tool did not write" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "summary.json").read_text() == "{}"
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])

@@ -98,7 +98,7 @@ def test_the_store_expires_only_idle_sessions():
     clock = FakeClock()
     ended = []
     store = SessionStore(TTL, 4, clock=clock, on_end=ended.append)
-    busy, idle = (types.SimpleNamespace(id=name, in_flight=0) for name in ("busy", "idle"))
+    busy, idle = (types.SimpleNamespace(id=name, in_flight=0, held_bytes=0) for name in ("busy", "idle"))
     store.add(busy)
     store.add(idle)
     busy.in_flight = 1

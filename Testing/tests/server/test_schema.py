@@ -9,7 +9,15 @@ import shutil
 import subprocess
 import sys
 
-from server_fakes import TOKEN
+import pytest
+from server_fakes import TOKEN, start_fake_server
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The API description is served only with --api-docs (and only with the token)."""
+    with start_fake_server(api_docs=True) as running:
+        yield running
 
 ST = shutil.which("schemathesis") or os.path.join(os.path.dirname(sys.executable), "schemathesis")
 

@@ -183,3 +183,21 @@ def test_unfinished_records_are_left_out_with_a_reason(tmp_path):
     assert samples == [] and "never finished" in problems[0]
     with pytest.raises(ValueError, match="no finished trajectory"):
         export_verl(str(tmp_path), str(tmp_path / "out"), log=lambda line: None)
+
+
+def test_two_splits_share_a_folder_and_overwrite_touches_only_its_own(cold_start_records, tmp_path):
+    import shutil
+
+    records = sorted(p for p in cold_start_records.iterdir() if p.is_dir())
+    for split, record in zip(("train", "val"), records):
+        shutil.copytree(record, tmp_path / split / record.name)
+    out = tmp_path / "rl"
+    export_verl(str(tmp_path / "train"), str(out), split="train", log=lambda line: None)
+    export_verl(str(tmp_path / "val"), str(out), split="test", log=lambda line: None)
+    test_files = {p: p.read_bytes() for p in (out / "files" / records[1].name).iterdir()}
+    test_files[out / "test.parquet"] = (out / "test.parquet").read_bytes()
+    with pytest.raises(ValueError, match="already holds an export"):
+        export_verl(str(tmp_path / "train"), str(out), split="train", log=lambda line: None)
+    export_verl(str(tmp_path / "train"), str(out), split="train", overwrite=True, log=lambda line: None)
+    assert all(path.read_bytes() == data for path, data in test_files.items())
+    assert pq.read_table(out / "train.parquet").num_rows > 0

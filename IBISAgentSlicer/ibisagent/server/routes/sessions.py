@@ -57,7 +57,7 @@ def _state(session: AgentSession, expires_in_s: float) -> SessionState:
              responses=errors_for(*(AUTHED + (protocol.SERVER_BUSY,))))
 async def open_session(body: CreateSessionRequest, state: State) -> SessionState:
     """Upload the slice once and start an episode, from the user's mask if one is given."""
-    state.room_for_session()
+    state.room_for_session(body.image.rows, body.image.cols)
     image, mask = await state.quick_call(_decode_upload, body)
     session = await state.open_session(
         AgentSession.open, state.store.new_id(), image, body.request, mask, body.max_steps, body.image_meta,
