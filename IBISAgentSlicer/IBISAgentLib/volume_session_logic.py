@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from ibisagent.clicks import AGENT, USER_MOVED
+from ibisagent.errors import InvalidOutputError
 from ibisagent.session import Decide, EpisodeResult, Step, run_until_stop
 
 from . import proposal_markups, segment_masks
@@ -166,7 +167,7 @@ class WorkedVolume:
                 self._call("Taking the step back", self.session.undo)
             except AgentStepError:
                 pass  # the segment is unchanged; report the write error
-            raise AgentStepError("Writing the new mask into the segment", "engine", error) from error
+            raise AgentStepError("Writing the new mask into the segment", error) from error
         self.markups.clear_proposals()
         return step
 
@@ -406,8 +407,7 @@ class VolumeSessionLogic:
             worked.session.look_at(view, shown)
         proposal = worked.propose()
         if proposal.error:
-            raise AgentStepError("The model's answer could not be read", "invalid-output", ValueError(proposal.error),
-                                 proposal)
+            raise AgentStepError("The model's answer could not be read", InvalidOutputError(proposal.error, proposal))
         where = f" on {proposal.plane} slice {proposal.index}" if proposal.voxel is not None else ""
         self.log(f"Agent{where}: {proposal.action.to_text()} - {proposal.reasoning.strip()}")
         return proposal
