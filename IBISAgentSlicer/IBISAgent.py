@@ -989,13 +989,18 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
                 widget.ui.skipButton.click()
                 self.assertIsNone(widget.lastError, widget.lastError)
 
-            # A negative point in the Yellow view, off the slice the Red view shows.
-            yellow, red = slice_geometry(volume, "Yellow"), slice_geometry(volume, "Red")
+            # A negative point in the Yellow view, off the slices the other views and the agent show
+            # (a point on one of those would belong to that view).
+            session, yellow = widget.logic.volumeSession.session, slice_geometry(volume, "Yellow")
+            shown = [(name, slice_geometry(volume, name).slice_index) for name in ("Red", "Green")]
+            if session.pending is not None:
+                shown.append((session.pending.plane, session.pending.index))
             rows, cols = yellow.shape
-            row = next(r for r in (rows // 4, 3 * rows // 4, rows // 3)
-                       if int(yellow.pixel_to_ijk(cols // 2, r)[red.normal_axis]) != red.slice_index)
+            col, row = next((c, r) for r in (rows // 4, 3 * rows // 4) for c in (cols // 3, 2 * cols // 3)
+                            if all(session.views.to_slice(name, tuple(yellow.pixel_to_ijk(c, r)[::-1]))[0] != index
+                                   for name, index in shown))
             widget.startPlacingPoint(False)
-            widget._placement.node.AddControlPoint(*[float(v) for v in yellow.pixel_to_ras(cols // 2, row)])
+            widget._placement.node.AddControlPoint(*[float(v) for v in yellow.pixel_to_ras(col, row)])
             widget._stopPlacing()
             widget.ui.acceptButton.click()
             self.assertIsNone(widget.lastError, widget.lastError)
