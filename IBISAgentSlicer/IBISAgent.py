@@ -2,12 +2,13 @@
 
 The 3D Slicer scripted module in the template's four parts: module metadata, the parameter node,
 the widget and the in-Slicer test. All computation lives in `IBISAgentLib` (`IBISAgentLogic`
-works from the Python console with no panel: episodes, propagation, the local server, package
-installs, and `actions`, which says what the user may do now and why not). The widget only
-wires: it loads the .ui, keeps the scene's choices in the parameter node and the remembered
-ones in `IBISAgentLib.settings.AgentSettings`, calls one logic method per button inside one
-error path (`_action`), runs agent calls on a worker thread, and shows the results. Nothing here
-imports torch or a server dependency.
+works from the Python console with no panel: episodes on a slice or on the whole segment in 3D,
+propagation, the local server, package installs, and `actions`, which says what the user may do
+now and why not, or what each button does). The widget only wires: it loads the .ui, keeps the
+scene's choices in the parameter node and the remembered ones in
+`IBISAgentLib.settings.AgentSettings`, calls one logic method per button inside one error path
+(`_action`), runs agent calls on a worker thread, and shows the results. Nothing here imports
+torch or a server dependency.
 """
 
 import contextlib
@@ -33,7 +34,7 @@ if MODULE_DIR not in sys.path:
 
 from ibisagent.errors import Cancelled
 from IBISAgentLib import history_text
-from IBISAgentLib.actions import ACTIONS
+from IBISAgentLib.actions import ACTIONS, SLICE, WORK_ON
 from IBISAgentLib.agent_worker import AgentWorker, wait_for
 from IBISAgentLib.local_server import LocalServerError, default_python
 from IBISAgentLib.logic import IBISAgentLogic
@@ -73,6 +74,11 @@ work in, and optionally a request such as "Segment the liver". Press <b>Continue
 the agent looks at the current slice and your segment and proposes a click (green: positive,
 red: negative). Drag, flip, delete or add points, then <b>Accept</b>. Only the worked slice of
 the chosen segment changes, and every step can be undone.</p>
+<p><b>Work on: volume</b> continues the whole segment as one 3D session (Local mode): the agent
+looks at the view's slice first, then where the outline jumps between slices; its proposal
+appears on its slice and that view moves there; points you place in the Red, Yellow or Green
+view all belong to the session, and the 3D tool updates the mask around them. The same buttons
+and shortcuts apply; Undo is exact, and other segments never change.</p>
 <p>The agent runs in a local server on this machine (images never leave it): use <b>Start local
 server</b>, or point the URL at a server you started yourself. <b>Local (no server)</b> runs the
 weight-free policy and the classical tool inside Slicer instead.</p>
@@ -120,7 +126,8 @@ class IBISAgentParameterNode:
 
     inputVolume - the volume to segment (scalar or colour).
     segmentation, segmentId - the segment to continue.
-    view - the slice view to work in; its current slice is the one edited.
+    view - the slice view to work in; its current slice is the one edited (in 3D: looked at first).
+    workOn - "slice" (the view's slice) or "volume" (the whole segment, one 3D session).
     request - what to segment, in words (may be empty).
     maxSteps - the agent's step limit for one episode.
     autoSteps - how many steps "Auto-run" takes without asking.
@@ -132,6 +139,7 @@ class IBISAgentParameterNode:
     segmentation: vtkMRMLSegmentationNode
     segmentId: str = ""
     view: Annotated[str, Choice(["Red", "Yellow", "Green"])] = "Red"
+    workOn: Annotated[str, Choice(list(WORK_ON))] = SLICE
     request: str = ""
     maxSteps: Annotated[int, WithinRange(1, 100)] = 20
     autoSteps: Annotated[int, WithinRange(1, 100)] = 5
@@ -174,7 +182,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._shown = self._busy = self._cancelRequested = self._stopRequested = self._polling = False
         self._placement = None  # the point being placed (IBISAgentLib.proposal_markups.PointPlacement)
         self._serverStatus = ""  # the local server's last status line
-        self._propagatedSlices = 0  # slices written by the propagation in progress
+        self._propagatedSlices = 0  # slices written by the run-through in progress (its status line)
         self.lastError = None  # message of the last failure, for tests and the status line
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -309,7 +317,8 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._onParameterNodeModified()
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
-        """Mirror the parts the wrapper cannot bind (the segment selector), then refresh."""
+        """Mirror the parts the wrapper cannot bind (the segment selector), end an episode the
+        choices no longer describe, then refresh."""
         p = self._parameterNode
         if p:
             wasBlocked = self.ui.segmentSelector.blockSignals(True)
@@ -317,6 +326,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if p.segmentId and self.ui.segmentSelector.currentSegmentID() != p.segmentId:
                 self.ui.segmentSelector.setCurrentSegmentID(p.segmentId)
             self.ui.segmentSelector.blockSignals(wasBlocked)
+            self._finishIfElsewhere()
         self._refresh()
 
     def onSegmentationChanged(self, node) -> None:
@@ -339,23 +349,23 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.NodeModify(p):
                 p.segmentation = node
                 p.segmentId = segmentId
-        self._finishIfElsewhere()
 
     def onSegmentChanged(self, segmentId) -> None:
         """The user picked another segment."""
         if self._parameterNode and self._parameterNode.segmentId != segmentId:
             self._parameterNode.segmentId = segmentId or ""
-        self._finishIfElsewhere()
 
     def _finishIfElsewhere(self) -> None:
-        """A running episode on a segment other than the selected one ends (its mask stays)."""
+        """A running episode on another segment, or on the other of a slice and the whole
+        segment, ends (its mask stays)."""
         p = self._parameterNode
         if p is None or self._busy or self.logic is None:
             return
         with self._quietly():
-            if self.logic.finishIfElsewhere(p.segmentation, p.segmentId):
-                self._addHistory("Finished", "Another segment was chosen.")
-                self._setStatus("Finished: another segment was chosen.")
+            reason = self.logic.finishIfElsewhere(p.segmentation, p.segmentId, p.workOn)
+            if reason:
+                self._addHistory("Finished", reason)
+                self._setStatus(f"Finished: {reason}")
 
     def onFromSegmentEditor(self) -> None:
         """Take the volume, segmentation and segment that the Segment Editor has selected."""
@@ -373,11 +383,11 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Enable each control and set its tooltip from `IBISAgentLogic.actions`."""
         if not hasattr(self, "ui") or self.logic is None:
             return
-        inputs = self._parameterNode.inputs() if self._parameterNode else (None, None, "")
-        for name, reason in self.logic.actions(*inputs, busy=self._busy).items():
+        p = self._parameterNode
+        inputs = p.inputs() if p else (None, None, "")
+        for name, state in self.logic.actions(*inputs, busy=self._busy, workOn=p.workOn if p else SLICE).items():
             widget = getattr(self.ui, ACTIONS[name][0])
-            widget.enabled = not reason
-            widget.toolTip = reason or ACTIONS[name][1]
+            widget.enabled, widget.toolTip = state.enabled, state.tooltip
         server = self.logic.localServer
         self.ui.startServerButton.text = ("Stop" if server is not None and server.running else "Start") + " local server"
         self.ui.recordFolderButton.text = self.logic.settings.recordFolder or "Choose a folder..."
@@ -455,6 +465,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         finally:
             qt.QApplication.restoreOverrideCursor()
             self._busy = False
+            self._finishIfElsewhere()  # the choices may have changed while the agent worked
             self._refresh()
 
     @staticmethod
@@ -518,7 +529,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         logic = self.logic
         return {
             "testConnection": ("Cannot reach the agent.", self._testConnection),
-            "continue": ("Could not start the agent on this slice.", self._continue),
+            "continue": ("Could not start the agent.", self._continue),
             "next": ("The agent could not propose a step.", lambda: self._showProposal(logic.proposeNext())),
             "accept": ("The step could not be applied; the segment is unchanged.",
                        lambda: self._showStep(logic.acceptProposal())),
@@ -551,15 +562,12 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _testConnection(self) -> None:
         self._ensurePackages(self.logic.localEnginePackages(), "The in-process agent")
-        info = self.logic.serverInfo()
-        where = "In Slicer (no server)" if info.get("local") else "Connected"
-        policy, tool, api = (info.get(key, "?") for key in ("policy", "segmenter", "api_version"))
-        recording = "; the server records every session for training" if info.get("records_sessions") else ""
-        self.ui.connectionStatusLabel.text = f"{where}: policy {policy}, tool {tool}, API {api}{recording}"
+        self.ui.connectionStatusLabel.text = history_text.connection(self.logic.serverInfo())
         self._setStatus("Agent ready.")
 
     def _continue(self) -> None:
-        """Continue my mask: an episode from the segment on the view's current slice."""
+        """Continue my mask: an episode from the segment on the view's current slice, or on the
+        whole segment (Work on)."""
         self.ui.historyListWidget.clear()
         self._startEpisode()
         self._showProposal(self.logic.proposeNext())
@@ -567,13 +575,14 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _startEpisode(self) -> None:
         self._ensurePackages(self.logic.localEnginePackages(), "The in-process agent")
         p = self._parameterNode
-        state = self.logic.startEpisode(*p.inputs(), request=p.request, view=p.view, maxSteps=p.maxSteps)
+        state = self.logic.startEpisode(*p.inputs(), request=p.request, view=p.view, maxSteps=p.maxSteps,
+                                        workOn=p.workOn)
         self._addHistory("Start", history_text.start(state))
 
     def _autoRun(self) -> None:
         """Accept what is on screen, then run until N steps are done, the agent stops or Stop
         is pressed (the logic's run loop)."""
-        if self.logic.workedSlice is None:
+        if self.logic.activeEpisode is None:
             self._startEpisode()
         stop = self.logic.runSteps(self._parameterNode.autoSteps, onStep=self._showStep, onProposal=self._showProposal,
                                    decide=lambda _proposal: None if self._stopRequested else self.logic.onScreenClicks())
@@ -596,7 +605,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _finishQuietly(self, message) -> None:
         """End the running episode (its mask stays) and say why; never raises."""
         with self._quietly():
-            if self.logic.workedSlice is not None:
+            if self.logic.activeEpisode is not None:
                 self.logic.finish()
                 self._addHistory("Finished", message)
         self._setStatus(message)
@@ -615,12 +624,10 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._addHistory(*history_text.proposal(proposal))
         if proposal.answer:
             self._addHistory("Answer", str(proposal.answer), bold=True)
-        stopReason = self.logic.state()["stop_reason"]
-        self._setStatus(f"The agent stopped ({stopReason}). Press Finish, or add points and Accept." if stopReason
-                        else "Proposal on screen: drag, flip, delete or add points, then Accept.")
+        self._setStatus(history_text.proposal_status(proposal, self.logic.state()["stop_reason"]))
 
     def _showStep(self, step) -> None:
-        self._setStatus(f"Step {step.index} applied: {step.mask_pixels} pixels in the mask.")
+        self._setStatus(history_text.step(step))
         slicer.app.processEvents()
 
     # -- propagation through the slices ------------------------------------------------------
@@ -663,15 +670,12 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         finished = opened.get("finished")
         if finished:
-            self._propagatedSlices += int(finished["written"])
             self._addHistory(f"Slice {finished['index']}", history_text.propagated_slice(finished))
         self._addHistory(f"Slice {opened['slice']}", history_text.start(opened["state"]))
         if self._parameterNode.propagateSteps > 0:
             self._showProposal(self.logic.proposeNext())
         else:
-            self._setStatus("The carried mask no longer stands out as the target did: Next slice ends this direction "
-                            "here unless you edit it." if opened.get("faded")
-                            else "Carried mask on screen: edit it if needed, then Next slice.")
+            self._setStatus(history_text.carried_slice(opened))
 
     def _showPropagationEnd(self, summary) -> None:
         written = len(summary["written"])
@@ -743,8 +747,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self._placement = self.logic.startPlacingPoint(positive, placed)
         slicer.modules.markups.logic().StartPlaceMode(False)
-        self._setStatus(f"Click in the {self._parameterNode.view} view to place a "
-                        f"{'positive' if positive else 'negative'} point.")
+        self._setStatus(history_text.placing(self.logic.state(), positive))
 
     def _stopPlacing(self, leavePlaceMode=True) -> None:
         """End the placement (the user's active list is back) and leave place mode - before
@@ -816,7 +819,8 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 class IBISAgentTest(ScriptedLoadableModuleTest):
     """Runs the panel's flow in a real Slicer with the CPU defaults, on the module's sample data
     (IBISAgentBrain, loaded through the Sample Data module): in Local (no server) mode, the
-    weight-free policy and the classical tool run inside Slicer. Testing/Python/
+    weight-free policy and the classical tool run inside Slicer, on a slice and on the whole
+    segment (Work on: volume, the 3D graph cut). Testing/Python/
     IBISAgentSelfTest.py runs the same flow against a local agent server. The user's remembered
     settings are never written (the tests set fields in code, and only user edits save them),
     and the fields a test changes are put back afterwards."""
@@ -829,6 +833,8 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
         """Run every test of this class."""
         self.setUp()
         self.test_widgetFlow()
+        self.setUp()
+        self.test_widgetFlow3D()
 
     def loadSample(self):
         """The module's sample through the Sample Data module: (volume, segmentation, segment id)."""
@@ -882,7 +888,7 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
         volume, segmentation, segmentId = self.loadSample()
         p = widget._parameterNode
         p.inputVolume, p.segmentation, p.segmentId = volume, segmentation, segmentId
-        p.view, p.request = "Red", "Segment the brain."
+        p.view, p.request, p.workOn = "Red", "Segment the brain.", SLICE
         self.assertTrue(widget.ui.continueButton.enabled, widget.ui.continueButton.toolTip)
         self.assertFalse(widget.ui.undoButton.enabled)
         for button in (widget.ui.testConnectionButton, widget.ui.continueButton):
@@ -942,3 +948,79 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
         segmentation.GetSegmentation().RemoveSegment(segmentId)
         self.assertIsNone(widget.logic.workedSlice)
         self.assertFalse(widget.ui.nextButton.enabled)
+
+    def test_widgetFlow3D(self):
+        """Work on: volume (Local): refused with a server, saying why; continue, a proposal on its
+        slice with the view there, skip, a negative point placed in the Yellow view, accept, undo
+        (bit-exact), auto-run, finish; switching back to a slice ends the 3D session."""
+        import unittest
+
+        import numpy as np
+
+        from IBISAgentLib.actions import REMOTE_3D, VOLUME
+        from IBISAgentLib.settings import DEFAULT_SERVER_URL
+        from IBISAgentLib.slice_geometry import slice_geometry
+
+        slicer.util.selectModule("IBISAgent")
+        widget = slicer.modules.IBISAgentWidget
+        if widget.logic.localEnginePackages():
+            raise unittest.SkipTest("Skipped: the in-process agent needs " + ", ".join(
+                widget.logic.localEnginePackages()) + " in Slicer.")
+        self.delayDisplay("Starting the IBISAgent 3D flow test (Local, no server)")
+        volume, segmentation, segmentId = self.loadSample()
+        p = widget._parameterNode
+        p.inputVolume, p.segmentation, p.segmentId = volume, segmentation, segmentId
+        p.view, p.request, p.workOn = "Red", "Segment the brain.", VOLUME
+        before = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume).copy()
+        with self.keptPanelFields(widget):
+            widget.ui.agentModeComboBox.currentIndex = AGENT_MODES.index(SERVER)
+            widget.ui.serverUrlLineEdit.text = DEFAULT_SERVER_URL
+            self.assertFalse(widget.ui.continueButton.enabled)
+            self.assertEqual(widget.ui.continueButton.toolTip, REMOTE_3D)
+            widget.ui.agentModeComboBox.currentIndex = AGENT_MODES.index(LOCAL)
+            self.assertTrue(widget.ui.continueButton.enabled, widget.ui.continueButton.toolTip)
+
+            widget.ui.continueButton.click()
+            self.assertIsNone(widget.lastError, widget.lastError)
+            pending = widget.logic.volumeSession.session.pending
+            if pending is not None and pending.voxel is not None:  # the view moved to the proposal's slice
+                self.assertEqual(slice_geometry(volume, pending.plane).slice_index, pending.index)
+            if widget.ui.skipButton.enabled:
+                widget.ui.skipButton.click()
+                self.assertIsNone(widget.lastError, widget.lastError)
+
+            # A negative point in the Yellow view, off the slices the other views and the agent show
+            # (a point on one of those would belong to that view).
+            session, yellow = widget.logic.volumeSession.session, slice_geometry(volume, "Yellow")
+            shown = [(name, slice_geometry(volume, name).slice_index) for name in ("Red", "Green")]
+            if session.pending is not None:
+                shown.append((session.pending.plane, session.pending.index))
+            rows, cols = yellow.shape
+            col, row = next((c, r) for r in (rows // 4, 3 * rows // 4) for c in (cols // 3, 2 * cols // 3)
+                            if all(session.views.to_slice(name, tuple(yellow.pixel_to_ijk(c, r)[::-1]))[0] != index
+                                   for name, index in shown))
+            widget.startPlacingPoint(False)
+            widget._placement.node.AddControlPoint(*[float(v) for v in yellow.pixel_to_ras(col, row)])
+            widget._stopPlacing()
+            widget.ui.acceptButton.click()
+            self.assertIsNone(widget.lastError, widget.lastError)
+            click = widget.logic.state()["steps"][-1]["clicks"][-1]
+            self.assertEqual((click["plane"], click["positive"]), ("Yellow", False))
+            self.assertTrue(widget.ui.undoButton.enabled)
+            widget.ui.undoButton.click()
+            self.assertIsNone(widget.lastError, widget.lastError)
+            after = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
+            np.testing.assert_array_equal(before, after)
+
+            p.autoSteps = 2
+            for button in (widget.ui.autoRunButton, widget.ui.finishButton):
+                button.click()
+                self.assertIsNone(widget.lastError, widget.lastError)
+            self.assertIsNone(widget.logic.volumeSession)
+
+            widget.ui.continueButton.click()  # choosing a slice again ends the 3D session
+            self.assertIsNotNone(widget.logic.volumeSession)
+            p.workOn = "slice"
+            self.assertIsNone(widget.logic.activeEpisode)
+            self.assertIn("slice", widget.ui.statusLabel.text)
+        self.delayDisplay("IBISAgent 3D flow test passed")

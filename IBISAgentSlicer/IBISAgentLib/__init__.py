@@ -13,6 +13,9 @@ One module per concern:
 - `worked_slice`: an agent session bound to one slice of one segment (MRML follows the session).
 - `propagation`: a segment carried through the slices of a volume, the agent checking every slice
   (run through or slice by slice), one undo for the whole propagation.
+- `segment_volume`: the whole segment as a 3D mask, read and written in the segment's own grid.
+- `volume_session_logic`: a 3D session on the whole segment (points in any view are its voxels),
+  driven by the same step methods of the logic as a slice.
 - `agent_sessions`: which agent the logic uses (a server, or the one in-process engine), opening
   sessions on it, and the agent error type.
 - `agent_worker`: the worker thread for agent calls and the GIL-friendly wait for them.
@@ -20,7 +23,9 @@ One module per concern:
 - `requirements`: what the in-process engine and a local server need (from pyproject.toml), and
   installing it.
 - `settings`: the panel's saved settings, one small object.
-- `actions`: what the user may do now and why not (the panel's enabled states and tooltips).
+- `actions`: what the user may do now and why not, or what it does (the panel's enabled states
+  and tooltips), and the "Work on" choices (a slice, the whole segment).
+- `shortcuts`: the panel's keyboard shortcuts and when each may take its key.
 - `history_text`: the lines the panel's history and status show.
 - `export`: .seg.nrrd and NIfTI labelmap files.
 - `batch_io`: image/mask files loaded as batch cases.

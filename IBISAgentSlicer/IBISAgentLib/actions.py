@@ -1,16 +1,25 @@
 """What the user may do now, and why not: the one place the panel's enabled states come from.
 
 `ACTIONS` lists every action the panel offers: its name, the .ui widget that triggers it and
-what it does (the tooltip while it is enabled). `ActionsLogic.actions` (a part of
-`IBISAgentLogic`) says for each action whether it can run now, and if not, why, in one
-sentence; the widget enables each widget and sets its tooltip from that, and the console can
-ask the same question. A new kind of session (3D) adds its actions here and its rules in its
-own ``actions`` override, calling this one. Qt-free.
+what it does (the tooltip while it is enabled); `IN_3D` says it again for the actions that do
+something else on the whole segment. `ActionsLogic.actions` (a part of `IBISAgentLogic`) gives
+each action an `ActionState`: whether it can run now and the tooltip (why not, in one
+sentence, else what it does); the widget enables each widget and sets its tooltip from that,
+and the console can ask the same question.
+
+The 2D and 3D ways of working (`WORK_ON`: the view's slice, or the whole segment as one 3D
+session) share every button and shortcut: Continue my mask, Next step, Accept, Skip, Undo,
+Flip, Add positive/negative, Auto-run and Finish act on whichever episode runs. The choice is
+the scene's (the panel's parameter node) and is passed in by the caller. Qt-free.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, NamedTuple
+
+#: "Work on" choices: the view's slice (a 2D episode), or the whole segment (one 3D session).
+SLICE, VOLUME = "slice", "volume"
+WORK_ON = (SLICE, VOLUME)
 
 #: action -> (.ui widget, what it does).
 ACTIONS = {
@@ -42,21 +51,54 @@ ACTIONS = {
     "recordFolder": ("recordFolderButton", "The folder the steps are recorded into."),
 }
 
+#: What an action does on the whole segment, where that differs from `ACTIONS`.
+IN_3D = {
+    "continue": "Start from the whole segment: the agent looks at the view's slice first, then where the outline "
+                "jumps between slices; points in any view belong to this one 3D session.",
+    "next": "Ask the agent where to look next and what to do; its point appears on its slice and that view moves "
+            "there.",
+    "accept": "Apply the points on screen, in any view; the 3D tool updates the mask around them.",
+    "addPositive": "Place a positive point in any slice view (Red, Yellow or Green).",
+    "addNegative": "Place a negative point in any slice view (Red, Yellow or Green).",
+    "finish": "Keep the 3D mask in the segment and end the session.",
+}
+
 BUSY = "Wait for the agent to answer (or press Stop)."
+#: Why the whole segment cannot be worked on with an agent server (one sentence, also raised).
+REMOTE_3D = ("The whole segment (3D) is worked on inside Slicer for now: choose Local (no server) under Server, "
+             "or Work on: slice.")
+COLOUR_3D = "3D clicks need a grey volume; this one has colour components (Work on: slice works on it)."
+
+
+class ActionState(NamedTuple):
+    """One action now: ``reason`` why it cannot run ("" when it can) and the ``tooltip`` to
+    show: the reason, else what it does."""
+
+    reason: str
+    tooltip: str
+
+    @property
+    def enabled(self) -> bool:
+        return not self.reason
 
 
 class ActionsLogic:
     """The `actions` method of `IBISAgentLogic` (a mixin: it reads the logic's episode,
     propagation, agent configuration, settings and local server)."""
 
-    def actions(self, volumeNode=None, segmentationNode=None, segmentId: str = "", busy: bool = False) -> Dict[str, str]:
-        """{action: "" when it can run now, else one sentence saying why not} for every action
-        of `ACTIONS`, given the chosen volume, segmentation and segment and whether an action is
-        running (``busy``: the panel's, while it waits for the agent)."""
+    def actions(self, volumeNode=None, segmentationNode=None, segmentId: str = "", busy: bool = False,
+                workOn: str = SLICE) -> Dict[str, ActionState]:
+        """{action: `ActionState`} for every action of `ACTIONS`, given the chosen volume,
+        segmentation and segment, whether an action is running (``busy``: the panel's, while it
+        waits for the agent) and what to work on (``workOn``, one of `WORK_ON`). The running
+        episode's steps act on it whatever ``workOn`` says; the choice decides what Continue my
+        mask and Auto-run start."""
         busy_ = BUSY if busy else ""
         missing = self._missingInputs(volumeNode, segmentationNode, segmentId)
-        worked = self.workedSlice
+        worked = self.activeEpisode
         no_episode = "" if worked is not None else "Press Continue my mask first."
+        in_3d = self.volumeSession is not None or (worked is None and workOn == VOLUME)
+        no_start = missing or (self._volumeProblem(volumeNode) if workOn == VOLUME else "")
         session = worked.session if worked is not None else None
         pending = session is not None and session.pending is not None and session.stop_reason is None
         no_proposal = "" if pending else "No proposal on screen: press Next step."
@@ -75,8 +117,8 @@ class ActionsLogic:
         no_server = ("Not needed: the agent runs inside Slicer (Local mode)." if self.settings.local and not running
                      else "")
         no_folder = "" if self.settings.recordFolder else "Choose the record folder first."
-        return {
-            "continue": busy_ or missing,
+        reasons = {
+            "continue": busy_ or no_start,
             "next": busy_ or missing or no_episode,
             "accept": busy_ or missing or no_episode,
             "skip": busy_ or no_episode or no_proposal,
@@ -84,7 +126,7 @@ class ActionsLogic:
             "flip": busy_ or no_episode or no_points,
             "addPositive": busy_ or no_episode,
             "addNegative": busy_ or no_episode,
-            "autoRun": busy_ or missing,
+            "autoRun": busy_ or (missing if worked is not None else no_start),
             "stop": "" if busy else "Nothing is running.",
             "finish": busy_ or no_episode,
             "save": busy_ or missing,
@@ -99,6 +141,8 @@ class ActionsLogic:
             "record": busy_ or no_folder,
             "recordFolder": busy_,
         }
+        return {name: ActionState(reason, reason or (in_3d and IN_3D.get(name)) or ACTIONS[name][1])
+                for name, reason in reasons.items()}
 
     def _missingInputs(self, volumeNode, segmentationNode, segmentId: str) -> str:
         """One sentence saying what the agent lacks before it can start, or ""."""
@@ -109,3 +153,12 @@ class ActionsLogic:
         if not segmentId or segmentationNode.GetSegmentation().GetSegment(segmentId) is None:
             return "Select a segment (add an empty one to start from nothing)."
         return self.agentProblem
+
+    def _volumeProblem(self, volumeNode) -> str:
+        """Why the whole segment cannot be worked on in 3D with this agent and volume, or ""."""
+        if not self.local:
+            return REMOTE_3D
+        image = volumeNode.GetImageData() if volumeNode is not None else None
+        if image is not None and image.GetNumberOfScalarComponents() > 1:
+            return COLOUR_3D
+        return ""

@@ -16,26 +16,31 @@ Step-wise (the widget): `startEpisode`, then repeatedly `proposeNext` (shows the
 markup point), the user edits points, `acceptProposal` (applies exactly the points on screen) or
 `skipProposal`; `undo`; `finish`. `runSteps` accepts what is on screen for several steps.
 `flipProposal` flips a proposed point; `pingServer` and `serverInfo` check the agent.
+``startEpisode(..., workOn="volume")`` (`actions.WORK_ON`) opens one 3D session on the whole
+segment instead (`volume_session_logic.VolumeSessionLogic`, also `startVolumeSession`): points
+placed in any of the Red, Yellow and Green views are voxels of that session, a proposal appears
+on its slice and the view moves there, and the same step methods act on it; `continueVolume`
+runs it until the agent stops.
 
 Volumes (`propagation.PropagationLogic`): `propagate` carries the mask of the view's slice
 through the volume, the agent checking every slice; `startPropagation` / `nextPropagatedSlice` /
 `stopPropagationHere` / `finishPropagation` review it slice by slice; `undoPropagation` takes a
-whole propagation back. In 3D (`volume_session_logic.VolumeSessionLogic`): `startVolumeSession`
-opens one session on the whole segment, clicks in any view, and `proposeVolumeStep` /
-`acceptVolumeProposal` / `undoVolumeStep` / `finishVolumeSession` / `continueVolume` drive it.
+whole propagation back.
 
 Recording for training (off by default): `setTrainingRecord(folder)` records every step the user
 applies (accepted or edited) into a local folder, one trajectory record per episode, finished
 when the episode ends; skipped proposals leave no trace and undone steps are removed
 (`training_record`). ``recordedSteps`` counts them.
 
-State: the running episode is ``logic.workedSlice`` (`worked_slice.WorkedSlice`), whose agent
-session owns mask, clicks, steps and undo; `state` reports it. It ends by itself when its
-volume, segmentation or segment is removed or the scene closes, and `startEpisode` always
-starts afresh.
+State: the running episode is ``logic.workedSlice`` (`worked_slice.WorkedSlice`) or, on the
+whole segment, ``logic.volumeSession`` (`volume_session_logic.WorkedVolume`), never both
+(`activeEpisode`); its agent session owns mask, clicks, steps and undo; `state` reports it. It
+ends by itself when its volume, segmentation or segment is removed or the scene closes, and
+`startEpisode` always starts afresh.
 
 Guarantees:
-- Only the worked slice of the chosen segment changes, in the segment's own grid.
+- Only the worked slice of the chosen segment changes (on the whole segment: only the voxels the
+  3D tool changes), in the segment's own grid.
 - Every agent call goes through ``self.callAgent(function)``; by default it runs inline. The
   widget replaces it with one that runs ``function`` on its worker thread and waits, so MRML is
   only touched by the thread that calls the logic. Sessions are closed through
@@ -57,7 +62,7 @@ from ibisagent.errors import InvalidOutputError
 from ibisagent.session import Decide, Proposal, Step, run_until_stop
 
 from . import export, segment_masks
-from .actions import ActionsLogic
+from .actions import SLICE, VOLUME, WORK_ON, ActionsLogic
 from .agent_sessions import AgentLogic, AgentStepError, close_quietly
 from .local_server import LocalServerLogic
 from .propagation import PropagationLogic
@@ -115,10 +120,21 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
             self.logCallback(message)
 
     # -- step by step ------------------------------------------------------------------------------
-    def startEpisode(self, volumeNode, segmentationNode, segmentId, request: str = "", view="Red", maxSteps: int = 20) -> dict:
+    @property
+    def activeEpisode(self):
+        """The running episode: the worked slice, the 3D session, or None."""
+        return self.workedSlice or self.volumeSession
+
+    def startEpisode(self, volumeNode, segmentationNode, segmentId, request: str = "", view="Red",
+                     maxSteps: int = 20, workOn: str = SLICE) -> dict:
         """Open an agent session on the slice shown in ``view``, starting from the segment's
-        current mask there (or from nothing). Ends any episode still running first. Changes no
-        voxel. Returns `state()`."""
+        current mask there (or from nothing); with ``workOn="volume"``, one 3D session on the
+        whole segment, the agent looking at that slice first (`startVolumeSession`). Ends any
+        episode still running first. Changes no voxel. Returns `state()`."""
+        if workOn not in WORK_ON:
+            raise ValueError(f"Work on {workOn!r}? Choose one of: {', '.join(WORK_ON)}.")
+        if workOn == VOLUME:
+            return self.startVolumeSession(volumeNode, segmentationNode, segmentId, request, view, maxSteps)
         self._endWorkedSlice()
         self._endVolumeSession()
         self._checkAgent()
@@ -146,14 +162,24 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
                                  "turn off Record for training or choose another folder.") from error
         return self.state()
 
-    def finishIfElsewhere(self, segmentationNode, segmentId: str) -> bool:
+    def finishIfElsewhere(self, segmentationNode, segmentId: str, workOn: Optional[str] = None) -> str:
         """End the running episode (its mask stays) when it works on another segment than
-        ``segmentId`` of ``segmentationNode``; True if it did."""
-        worked = self.workedSlice
-        if worked is None or (worked.segmentation is segmentationNode and worked.segment_id == segmentId):
-            return False
+        ``segmentId`` of ``segmentationNode``, or, given ``workOn``, on the other of a slice and
+        the whole segment (a propagation's slice under review is left to the propagation).
+        Returns why it ended, or "" when it goes on."""
+        worked = self.activeEpisode
+        if worked is None:
+            return ""
+        if worked.segmentation is not segmentationNode or worked.segment_id != segmentId:
+            reason = "Another segment was chosen."
+        elif workOn == SLICE and self.volumeSession is not None:
+            reason = "Work on: slice was chosen."
+        elif workOn == VOLUME and self.workedSlice is not None and self.propagation is None:
+            reason = "Work on: the whole segment (3D) was chosen."
+        else:
+            return ""
         self.finish()
-        return True
+        return reason
 
     def _onWorkedSliceGone(self) -> None:
         reason = ("The volume, segmentation or segment of the running episode was removed (or the scene "
@@ -176,6 +202,10 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         except Exception:  # noqa: BLE001 - ending must never fail
             close_quietly(worked.session, worked.client)
 
+    def _requireEpisode(self):
+        """The running episode, of either kind (`activeEpisode`), still alive."""
+        return self._requireVolume() if self.volumeSession is not None else self._require()
+
     def _require(self) -> WorkedSlice:
         worked = self.workedSlice
         if worked is None:
@@ -194,6 +224,8 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         ``answer``...; the stop reason is in `state`). A terminate proposal shows no point; an
         unreadable model answer raises AgentStepError(kind="invalid-output"). Changes no voxel.
         """
+        if self.volumeSession is not None:
+            return self._proposeVolume()
         worked = self._require()
         proposal = worked.call(worked.session.propose)
         if proposal.error:
@@ -203,13 +235,18 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         return proposal
 
     def onScreenClicks(self) -> List[Click]:
-        """The proposal points exactly as they now stand on screen (moved, flipped, added)."""
+        """The proposal points exactly as they now stand on screen (moved, flipped, added); on the
+        whole segment, as ``VolumeClick`` s, each on the slice of the view that shows it."""
+        if self.volumeSession is not None:
+            return self._requireVolume().read_clicks()
         return self._require().markups.read_clicks()
 
     def acceptProposal(self, clicks: Optional[Sequence[Click]] = None) -> Step:
         """Apply the proposal points exactly as they now stand on screen, or ``clicks`` if
-        given, and write the new mask into the slice. Returns the `Step`. On failure the segment
-        is unchanged."""
+        given, and write the new mask into the slice (on the whole segment: the 3D tool's new
+        mask). Returns the `Step`. On failure the segment is unchanged."""
+        if self.volumeSession is not None:
+            return self._acceptVolume(clicks)
         worked = self._require()
         clicks = list(worked.markups.read_clicks() if clicks is None else clicks)
         if not clicks:
@@ -222,7 +259,7 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         """Flip the polarity of proposal point ``index``; by default the point under the mouse
         in a view (the list's active point), else the newest one. Returns the index flipped.
         Changes no voxel; raises ValueError when there is no such point."""
-        markups = self._require().markups
+        markups = self._requireEpisode().markups
         count = markups.proposals.GetNumberOfControlPoints()
         if count == 0:
             raise ValueError("There is no proposed point to flip; press Next step or place a point.")
@@ -238,8 +275,9 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
     def startPlacingPoint(self, positive: bool, onPlaced: Optional[Callable[[], None]] = None) -> PointPlacement:
         """Prepare one point to be placed by the user into the proposal list with polarity
         ``positive``; ``onPlaced()`` is called when it is placed. The panel then enters Slicer's
-        place mode, and calls ``placement.end()`` when placing stops."""
-        return PointPlacement(self._require().markups, positive, onPlaced)
+        place mode, and calls ``placement.end()`` when placing stops. On the whole segment the
+        point may be placed in any slice view."""
+        return PointPlacement(self._requireEpisode().markups, positive, onPlaced)
 
     def segmentEditorSelection(self) -> tuple:
         """(volume, segmentation, segment id) the Segment Editor has selected (None and "" for
@@ -254,15 +292,22 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
 
     def skipProposal(self) -> None:
         """Drop the shown proposal without changing the mask."""
+        if self.volumeSession is not None:
+            self._requireVolume().skip()
+            return
         worked = self._require()
         worked.call(worked.session.skip)
 
     def undo(self) -> bool:
         """Undo the last change of the slice (a step, or a hand edit), bit-exactly, with its
         click history. False if there is nothing to undo. A hand edit not sent yet is sent
-        first, as the session's last change, so this undoes it."""
-        worked = self._require()
-        undone = worked.call(worked.session.undo)
+        first, as the session's last change, so this undoes it. On the whole segment: the
+        last change of the segment, bit-exactly in its own grid."""
+        if self.volumeSession is not None:
+            undone = self._requireVolume().undo()
+        else:
+            worked = self._require()
+            undone = worked.call(worked.session.undo)
         if undone:
             self.log("Undone.")
         return undone
@@ -274,21 +319,28 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         loop (`ibisagent.session.run_until_stop`). Points already on screen are applied first, as
         the first of them. ``decide(proposal)`` returns the clicks (default: the points on
         screen), ``[]`` to skip, None to stop. Returns the stop reason."""
-        worked = self._require()
-        if worked.markups.read_clicks():
+        worked = self._requireEpisode()
+        if self.onScreenClicks():
             step = self.acceptProposal()
             count -= 1
             if onStep is not None:
                 onStep(step)
-        return run_until_stop(worked.session, None, decide or (lambda _proposal: self.onScreenClicks()), onStep,
-                              onProposal, more=max(0, count), call=worked.call)
+        # A 3D session's MRML side is itself the session (its calls go through the agent call).
+        session, call = (worked, None) if worked is self.volumeSession else (worked.session, worked.call)
+        return run_until_stop(session, None, decide or (lambda _proposal: self.onScreenClicks()), onStep,
+                              onProposal, more=max(0, count), call=call)
 
     def state(self) -> dict:
         """Where the episode stands: slice, steps, pending proposal, stop reason, answer,
-        whether undo can change anything, and the statistics of the slice as it is now."""
+        whether undo can change anything, and the statistics of the slice as it is now. On the
+        whole segment (``workOn`` "volume"): steps, clicks, voxels and mm3 instead of the slice
+        (`volume_session_logic.VolumeSessionLogic._volumeState`)."""
+        if self.volumeSession is not None:
+            return self._volumeState()
         worked = self._require()
         session = worked.session
         return {
+            "workOn": SLICE,
             "view": worked.geometry.view,
             "slice_index": worked.geometry.slice_index,
             "shape": list(worked.geometry.shape),
@@ -304,6 +356,10 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         """End the episode: close the session, remove proposal points; the mask stays. Returns
         the final `state()`."""
         summary = self.state()
+        if summary["workOn"] == VOLUME:
+            self._endVolumeSession()
+            self.log(f"Finished: {summary['mask_voxels']} voxels in the segment.")
+            return summary
         self._endWorkedSlice()
         self.log(f"Finished: {summary['statistics']['pixels']} pixels on slice {summary['slice_index']}.")
         return summary

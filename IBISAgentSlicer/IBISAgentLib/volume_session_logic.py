@@ -16,10 +16,10 @@ clicks, the steps and the undo stack; `WorkedVolume` makes MRML follow it:
   session's `replace_mask`, one entry of the same undo stack.
 
 `VolumeSessionLogic` is the part of `IBISAgentLogic` that drives it (a mixin, as
-`propagation.PropagationLogic`): `startVolumeSession`, `proposeVolumeStep`,
-`acceptVolumeProposal`, `flipVolumeProposal`, `skipVolumeProposal`, `undoVolumeStep`,
-`volumeSessionState`, `finishVolumeSession`, and `continueVolume` (run until the agent stops).
-The 3D session runs in this process (the local engine); with an agent server it is refused.
+`propagation.PropagationLogic`): `startVolumeSession` opens it, the logic's step methods
+(the same for a slice and for the whole segment, so the panel's buttons and shortcuts mean the
+same in both) act on it, and `continueVolume` runs it until the agent stops. The 3D session runs
+in this process (the local engine); with an agent server it is refused (`actions.REMOTE_3D`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from ibisagent.clicks import AGENT, USER_MOVED
+from ibisagent.errors import InvalidOutputError
 from ibisagent.session import Decide, EpisodeResult, Step, run_until_stop
 
 from . import proposal_markups, segment_masks
+from .actions import COLOUR_3D, REMOTE_3D, VOLUME
 from .agent_sessions import AgentStepError, close_quietly
 from .segment_volume import SegmentVolume
 from .slice_geometry import (VIEW_NAMES, SliceGeometry, SliceGeometryError, display_window, set_view_to_slice,
@@ -166,7 +168,7 @@ class WorkedVolume:
                 self._call("Taking the step back", self.session.undo)
             except AgentStepError:
                 pass  # the segment is unchanged; report the write error
-            raise AgentStepError("Writing the new mask into the segment", "engine", error) from error
+            raise AgentStepError("Writing the new mask into the segment", error) from error
         self.markups.clear_proposals()
         return step
 
@@ -296,8 +298,13 @@ class WorkedVolume:
 
 
 class VolumeSessionLogic:
-    """The 3D session methods of `IBISAgentLogic` (a mixin: it uses the logic's engine settings,
-    its agent calls and its log; see the module docstring)."""
+    """The 3D session part of `IBISAgentLogic` (a mixin: it uses the logic's engine settings,
+    its agent calls and its log; see the module docstring). `startVolumeSession` opens the
+    session (the panel: `IBISAgentLogic.startEpisode` with ``workOn="volume"``); the logic's own
+    step methods (``proposeNext``, ``acceptProposal``, ``skipProposal``, ``undo``,
+    ``flipProposal``, ``startPlacingPoint``, ``runSteps``, ``state``, ``finish``) then act on it
+    through the ``_volume...`` methods here, so 2D and 3D share every button, shortcut and
+    console call; `continueVolume` runs it until the agent stops."""
 
     volumeSession: Optional[WorkedVolume] = None
     #: The 3D tool: a registry name (``ibisagent.segmenters.VOLUME_SEGMENTERS``) or a built tool.
@@ -322,13 +329,12 @@ class VolumeSessionLogic:
             return Slice2DSegmenter(self.localEngine().segmenter, **options)
         return build_volume_segmenter(tool, **options)
 
-    # -- step by step ------------------------------------------------------------------------------
     def startVolumeSession(self, volumeNode, segmentationNode, segmentId, request: str = "", view="Red",
                            maxSteps: int = 20, looks: Optional[int] = None, confirm: bool = True) -> dict:
         """Open a 3D session on the whole segment, starting from its mask (or from nothing), with
         the agent looking first at the slice shown in ``view``. ``looks`` (default 3) and ``confirm``:
         see ``ibisagent.volume_session.VolumeSession``. Ends any other episode first. Changes no
-        voxel. Returns `volumeSessionState()`."""
+        voxel. Returns ``state()``."""
         from ibisagent.volume_session import DEFAULT_LOOKS, VolumeSession
         from slicer.util import arrayFromVolume
 
@@ -337,8 +343,7 @@ class VolumeSessionLogic:
         self._endVolumeSession()
         self._checkAgent()
         if not self.local:
-            raise ValueError("3D sessions run in this process for now; choose Local (no server) to continue a mask "
-                             "in 3D.")
+            raise ValueError(REMOTE_3D)
         if volumeNode is None or volumeNode.GetScene() is None:
             raise ValueError("No volume is selected (or it was removed); choose a volume first.")
         segment_masks.check_segment(segmentationNode, segmentId)
@@ -347,7 +352,7 @@ class VolumeSessionLogic:
         views = volume_views(geometries)
         array = np.array(arrayFromVolume(volumeNode), copy=True)
         if array.ndim != 3:
-            raise ValueError("3D clicks need a grey volume; this one has colour components.")
+            raise ValueError(COLOUR_3D)
         segment = SegmentVolume(segmentationNode, segmentId, volumeNode, next(iter(geometries.values())))
         start = segment.read()
         spacing = tuple(float(s) for s in reversed(volumeNode.GetSpacing()))
@@ -369,14 +374,17 @@ class VolumeSessionLogic:
         self.volumeSession = worked
         self.log(f"3D session on the whole segment ({int(start.sum())} voxels), clicks in the "
                  f"{', '.join(geometries)} view(s); tool {session.segmenter.name}.")
-        return self.volumeSessionState()
+        if getattr(self, "trainingRecord", None) is not None:
+            self.log("Record for training keeps slice episodes only; the steps of this 3D session are not recorded.")
+        return self._volumeState()
 
     def _onVolumeSessionGone(self) -> None:
-        self.log("The volume, segmentation or segment of the 3D session was removed (or the scene closed); the session "
-                 "ended.")
+        reason = ("The volume, segmentation or segment of the 3D session was removed (or the scene closed); the "
+                  "session ended.")
+        self.log(reason)
         self._endVolumeSession()
         if getattr(self, "episodeEndedCallback", None) is not None:
-            self.episodeEndedCallback("The 3D session's volume, segmentation or segment was removed.")
+            self.episodeEndedCallback(reason)
 
     def _endVolumeSession(self) -> None:
         """End the 3D session without reading MRML; never raises."""
@@ -395,30 +403,23 @@ class VolumeSessionLogic:
                                              "start again.")
         return worked
 
-    def proposeVolumeStep(self, view=None):
-        """Ask the agent where to look and what to do; the proposal appears as an editable point
-        on its slice and that view moves there. ``view``: the view the user is on (its slice is
-        looked at first). Returns the ``ibisagent.volume_session.VolumeProposal``; an unreadable
-        model answer raises AgentStepError(kind="invalid-output")."""
-        worked = self._requireVolume()
-        if view is not None and view in worked.geometries:
-            shown = slice_geometry(worked.volume, view, worked.volume.GetScene(), clamp=True).slice_index
-            worked.session.look_at(view, shown)
-        proposal = worked.propose()
+    # -- the steps (called by the logic's step methods while a 3D session runs) --------------------
+    def _proposeVolume(self):
+        """The agent chooses where to look and what to do; the proposal appears as an editable
+        point on its slice and that view moves there. An unreadable model answer raises
+        AgentStepError (kind "invalid-output")."""
+        proposal = self._requireVolume().propose()
         if proposal.error:
-            raise AgentStepError("The model's answer could not be read", "invalid-output", ValueError(proposal.error),
-                                 proposal)
+            self.log(f"The model's answer could not be read: {proposal.error}")
+            raise AgentStepError("The model's answer could not be read", InvalidOutputError(proposal.error, proposal))
         where = f" on {proposal.plane} slice {proposal.index}" if proposal.voxel is not None else ""
         self.log(f"Agent{where}: {proposal.action.to_text()} - {proposal.reasoning.strip()}")
         return proposal
 
-    def volumeClicksOnScreen(self):
-        """The proposal points as they now stand, in any view, as ``VolumeClick`` s."""
-        return self._requireVolume().read_clicks()
-
-    def acceptVolumeProposal(self, clicks: Optional[Sequence] = None) -> Step:
-        """Apply the points as they stand on screen (or ``clicks``) and write the new 3D mask into
-        the segment. Returns the step; on failure the segment is unchanged."""
+    def _acceptVolume(self, clicks: Optional[Sequence] = None) -> Step:
+        """Apply the points as they stand on screen, in any view (or ``clicks``: `VolumeClick` s,
+        `VoxelClick` s or 2D clicks on the proposal's slice) and write the new 3D mask into the
+        segment; on failure the segment is unchanged."""
         worked = self._requireVolume()
         clicks = list(worked.read_clicks() if clicks is None else clicks)
         if not clicks:
@@ -428,60 +429,31 @@ class VolumeSessionLogic:
                  f"removed; the segment has {step.mask_pixels} voxels.")
         return step
 
-    def flipVolumeProposal(self, index: Optional[int] = None) -> int:
-        """Flip proposal point ``index`` (default: the newest); returns the index flipped."""
-        markups = self._requireVolume().markups
-        count = markups.proposals.GetNumberOfControlPoints()
-        if count == 0:
-            raise ValueError("There is no proposed point to flip; ask for a step or place a point.")
-        index = count - 1 if index is None else index
-        if not 0 <= index < count:
-            raise ValueError(f"There is no proposed point {index}; the list has {count}.")
-        markups.flip(index)
-        return index
-
-    def skipVolumeProposal(self) -> None:
-        """Drop the shown proposal; the agent looks elsewhere next time."""
-        self._requireVolume().skip()
-
-    def undoVolumeStep(self) -> bool:
-        """Undo the last change of the segment (a step, or a hand edit), bit-exactly in its own
-        grid, with its click history. False if there is nothing to undo."""
-        undone = self._requireVolume().undo()
-        if undone:
-            self.log("Undone.")
-        return undone
-
-    def volumeSessionState(self) -> dict:
-        """The session's `state` plus the segment's voxels and volume (mm3) and the views used."""
+    def _volumeState(self) -> dict:
+        """The session's ``state`` (``ibisagent.volume_session.VolumeSession.state``) with
+        ``steps`` as one record per step (as a slice episode's), plus ``workOn``, the views used
+        and the segment's volume in mm3."""
         worked = self._requireVolume()
         state = worked.session.state()
-        state["can_undo"] = worked.can_undo
         first = next(iter(worked.geometries.values()))
         voxel_mm3 = float(abs(np.linalg.det(first.ijk_to_ras[:3, :3])))
-        state.update(views=list(worked.geometries), volume_mm3=state["mask_voxels"] * voxel_mm3,
-                     steps_taken=[dict(step.to_dict()) for step in worked.steps])
+        state.update(workOn=VOLUME, can_undo=worked.can_undo, views=list(worked.geometries),
+                     volume_mm3=state["mask_voxels"] * voxel_mm3, steps=[step.to_dict() for step in worked.steps])
         return state
 
-    def finishVolumeSession(self) -> dict:
-        """End the 3D session; the segment stays. Returns the final state."""
-        state = self.volumeSessionState()
-        self._endVolumeSession()
-        self.log(f"Finished: {state['mask_voxels']} voxels in the segment.")
-        return state
-
+    # -- in one go ---------------------------------------------------------------------------------
     def continueVolume(self, volumeNode, segmentationNode, segmentId, request: str = "", view="Red",
                        maxSteps: int = 20, decide: Optional[Decide] = None) -> dict:
         """Run the agent on the whole segment until it stops or ``maxSteps`` steps (the one run
         loop). ``decide(proposal)`` returns the clicks to apply (default: the points on screen),
         ``[]`` to skip, None to stop. Any failure puts the segment and its history back as they
-        were and raises. Returns `finishVolumeSession`'s state plus ``proposals``."""
+        were and raises. Returns ``finish()``'s state plus ``proposals``."""
         self.startVolumeSession(volumeNode, segmentationNode, segmentId, request, view, maxSteps)
         worked = self.volumeSession
         try:
             run_until_stop(worked, maxSteps, decide or (lambda _proposal: worked.read_clicks()))
             proposals = [proposal.to_dict() for proposal in worked.proposals]
-            state = self.finishVolumeSession()
+            state = self.finish()
         except BaseException:
             try:
                 if worked.alive():
@@ -491,4 +463,3 @@ class VolumeSessionLogic:
             raise
         state["proposals"] = proposals
         return state
-

@@ -5,9 +5,10 @@ checks that the panel loads its .ui with every control, that its sample data is 
 Sample Data and loads, that buttons explain what is missing,
 that the shortcuts are live only while the module is shown (and the single letters not while
 typing), that module enters keep one parameter-node connection and that choosing another
-segmentation sticks; runs the console API (IBISAgentLogic with the in-process engine), the
-module's own flow test (Local mode, no server) and the same flow against a local server started
-from the panel ("Start local server"). For the server flow, point $IBISAGENT_SERVER_PYTHON at a
+segmentation sticks; runs the console API (IBISAgentLogic with the in-process engine, on a slice
+and on the whole segment), the module's own flow tests (Local mode, no server: on a slice, and
+on the whole segment in 3D) and the slice flow against a local server started from the panel
+("Start local server"). For the server flow, point $IBISAGENT_SERVER_PYTHON at a
 Python with `ibisagent[server]` installed, or install the server packages into Slicer's Python;
 the test skips, saying so, otherwise. The user's remembered settings and Server fields are the
 same after the tests as before.
@@ -34,6 +35,7 @@ class IBISAgentSelfTest(unittest.TestCase):
             ui.segmentationSelector,
             ui.segmentSelector,
             ui.viewComboBox,
+            ui.workOnComboBox,
             ui.requestLineEdit,
             ui.agentModeComboBox,
             ui.serverUrlLineEdit,
@@ -44,6 +46,7 @@ class IBISAgentSelfTest(unittest.TestCase):
         self.assertEqual(
             [ui.viewComboBox.itemText(i) for i in range(ui.viewComboBox.count)], ["Red", "Yellow", "Green"]
         )
+        self.assertEqual([ui.workOnComboBox.itemText(i) for i in range(ui.workOnComboBox.count)], ["slice", "volume"])
         self.assertEqual(ui.agentModeComboBox.itemText(1), "Local (no server)")
 
     def test_moduleParts(self):
@@ -159,12 +162,33 @@ class IBISAgentSelfTest(unittest.TestCase):
         if len(changed):
             self.assertEqual(set(changed[:, 0].tolist()), {int(changed[0, 0])}, "only one slice may change")
 
+        # The whole segment (3D): the same step methods, then one call that runs until the agent stops.
+        state = logic.startEpisode(volume, segmentation, segmentId, "Segment the brain.", view="Red", workOn="volume")
+        self.assertEqual(state["workOn"], "volume")
+        proposal = logic.proposeNext()
+        if proposal.voxel is not None:
+            logic.acceptProposal()
+            self.assertTrue(logic.undo())
+        logic.finish()
+        now = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
+        np.testing.assert_array_equal(final, now)
+        result = logic.continueVolume(volume, segmentation, segmentId, "Segment the brain.", view="Red", maxSteps=2)
+        self.assertLessEqual(len(result["steps"]), 2)
+        self.assertIsNone(logic.activeEpisode)
+
     def test_widgetFlowLocal(self):
         import IBISAgent
 
         test = IBISAgent.IBISAgentTest()
         test.setUp()
         test.test_widgetFlow()
+
+    def test_widgetFlow3DLocal(self):
+        import IBISAgent
+
+        test = IBISAgent.IBISAgentTest()
+        test.setUp()
+        test.test_widgetFlow3D()
 
     def test_widgetFlowWithLocalServer(self):
         """Start a local server from the panel, then the panel's flow against it."""

@@ -18,7 +18,7 @@ UI_FILE = os.path.join(MODULE_DIR, "Resources", "UI", "IBISAgent.ui")
 if MODULE_DIR not in sys.path:
     sys.path.insert(0, MODULE_DIR)
 
-from IBISAgentLib.actions import ACTIONS  # noqa: E402
+from IBISAgentLib.actions import ACTIONS, IN_3D, WORK_ON  # noqa: E402
 from IBISAgentLib.settings import FIELDS, AgentSettings  # noqa: E402
 from IBISAgentLib.shortcuts import SHORTCUTS, help_rows, live_shortcuts  # noqa: E402
 
@@ -75,8 +75,16 @@ def test_the_scene_keeps_the_inputs_and_the_settings_keep_the_agent(ui):
     setting only (one owner), not a scene parameter."""
     bound = {w.get("name"): prop.findtext("string") for w in ui.iter("widget") for prop in w.findall("property")
              if prop.get("name") == "SlicerParameterName"}
-    assert {"inputVolume", "segmentation", "view", "request", "maxSteps", "autoSteps"} <= set(bound.values())
+    assert {"inputVolume", "segmentation", "view", "workOn", "request", "maxSteps", "autoSteps"} <= set(bound.values())
     assert not set(bound) & set(FIELDS.values())
+
+
+def test_work_on_offers_a_slice_and_the_whole_segment(ui):
+    """The "Work on" choice lists `WORK_ON` in its order (the parameter node's Choice), and the
+    actions that do something else on the whole segment say so."""
+    combo = next(w for w in ui.iter("widget") if w.get("name") == "workOnComboBox")
+    assert tuple(item.findtext("property/string") for item in combo.iter("item")) == WORK_ON
+    assert set(IN_3D) <= set(ACTIONS) and all(text.endswith(".") for text in IN_3D.values())
 
 
 def test_shortcuts_are_actions_and_the_help_lists_each():

@@ -13,6 +13,7 @@ import slicer
 from slicer_agents import DiskSegmenter, ScriptedPolicy, point
 from test_slicer_logic import local_logic, make_case
 
+from IBISAgentLib import history_text
 from IBISAgentLib.actions import ACTIONS, BUSY
 from IBISAgentLib.logic import IBISAgentLogic
 from IBISAgentLib.settings import DEFAULT_SERVER_URL, GROUP, KEYS, LOCAL, SERVER, AgentSettings
@@ -33,40 +34,46 @@ class Store:
 
 
 def enabled(states):
-    return {name for name, reason in states.items() if not reason}
+    return {name for name, state in states.items() if state.enabled}
+
+
+def reasons(logic, *inputs, **options):
+    """{action: why it cannot run now ("" when it can)}."""
+    return {name: state.reason for name, state in logic.actions(*inputs, **options).items()}
 
 
 def test_every_action_has_a_state_and_nothing_runs_without_inputs():
     logic = IBISAgentLogic()
     states = logic.actions()
     assert set(states) == set(ACTIONS)
-    assert states["continue"] == "Select a volume." and states["stop"] == "Nothing is running."
-    assert states["localServer"].startswith("Not needed")  # the in-process engine needs no server
-    assert states["record"] == "Choose the record folder first."
+    assert states["continue"].reason == "Select a volume." and states["stop"].reason == "Nothing is running."
+    assert states["localServer"].reason.startswith("Not needed")  # the in-process engine needs no server
+    assert states["record"].reason == "Choose the record folder first."
     assert enabled(states) == {"testConnection", "recordFolder"}
+    assert all(state.tooltip == (state.reason or ACTIONS[name][1]) for name, state in states.items())
 
 
 def test_states_follow_the_episode(scene):
     volume, segmentation, ids, _truth = make_case(scene, "lps", "Red")
     logic = local_logic(ScriptedPolicy([point(0.5, 0.5), point(0.3, 0.3)]))
     inputs = (volume, segmentation, ids[0])
-    assert logic.actions(volume, segmentation, "no such segment")["continue"].startswith("Select a segment")
+    assert reasons(logic, volume, segmentation, "no such segment")["continue"].startswith("Select a segment")
     states = logic.actions(*inputs)
     assert {"continue", "autoRun", "save", "propagate"} <= enabled(states)
-    assert states["next"] == states["finish"] == "Press Continue my mask first."
+    assert states["next"].reason == states["finish"].reason == "Press Continue my mask first."
     logic.startEpisode(*inputs, view="Red")
-    assert logic.actions(*inputs)["skip"] == "No proposal on screen: press Next step."
-    assert logic.actions(*inputs)["undo"] == "Nothing to undo in this episode."
+    assert reasons(logic, *inputs)["skip"] == "No proposal on screen: press Next step."
+    assert reasons(logic, *inputs)["undo"] == "Nothing to undo in this episode."
     logic.proposeNext()
     assert {"next", "accept", "skip", "flip", "finish", "addPositive"} <= enabled(logic.actions(*inputs))
     logic.acceptProposal()
-    states = logic.actions(*inputs)
-    assert "undo" in enabled(states) and states["flip"] == "No proposed point on screen."
-    busy = logic.actions(*inputs, busy=True)
+    states = reasons(logic, *inputs)
+    assert not states["undo"] and states["flip"] == "No proposed point on screen."
+    busy = reasons(logic, *inputs, busy=True)
     assert busy["undo"] == busy["continue"] == BUSY and busy["stop"] == ""
     assert busy["cancel"] == "No propagation is running."  # Cancel belongs to a run-through
     logic.finish()
-    assert logic.actions(*inputs)["undo"] == "Press Continue my mask first."
+    assert reasons(logic, *inputs)["undo"] == "Press Continue my mask first."
 
 
 def test_propagation_review_and_its_undo(scene):
@@ -74,13 +81,13 @@ def test_propagation_review_and_its_undo(scene):
     slicer.util.updateSegmentBinaryLabelmapFromArray(truth, segmentation, ids[0], volume)
     logic = local_logic(ScriptedPolicy([]), DiskSegmenter())
     inputs = (volume, segmentation, ids[0])
-    assert logic.actions(*inputs)["nextSlice"].startswith("No propagation is under review")
-    assert logic.actions(*inputs)["undoPropagation"] == "No propagation to undo."
+    assert reasons(logic, *inputs)["nextSlice"].startswith("No propagation is under review")
+    assert reasons(logic, *inputs)["undoPropagation"] == "No propagation to undo."
     logic.startPropagation(*inputs, view="Red", direction="up", maxSlices=1, stepsPerSlice=0)
     assert {"nextSlice", "stopHere", "finishPropagation", "undoPropagation"} <= enabled(logic.actions(*inputs))
     logic.finishPropagation()
     states = logic.actions(*inputs)
-    assert states["nextSlice"] and "undoPropagation" in enabled(states)
+    assert not states["nextSlice"].enabled and "undoPropagation" in enabled(states)
 
 
 def test_settings_round_trip_and_keep_the_keys_of_earlier_versions(tmp_path):
@@ -105,19 +112,19 @@ def test_a_server_mode_without_a_usable_url_leaves_no_agent_and_says_why(scene, 
     logic = IBISAgentLogic()
     logic.configure(AgentSettings(mode=SERVER, serverUrl=url))
     assert not logic.local and logic.serverUrl is None
-    reason = logic.actions(volume, segmentation, ids[0])["continue"]
+    reason = reasons(logic, volume, segmentation, ids[0])["continue"]
     assert "must look like http://127.0.0.1:8765" in reason and reason == logic.agentProblem
     with pytest.raises(ValueError, match="must look like"):
         logic.startEpisode(volume, segmentation, ids[0], view="Red")
     logic.configure(AgentSettings(mode=LOCAL))
-    assert logic.local and not logic.agentProblem and not logic.actions(volume, segmentation, ids[0])["continue"]
+    assert logic.local and not logic.agentProblem and logic.actions(volume, segmentation, ids[0])["continue"].enabled
 
 
 def test_configure_records_as_the_settings_say_and_keeps_one_engine(tmp_path):
     logic = IBISAgentLogic()
     logic.configure(AgentSettings(mode=LOCAL, record=True, recordFolder=str(tmp_path / "records")))
     assert logic.trainingRecord is not None and logic.trainingRecord.source == "panel"
-    assert not logic.actions()["record"]
+    assert logic.actions()["record"].enabled
     engine = logic.localEngine()
     logic.configure(AgentSettings(mode=LOCAL))  # the same agent again: the engine is kept
     assert logic.trainingRecord is None and logic.localEngine() is engine
@@ -169,3 +176,20 @@ def test_an_episode_on_another_segment_ends_and_keeps_its_mask(scene):
     labelmap = logic.workedSlice.labelmap
     assert logic.finishIfElsewhere(segmentation, ids[1]) and logic.workedSlice is None
     assert np.array_equal(labelmap.read(), kept)
+
+
+def test_the_panels_lines_come_from_the_logics_records(scene):
+    logic = IBISAgentLogic()
+    info = logic.serverInfo()
+    assert history_text.connection(info) == (f"In Slicer (no server): policy {info['policy']}, tool "
+                                             f"{info['segmenter']}, API {info['api_version']}")
+    assert history_text.connection({"policy": "qwen", "records_sessions": True}).startswith("Connected: policy qwen")
+    assert "Next slice ends" in history_text.carried_slice({"faded": True})
+    volume, segmentation, ids, _truth = make_case(scene, "lps", "Red")
+    logic = local_logic(ScriptedPolicy([point(0.5, 0.5)]))
+    state = logic.startEpisode(volume, segmentation, ids[0], view="Red")
+    assert history_text.start(state).startswith(f"Slice {state['slice_index']} of the Red view")
+    assert history_text.placing(logic.state(), False) == "Click in the Red view to place a negative point."
+    proposal = logic.proposeNext()
+    assert history_text.proposal_status(proposal, None).startswith("Proposal on screen")
+    assert history_text.step(logic.acceptProposal()).endswith("pixels in the mask.")

@@ -1,7 +1,9 @@
 """The module's sample data (what Sample Data lists as IBISAgent > IBISAgentBrain): small files
 that are exactly the ones recorded, with their source and licence, that load into real MRML
 (slicer-core storage nodes, as Slicer loads them) and that the agent continues as the README's
-tutorial says: the proposal fills the missing band of the rough segment, on the worked slice only."""
+tutorial says: the proposal fills the missing band of the rough segment, on the worked slice only;
+on the whole segment (Work on: volume) a negative point placed on the blob in the Yellow view
+takes the blob out on every slice, and Undo brings the segment back exactly."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ from urllib.request import url2pathname
 
 import numpy as np
 import slicer
+import vtk
 
 from slicer_scene import place_view_on_voxel
 
 from IBISAgentLib import segment_masks
+from IBISAgentLib.actions import VOLUME
 from IBISAgentLib.logic import IBISAgentLogic
 from IBISAgentLib.sample_data_source import SAMPLE, sample_dir, sample_paths, source_arguments, thumbnail_path
 
@@ -64,3 +68,30 @@ def test_the_sample_loads_and_the_agent_continues_its_rough_segment(scene):
     changed = np.argwhere(after != before)
     assert len(changed) and set(changed[:, 0].tolist()) == {12}  # the worked slice only
     assert after[12].sum() > before[12].sum()  # the missing band is filled in
+
+
+def test_on_the_whole_segment_a_negative_point_takes_the_blob_out_of_every_slice(scene):
+    from scipy import ndimage
+
+    volume, segmentation, segment_id = _load(scene)
+    before = segment_masks.read_volume_mask(segmentation, segment_id, volume).astype(bool)
+    labels, _count = ndimage.label(before)
+    blob = labels == labels[12, 70, 76]  # the blob outside the head: a column through all 24 slices
+    assert blob.sum() < 0.05 * before.sum() and set(np.argwhere(blob)[:, 0].tolist()) == set(range(24))
+    for view in ("Red", "Yellow", "Green"):
+        place_view_on_voxel(scene, view, volume, (41, 50, 12))
+    logic = IBISAgentLogic()  # the CPU default: weight-free policy, the 3D graph cut
+    logic.startEpisode(volume, segmentation, segment_id, "Segment the brain.", view="Red", workOn=VOLUME)
+    proposal = logic.proposeNext()
+    assert proposal.plane in ("Red", "Yellow", "Green") and proposal.looked[0]["plane"] == "Red"  # the user's first
+    place_view_on_voxel(scene, "Yellow", volume, (76, 70, 12))
+    placement = logic.startPlacingPoint(False)
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    placement.node.AddControlPoint(*matrix.MultiplyPoint([76.0, 70.0, 12.0, 1.0])[:3])
+    placement.end()
+    step = logic.acceptProposal()
+    after = segment_masks.read_volume_mask(segmentation, segment_id, volume).astype(bool)
+    assert not (after & blob).any() and step.removed >= blob.sum()
+    assert logic.undo() and np.array_equal(segment_masks.read_volume_mask(segmentation, segment_id, volume), before)
+    logic.finish()

@@ -117,11 +117,11 @@ def test_points_in_all_three_views_belong_to_one_session_and_undo_is_exact(scene
         place_view_on_voxel(scene, view, volume, kji[::-1])  # the user scrolls that view onto the voxel
         proposals.AddControlPoint(*ras_of(volume, kji), "+")
         proposals.SetNthControlPointSelected(proposals.GetNumberOfControlPoints() - 1, True)
-    clicks = logic.volumeClicksOnScreen()
+    clicks = logic.onScreenClicks()
     assert [(c.plane, c.voxel) for c in clicks] == [(view, kji) for view, kji in points.items()]
     for click in clicks:  # each on the slice its view shows
         assert slice_geometry(volume, click.plane).slice_index == click.index
-    step = logic.acceptVolumeProposal()
+    step = logic.acceptProposal()
     mask = segment_masks.read_volume_mask(segmentation, ids[0], volume).astype(bool)
     expected = start.copy()
     for kji in points.values():
@@ -132,9 +132,9 @@ def test_points_in_all_three_views_belong_to_one_session_and_undo_is_exact(scene
     entry = proposal_markups.read_history(segmentation, ids[0])[-1]
     assert entry["volume"] and [c["plane"] for c in entry["clicks"]] == list(points)
     assert logic.volumeSession.markups.accepted.GetNumberOfControlPoints() == 3
-    second = logic.acceptVolumeProposal([clicks[0].flipped()])
+    second = logic.acceptProposal([clicks[0].flipped()])
     assert second.removed > 0
-    assert logic.undoVolumeStep() and logic.undoVolumeStep() and not logic.undoVolumeStep()
+    assert logic.undo() and logic.undo() and not logic.undo()
     assert same_voxels(own_voxels(segmentation, ids), before)
     assert proposal_markups.read_history(segmentation, ids[0]) == history
 
@@ -145,16 +145,16 @@ def test_a_proposal_appears_on_its_slice_and_the_view_moves_there(scene, orienta
     logic = local_logic(ScriptedPolicy([point(0.5, 0.5)]))
     logic.startVolumeSession(volume, segmentation, ids[0], view="Green", confirm=False)
     place_view_on_voxel(scene, "Green", volume, (0, 0, 0))  # the user looks elsewhere meanwhile
-    proposal = logic.proposeVolumeStep()
+    proposal = logic.proposeNext()
     assert proposal.plane in ("Red", "Yellow", "Green")
     assert slice_geometry(volume, proposal.plane).slice_index == proposal.index  # the view moved there
     points = logic.volumeSession.markups.proposals
     assert points.GetNumberOfControlPoints() == 1
-    [click] = logic.volumeClicksOnScreen()
+    [click] = logic.onScreenClicks()
     assert (click.plane, click.index, click.voxel, click.origin) == (proposal.plane, proposal.index,
                                                                      proposal.voxel.voxel, "agent")
-    assert logic.flipVolumeProposal() == 0
-    assert logic.volumeClicksOnScreen()[0].origin == "user-moved"
+    assert logic.flipProposal() == 0
+    assert logic.onScreenClicks()[0].origin == "user-moved"
 
 
 def test_the_weight_free_agent_removes_a_leak_on_one_slice(scene):
@@ -165,7 +165,7 @@ def test_the_weight_free_agent_removes_a_leak_on_one_slice(scene):
     logic.useVolumeTool("slice2d")
     result = logic.continueVolume(volume, segmentation, ids[0], "Segment the ball.", view="Red", maxSteps=4)
     after = segment_masks.read_volume_mask(segmentation, ids[0], volume).astype(bool)
-    assert result["steps"] >= 1 and dice(after, truth) > dice(start, truth)
+    assert len(result["steps"]) >= 1 and dice(after, truth) > dice(start, truth)
     first = result["proposals"][0]["voxel"]
     assert first["k"] == 8 and not first["positive"]
     assert np.array_equal(after[:8], start[:8]) and np.array_equal(after[9:], start[9:])  # slice2d: that slice only
@@ -181,14 +181,14 @@ def test_a_hand_edit_is_one_undo_entry_and_failures_leave_the_segment(scene):
     edited = start.copy()
     edited[3:6, 3:6, 3:6] = True
     slicer.util.updateSegmentBinaryLabelmapFromArray(edited.astype(np.uint8), segmentation, ids[0], volume)
-    logic.proposeVolumeStep()  # notices the hand edit first
+    logic.proposeNext()  # notices the hand edit first
     assert np.array_equal(logic.volumeSession.session.mask, edited)
-    assert logic.undoVolumeStep()  # the hand edit
+    assert logic.undo()  # the hand edit
     assert np.array_equal(segment_masks.read_volume_mask(segmentation, ids[0], volume).astype(bool), start)
     with pytest.raises(ValueError, match="no click"):
-        logic.acceptVolumeProposal([])
+        logic.acceptProposal([])
     assert same_voxels(own_voxels(segmentation, ids), before)
-    state = logic.finishVolumeSession()
+    state = logic.finish()
     assert state["mask_voxels"] == int(start.sum()) and logic.volumeSession is None
 
 
@@ -219,11 +219,11 @@ def test_a_finer_segment_keeps_its_grid_and_comes_back_exactly(scene):
     logic.startVolumeSession(volume, segmentation, ids[0])
     from ibisagent.segmenters.volume_base import VoxelClick
 
-    logic.acceptVolumeProposal([VoxelClick(8, 14, 16, True, "user")])
-    logic.acceptVolumeProposal([VoxelClick(3, 4, 5, False, "user")])
+    logic.acceptProposal([VoxelClick(8, 14, 16, True, "user")])
+    logic.acceptProposal([VoxelClick(3, 4, 5, False, "user")])
     after = own_voxels(segmentation, ids)
     assert np.allclose(after[0][2], fine)  # still the segment's own, finer grid
-    while logic.undoVolumeStep():
+    while logic.undo():
         pass
     assert same_voxels(own_voxels(segmentation, ids), before)
 
