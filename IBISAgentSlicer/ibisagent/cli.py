@@ -311,7 +311,7 @@ def _readable_volume(path: str) -> bool:
 def _run_continue_volume(args) -> int:
     """`continue` on a whole volume (no --plane): the agent works it in 3D (`continue_volume`)."""
     from . import continue_volume
-    from .image_io import suffix_of
+    from .image_io import save_image, suffix_of
     from .policies import build_policy
     from .safe_io import OutputSet
 
@@ -341,7 +341,7 @@ def _run_continue_volume(args) -> int:
                "looks": args.looks, "confirm": args.confirm}
     with outputs:  # a failure leaves nothing behind
         with outputs.stage("--out") as temporary:
-            continue_volume.write_image(temporary, continue_volume.output_image(inputs, report.result.mask))
+            save_image(continue_volume.output_image(inputs, report.result.mask, suffix_of(args.out)), temporary)
         outputs.write_json("--log", continue_volume.log_document(report, inputs, policy, tool, details))
         outputs.commit()
     result = report.result

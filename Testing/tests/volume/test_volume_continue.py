@@ -88,8 +88,8 @@ def test_bad_whole_volume_inputs_stop_before_any_work(files, tmp_path, capsys):
         (base + ["--mask", mask, "--label", "2", "--pictures", str(tmp_path / "p"), "--out", str(tmp_path / "d.nrrd")],
          "--pictures"),
         (base + ["--mask", str(tmp_path / "shifted.nrrd"), "--label", "2", "--out", str(tmp_path / "e.nrrd")],
-         "another grid"),
-        (base + ["--mask", mask, "--label", "70000", "--out", str(tmp_path / "f.nrrd")], "does not fit"),
+         "not on the grid"),
+        (base + ["--mask", mask, "--label", "70000", "--out", str(tmp_path / "f.nrrd")], "cannot be stored"),
         (base + ["--mask", mask, "--label", "2", "--looks", "0", "--out", str(tmp_path / "h.nrrd")], "--looks"),
     ]
     for argv, message in cases:
