@@ -18,6 +18,7 @@ from slicer_agents import ScriptedPolicy, point
 from slicer_scene import ORIENTATIONS, add_segmentation, add_volume, make_ijk_to_ras, place_view_on_voxel
 
 from IBISAgentLib import proposal_markups, segment_masks
+from IBISAgentLib.agent_sessions import AgentStepError
 from IBISAgentLib.logic import IBISAgentLogic
 from IBISAgentLib.slice_geometry import slice_geometry, vtk_matrix_to_numpy
 from ibisagent.actions import TERMINATE, Action, format_response
@@ -234,3 +235,38 @@ def test_3d_sessions_need_the_local_engine(scene):
     logic.connect("http://127.0.0.1:9")
     with pytest.raises(ValueError, match="Local"):
         logic.startVolumeSession(volume, segmentation, ids[0])
+
+
+def test_the_3d_tool_is_built_by_the_engine_around_the_logics_one_2d_tool(scene):
+    from ibisagent.segmenters import DEFAULT_VOLUME_SEGMENTER
+
+    volume, segmentation, ids, _, _ = make_case(scene, "ras")
+    logic = IBISAgentLogic(log=lambda message: None)
+    logic.useLocalEngine(ScriptedPolicy([]), "graphcut")
+    two_d = logic.localEngine().segmenter
+    for name, options, built in ((None, {}, lambda tool: tool.name == DEFAULT_VOLUME_SEGMENTER),
+                                 ("slice2d", {}, lambda tool: tool.tool is two_d),
+                                 ("propagation3d", {}, lambda tool: tool.tool is two_d),
+                                 ("graphcut3d", {"smoothness": 4.0}, lambda tool: tool.smoothness == 4.0)):
+        logic.useVolumeTool(name, options)
+        logic.startVolumeSession(volume, segmentation, ids[0])
+        assert built(logic.volumeSession.session.segmenter)
+        logic.finishVolumeSession()
+    for name, options, message in (("graphcut3d", {"no_such": 1}, "does not take that option"),
+                                   ("slice2d", {"no_such": 1}, "already built"),
+                                   ("nothing3d", {}, "Unknown 3D segmentation tool")):
+        logic.useVolumeTool(name, options)
+        with pytest.raises(AgentStepError, match=message):
+            logic.startVolumeSession(volume, segmentation, ids[0])
+        assert logic.volumeSession is None
+
+
+def test_an_unreadable_answer_in_3d_is_an_invalid_output_error(scene):
+    volume, segmentation, ids, _, start = make_case(scene, "ras")
+    logic = local_logic(ScriptedPolicy(["no grammar here"]))
+    logic.startVolumeSession(volume, segmentation, ids[0])
+    with pytest.raises(AgentStepError) as raised:
+        logic.proposeVolumeStep()
+    assert raised.value.kind == "invalid-output" and raised.value.cause.proposal is not None
+    assert np.array_equal(segment_masks.read_volume_mask(segmentation, ids[0], volume).astype(bool), start)
+    logic.finishVolumeSession()
