@@ -70,8 +70,8 @@ def _continue_parser(sub) -> None:
                         help="whole volumes: slices the agent reviews per proposal before it calls the volume done "
                         "(default 3; more finds more to fix, at more risk of a wrong click)")
     parser.add_argument("--confirm", action=argparse.BooleanOptionalAction, default=True,
-                        help="whole volumes: keep a click only when the agent also proposes it on another plane's "
-                        "slice through the same voxel (default: on)")
+                        help="whole volumes: a click whose change reaches off its slice is kept only when the agent "
+                        "also proposes it on the slice holding most of that change (default: on)")
     parser.add_argument("--log", help="JSON step log (default: next to --out, ending .steps.json)")
     parser.add_argument("--pictures", help="folder for a picture of every step")
     parser.add_argument("--truth", help="reference mask, to print the IoU of every step (whole volumes: the Dice; "

@@ -117,7 +117,7 @@ def run_continue_volume(inputs: VolumeInputs, tool, policy: Policy, request: str
     log(f"Proposals by: {policy.name} - {policy.description}")
     log(f"3D tool: {tool.name} - {tool.description}")
     log(f"Slices looked at: {', '.join(session.planes)} planes, up to {session.looks} per proposal"
-        + (", each click confirmed in a second view" if session.confirm and len(session.planes) > 1 else ""))
+        + (", a click whose change reaches off its slice confirmed in a second view" if session.confirm else ""))
     log(f"{'step':>5}  {'click':<34} {'decision':<9} {'voxels':>8}  {'Dice' if truth is not None else '':>6}  reasoning")
     start_text = f"{start_dice:.4f}" if start_dice is not None else ""
     log(f"{'start':>5}  {'(your mask)':<34} {'':<9} {int(session.mask.sum()):>8}  {start_text:>6}")

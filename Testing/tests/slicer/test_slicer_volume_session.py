@@ -174,6 +174,22 @@ def test_the_weight_free_agent_removes_a_leak_on_one_slice(scene):
     assert logic.volumeSession is None and result["proposals"]
 
 
+def test_with_the_default_3d_tool_the_agent_keeps_only_a_change_it_judged(scene):
+    """The 3D graph cut answers the click on the leak by removing it and by re-deciding the ball's
+    boundary on the other slices (a shell of single voxels, 80 of the 152 it changes: Dice down).
+    The policy judged the leak's slice only, so the rest must hold in a second view; it does not,
+    and the segment stays as it was."""
+    volume, segmentation, ids, truth, start = make_case(scene, "lps")
+    before = own_voxels(segmentation, ids)
+    logic = IBISAgentLogic(log=lambda message: None)
+    logic.useLocalEngine("heuristic", "graphcut")
+    result = logic.continueVolume(volume, segmentation, ids[0], "Segment the ball.", view="Red", maxSteps=4)
+    assert result["steps"] == 0 and result["stop_reason"] == "terminated"
+    said = [look.get("said", "") for proposal in result["proposals"] for look in proposal["looked"]]
+    assert any("lie off its slice" in text and "not confirmed" in text for text in said)
+    assert same_voxels(own_voxels(segmentation, ids), before)
+
+
 def test_a_hand_edit_is_one_undo_entry_and_failures_leave_the_segment(scene):
     volume, segmentation, ids, _, start = make_case(scene, "ras")
     before = own_voxels(segmentation, ids)
