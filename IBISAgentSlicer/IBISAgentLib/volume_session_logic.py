@@ -312,22 +312,22 @@ class VolumeSessionLogic:
     volumeToolOptions: Optional[dict] = None
 
     def useVolumeTool(self, tool=None, options: Optional[dict] = None) -> None:
-        """The 3D tool for the next 3D sessions: a registry name (default: the registry's default;
-        ``slice2d`` wraps the logic's 2D tool) or a built `VolumeSegmenter`."""
+        """The 3D tool for the next 3D sessions: a registry name (None: the default,
+        ``ibisagent.segmenters.DEFAULT_VOLUME_SEGMENTER``; a slice-wise tool such as ``slice2d``
+        works with the logic's one 2D tool) or a built `VolumeSegmenter`."""
         self.volumeTool, self.volumeToolOptions = tool, dict(options or {})
 
     def _buildVolumeTool(self):
-        from ibisagent.segmenters import DEFAULT_VOLUME_SEGMENTER, build_volume_segmenter
+        """The 3D tool of a new session, built by ``ibisagent.engine.build_volume_tool`` (the
+        one place tools are built) around the local engine's 2D tool; a built tool as given."""
+        from ibisagent.engine import SLICE_WISE_TOOLS, build_volume_tool
 
-        tool = self.volumeTool if self.volumeTool is not None else DEFAULT_VOLUME_SEGMENTER
-        options = dict(self.volumeToolOptions or {})
-        if not isinstance(tool, str):
+        tool = self.volumeTool
+        if tool is not None and not isinstance(tool, str):
             return tool
-        if tool == "slice2d":
-            from ibisagent.segmenters.slice2d import Slice2DSegmenter
-
-            return Slice2DSegmenter(self.localEngine().segmenter, **options)
-        return build_volume_segmenter(tool, **options)
+        if tool in SLICE_WISE_TOOLS:
+            return build_volume_tool(tool, self.volumeToolOptions, self.localEngine().segmenter)
+        return build_volume_tool(tool, self.volumeToolOptions)
 
     def startVolumeSession(self, volumeNode, segmentationNode, segmentId, request: str = "", view="Red",
                            maxSteps: int = 20, looks: Optional[int] = None, confirm: bool = True) -> dict:

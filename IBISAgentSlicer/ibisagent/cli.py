@@ -70,8 +70,8 @@ def _continue_parser(sub) -> None:
                         help="whole volumes: slices the agent reviews per proposal before it calls the volume done "
                         "(default 3; more finds more to fix, at more risk of a wrong click)")
     parser.add_argument("--confirm", action=argparse.BooleanOptionalAction, default=True,
-                        help="whole volumes: keep a click only when the agent also proposes it on another plane's "
-                        "slice through the same voxel (default: on)")
+                        help="whole volumes: a click whose change reaches off its slice is kept only when the agent "
+                        "also proposes it on the slice holding most of that change (default: on)")
     parser.add_argument("--log", help="JSON step log (default: next to --out, ending .steps.json)")
     parser.add_argument("--pictures", help="folder for a picture of every step")
     parser.add_argument("--truth", help="reference mask, to print the IoU of every step (whole volumes: the Dice; "
@@ -311,7 +311,7 @@ def _readable_volume(path: str) -> bool:
 def _run_continue_volume(args) -> int:
     """`continue` on a whole volume (no --plane): the agent works it in 3D (`continue_volume`)."""
     from . import continue_volume
-    from .image_io import suffix_of
+    from .image_io import save_image, suffix_of
     from .policies import build_policy
     from .safe_io import OutputSet
 
@@ -341,7 +341,7 @@ def _run_continue_volume(args) -> int:
                "looks": args.looks, "confirm": args.confirm}
     with outputs:  # a failure leaves nothing behind
         with outputs.stage("--out") as temporary:
-            continue_volume.write_image(temporary, continue_volume.output_image(inputs, report.result.mask))
+            save_image(continue_volume.output_image(inputs, report.result.mask, suffix_of(args.out)), temporary)
         outputs.write_json("--log", continue_volume.log_document(report, inputs, policy, tool, details))
         outputs.commit()
     result = report.result

@@ -14,6 +14,9 @@ a mask). Everything that runs the agent names its engine the same way and builds
   (``continue``, ``eval``, ``propagate``, ``eval3d``, ``serve``, ``demo``), and `tool_arguments`
   / `tool_options` for the training commands that need only a tool; `parse_window` reads
   ``--window``.
+- `build_volume_tool` / `volume_tool_from_args`: the 3D click tool of a volume session (the
+  commands and the Slicer logic's 3D session), a slice-wise one around a 2D tool's name or the
+  logic's built 2D tool.
 - `CPU_ONLY_POLICIES`, `CPU_ONLY_TOOLS`, `EngineSpec.cpu_only`: engines that never need a GPU
   (they may run one copy per core).
 
@@ -209,18 +212,31 @@ def spec_from_args(args: argparse.Namespace) -> EngineSpec:
 SLICE_WISE_TOOLS = {"slice2d": "tool", "propagation3d": "segmenter"}
 
 
-def volume_tool_from_args(args: argparse.Namespace):
-    """The 3D click tool ``--segmenter3d`` names (`ibisagent.segmenters.VOLUME_SEGMENTERS`),
-    configured by the same tool options as a 2D tool: a slice-wise tool gets the ``--segmenter``
-    2D tool and its options, a model tool (sam2) its device, checkpoint and config, every tool
-    its ``--tool-option`` s."""
-    from .segmenters import build_volume_segmenter
+def build_volume_tool(name: Optional[str] = None, options: Optional[Dict[str, Any]] = None,
+                      slice_tool: Union[str, Segmenter] = DEFAULT_SEGMENTER):
+    """The 3D click tool ``name`` (`ibisagent.segmenters.VOLUME_SEGMENTERS`; None: the default,
+    `ibisagent.segmenters.DEFAULT_VOLUME_SEGMENTER`) built with ``options``. A slice-wise tool
+    (`SLICE_WISE_TOOLS`) works each slice with ``slice_tool``: a 2D tool's name (built with the
+    same ``options``) or a built 2D tool, used as it is (the Slicer logic's engine's)."""
+    from .segmenters import DEFAULT_VOLUME_SEGMENTER, build_volume_segmenter
 
-    name = args.segmenter3d
+    name = name or DEFAULT_VOLUME_SEGMENTER
+    options = dict(options or {})
     wrapped = SLICE_WISE_TOOLS.get(name)
     if wrapped is not None:
-        return build_volume_segmenter(name, **{wrapped: args.segmenter}, **tool_options(args))
-    return build_volume_segmenter(name, **tool_options(args, name))
+        options[wrapped] = slice_tool
+    return build_volume_segmenter(name, **options)
+
+
+def volume_tool_from_args(args: argparse.Namespace):
+    """The 3D click tool ``--segmenter3d`` names (`build_volume_tool`), configured by the same
+    tool options as a 2D tool: a slice-wise tool gets the ``--segmenter`` 2D tool and its
+    options, a model tool (sam2) its device, checkpoint and config, every tool its
+    ``--tool-option`` s."""
+    name = args.segmenter3d
+    if name in SLICE_WISE_TOOLS:
+        return build_volume_tool(name, tool_options(args), args.segmenter)
+    return build_volume_tool(name, tool_options(args, name))
 
 
 def parse_window(text: Optional[str]) -> Window:

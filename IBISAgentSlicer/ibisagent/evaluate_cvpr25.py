@@ -4,11 +4,13 @@ matched by name (`ibisagent.evaluate.find_pairs`).
 
 Each case's target is every non-zero voxel of its mask (BraTS' labels 1-4 together are the whole
 tumour; an instance map is all its instances together: give one instance per file to score one).
-A case that cannot be used (not a volume, sizes that differ, an empty target, a tool error on
-bad input) goes to ``skipped.txt`` with its reason and the run goes on.
+Inputs are read as every command reads them (`ibisagent.image_io`: whole or refused, within the
+memory budget, NaN refused, a mask on the image's grid). A case that cannot be used (not a
+volume, a damaged file, a mask on another grid, an empty target, a tool error on bad input) goes
+to ``skipped.txt`` with its reason and the run goes on.
 
-Outputs, all through `ibisagent.safe_io.OwnedFolder` (atomic, never over an input, an earlier
-run's files replaced only with ``overwrite``):
+Outputs, all through `ibisagent.safe_io.OwnedFolder` (atomic, never over an input or into an
+input folder, an earlier run's files replaced only with ``overwrite``, the user's files never):
 
 - ``--out``: ``summary.json`` with exactly `SUMMARY_KEYS` (means over cases; seconds per click:
   the median over every click of every case), ``per_case.csv`` (DSC and NSD after the start and
@@ -30,11 +32,14 @@ import numpy as np
 
 from . import cvpr25, image_io
 from .evaluate import find_pairs
-from .safe_io import OwnedFolder
+from .safe_io import OwnedFolder, same_file
 from .segmenters.volume_base import VolumeSegmenter
 
 SUMMARY_KEYS = ("cases", "dsc_auc", "dsc_final", "nsd_auc", "nsd_final", "seconds_per_click")
 OUTPUTS = ("summary.json", "per_case.csv", "dsc_vs_clicks.png", "skipped.txt")
+#: The `safe_io.OwnedFolder` kinds of the two output folders (other runs' files are never theirs).
+KIND = "eval3d cvpr25"
+MASKS_KIND = "eval3d cvpr25 masks"
 
 
 def load_case(image_path: str, mask_path: str, initial_path: Optional[str] = None):
@@ -46,21 +51,18 @@ def load_case(image_path: str, mask_path: str, initial_path: Optional[str] = Non
         raise ValueError("the image is 2D; the cvpr25 protocol needs volumes")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ValueError("the volume has several components per voxel; give a grey volume")
-    truth = _mask_on(image, mask_path, "mask")
+    truth = _mask_on(image, image_path, mask_path)
     if not truth.any():
         raise ValueError("the ground-truth mask is empty")
-    start = _mask_on(image, initial_path, "starting mask") if initial_path else None
+    start = _mask_on(image, image_path, initial_path) if initial_path else None
     spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
     return sitk.GetArrayFromImage(image), spacing, truth, start, image
 
 
-def _mask_on(image, path: str, what: str) -> np.ndarray:
-    import SimpleITK as sitk
-
-    mask = image_io.read_image(path)
-    if mask.GetSize() != image.GetSize():
-        raise ValueError(f"the {what} has size {mask.GetSize()}, but the image has {image.GetSize()}")
-    return sitk.GetArrayFromImage(mask) != 0
+def _mask_on(image, image_path: str, path: str) -> np.ndarray:
+    """The non-zero voxels of the mask at ``path``, which must lie on the grid of ``image``
+    (read from ``image_path``)."""
+    return image_io.read_mask_volume(path, image, image_path) != 0
 
 
 def evaluate(images_dir: str, masks_dir: str, out_dir: str, segmenter: VolumeSegmenter, start: str = "box",
@@ -78,10 +80,12 @@ def evaluate(images_dir: str, masks_dir: str, out_dir: str, segmenter: VolumeSeg
         raise ValueError(f"--clicks must be at least 1; got {clicks}.")
     pairs, problems = find_pairs(images_dir, masks_dir, initial_dir if start == "mask" else None)
     inputs = [images_dir, masks_dir, initial_dir] + [path for pair in pairs for path in pair[1:] if path]
-    results = OwnedFolder(out_dir, overwrite, "--out", names=OUTPUTS, inputs=inputs)
-    masks_out = OwnedFolder(save_masks, overwrite, "--save-masks", inputs=inputs) if save_masks else None
-    if masks_out is not None and os.path.abspath(save_masks) == results.folder:
+    if save_masks and same_file(save_masks, out_dir):
         raise ValueError("--save-masks and --out must be different folders.")
+    results = OwnedFolder(out_dir, overwrite, "--out", names=OUTPUTS, inputs=inputs, kind=KIND,
+                          what="the results of an evaluation")
+    masks_out = (OwnedFolder(save_masks, overwrite, "--save-masks", inputs=inputs, kind=MASKS_KIND,
+                             what="the final masks of an evaluation") if save_masks else None)
     rows: List[Tuple[str, cvpr25.CaseRun]] = []
     bar = tqdm(pairs, desc="volumes", unit="volume", disable=not progress)
     for name, image_path, mask_path, initial_path in bar:

@@ -17,7 +17,7 @@ import numpy as np
 from . import __version__, image_io
 from .episode import Episode, EpisodeResult, Step
 from .imaging import Window, check_mask, to_rgb
-from .label_mask import LabelMask
+from .label_mask import LabelMask, reference_mask
 from .metrics import dice, iou
 from .policies.base import Policy
 from .render import contact_sheet, step_picture
@@ -185,8 +185,7 @@ def read_truth(path: str, where, image, shape, label: Optional[int] = None) -> n
     """A reference mask (bool) on the worked image or slice: any non-zero value is inside, or,
     for a mask with several labels, the label worked on (``--label``)."""
     values = image_io.read_mask_values_2d(path, shape) if where is None else image_io.read_mask_volume(path, image)
-    labels = np.unique(values[values != 0])
-    truth = LabelMask(values, label, f"The reference mask {path}").binary if len(labels) > 1 else values != 0
+    truth = reference_mask(values, label, f"The reference mask {path}")
     return where.take(truth) != 0 if where is not None else truth
 
 

@@ -59,12 +59,13 @@ def _check_readable(path: str) -> None:
         )
 
 
-def read_image(path: str) -> sitk.Image:
+def read_image(path: str, volume_work: int = memory.VOLUME_BYTES_PER_VOXEL) -> sitk.Image:
     """Read any supported file into a SimpleITK image, with a clear error if that fails: the work
-    must fit the memory budget, the file must be whole (`check_file`), and its values finite."""
+    must fit the memory budget, the file must be whole (`check_file`), and its values finite.
+    ``volume_work``: the work's bytes per voxel besides the voxels (`memory.work_bytes`)."""
     path = str(path)
     _check_readable(path)
-    reader = check_file(path)
+    reader = check_file(path, volume_work)
     try:
         image = reader.Execute()
     except RuntimeError as error:
@@ -74,11 +75,11 @@ def read_image(path: str) -> sitk.Image:
     return image
 
 
-def check_file(path: str) -> sitk.ImageFileReader:
+def check_file(path: str, volume_work: int = memory.VOLUME_BYTES_PER_VOXEL) -> sitk.ImageFileReader:
     """What is checked before any reader (SimpleITK here, MRML storage nodes in Slicer) loads an
     image file: it exists, its header reads, the work on it fits the memory budget (from the
-    header, before anything is allocated), and it is whole (`image_integrity.check_whole`).
-    Returns the reader, its image information read."""
+    header, before anything is allocated; ``volume_work`` as in `memory.work_bytes`), and it is
+    whole (`image_integrity.check_whole`). Returns the reader, its image information read."""
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such file: {path}")
@@ -89,7 +90,8 @@ def check_file(path: str) -> sitk.ImageFileReader:
     except RuntimeError as error:
         image_integrity.check_whole(path)  # a damaged file says so (e.g. its data file is missing)
         raise ValueError(f"Could not read {path}: {_last_line(error)}") from error
-    memory.check_fits(path, reader.GetSize(), reader.GetNumberOfComponents() * _component_bytes(reader.GetPixelID()))
+    memory.check_fits(path, reader.GetSize(), reader.GetNumberOfComponents() * _component_bytes(reader.GetPixelID()),
+                      volume_work)
     image_integrity.check_whole(path)
     return reader
 

@@ -1,12 +1,18 @@
 """A mask file with several labels: the label worked on, and writing back only what changed.
 
+The one owner of reading a label out of a label map, for every command that takes ``--mask``
+and ``--label`` (``continue`` on an image, a slice or a whole volume, ``propagate``):
+
 Masks on disk are often label maps (0 background, 1 liver, 2 tumour, ...), of any integer or float
 data type. A headless command works on one label (``--label N``; by default the only non-zero
-label, else it asks), as a bool mask, and writes back a copy of the file's own values in which
-only the voxels the work changed differ: where the new mask gained a voxel that was background
-(or already this label) it holds the label, where it lost a voxel of the label it holds 0. A
-voxel of another label is never changed, on the worked slice or anywhere else, so the output
-keeps every other label, the label values and the data type bit for bit.
+label, else it asks), as a bool mask (`LabelMask.binary`), and writes back a copy of the file's
+own values in which only the voxels the work changed differ (`LabelMask.merged`): where the new
+mask gained a voxel that was background (or already this label) it holds the label, where it
+lost a voxel of the label it holds 0. A voxel of another label (`LabelMask.others`: what a tool
+working in 3D must treat as locked) is never changed, on the worked slice or anywhere else, so
+the output keeps every other label, the label values and the data type bit for bit.
+
+A reference mask (``--truth``) is read by the same rule (`reference_mask`).
 """
 
 from __future__ import annotations
@@ -56,9 +62,23 @@ class LabelMask:
         out[~mask & self.binary] = 0
         return out
 
+    def others(self) -> Optional[np.ndarray]:
+        """bool, the values' shape: the voxels of other labels (never changed by `merged`; a
+        tool working on the whole mask must leave them alone); None when there are none."""
+        others = (self.values != 0) & ~self.binary
+        return others if others.any() else None
+
     def blocked(self, mask: np.ndarray) -> int:
         """Voxels of ``mask`` that another label holds (left to that label by `merged`)."""
         return int(np.count_nonzero(np.asarray(mask, dtype=bool) & (self.values != 0) & ~self.binary))
+
+
+def reference_mask(values: np.ndarray, label: Optional[float] = None, source: str = "the reference mask") -> np.ndarray:
+    """A reference mask's target, bool: any non-zero value when it holds one label, else the
+    label worked on (``--label``; refused without one, as `LabelMask` does)."""
+    values = np.asarray(values)
+    several = len(np.unique(values[values != 0])) > 1
+    return LabelMask(values, label, source).binary if several else values != 0
 
 
 def _listed(values: List[float]) -> str:

@@ -38,6 +38,14 @@ WORK_BYTES_PER_PIXEL = 120
 #: on int16 volumes of 200 x 256 x 256 and 300 x 384 x 384 voxels peaked 16 B per voxel above
 #: a tiny volume's run, 2 of them the voxels.
 VOLUME_BYTES_PER_VOXEL = 14
+#: The same for a session on the whole volume (`ibisagent continue` without ``--plane``): the
+#: grey levels as RGB slices of three planes, the session's masks and undo boxes, the 3D tool's
+#: per-voxel state and each click's working arrays over the region it re-decides. Peak RSS
+#: growth against a tiny volume's run, float32 volumes, graphcut3d (the default): 39 B per
+#: voxel beyond the voxels for three clicks on a BraTS tumour (240 x 240 x 155; a click
+#: re-decides the tumour's surroundings), 85 for two clicks on the MNI152 whole brain
+#: (197 x 233 x 189; it re-decides nearly the whole volume). The larger, rounded up.
+SESSION3D_BYTES_PER_VOXEL = 90
 
 
 class ImageTooLargeError(ValueError):
@@ -80,10 +88,11 @@ def budget_bytes() -> Optional[int]:
     return int(available * BUDGET_FRACTION) if available else None
 
 
-def work_bytes(size: Sequence[int], bytes_per_voxel: int) -> int:
+def work_bytes(size: Sequence[int], bytes_per_voxel: int, volume_work: int = VOLUME_BYTES_PER_VOXEL) -> int:
     """Estimated peak bytes of working on an image of ``size`` (SimpleITK order: (x, y) or
     (x, y, z)) whose voxels take ``bytes_per_voxel`` each: a 2D episode on its largest slice,
-    plus, for a volume, the volume and its copies."""
+    plus, for a volume, the volume and ``volume_work`` bytes per voxel for its copies
+    (`VOLUME_BYTES_PER_VOXEL`, or `SESSION3D_BYTES_PER_VOXEL` for a whole-volume session)."""
     extents = sorted((int(n) for n in size), reverse=True)
     plane = extents[0] * (extents[1] if len(extents) > 1 else 1)
     voxels = 1
@@ -91,16 +100,17 @@ def work_bytes(size: Sequence[int], bytes_per_voxel: int) -> int:
         voxels *= extent
     total = plane * WORK_BYTES_PER_PIXEL
     if len(extents) > 2 and extents[2] > 1:
-        total += voxels * (bytes_per_voxel + VOLUME_BYTES_PER_VOXEL)
+        total += voxels * (bytes_per_voxel + volume_work)
     return total
 
 
-def check_fits(path: str, size: Sequence[int], bytes_per_voxel: int) -> None:
-    """Refuse (`ImageTooLargeError`) an image whose work exceeds the budget, naming its size."""
+def check_fits(path: str, size: Sequence[int], bytes_per_voxel: int, volume_work: int = VOLUME_BYTES_PER_VOXEL) -> None:
+    """Refuse (`ImageTooLargeError`) an image whose work (`work_bytes`) exceeds the budget,
+    naming its size."""
     budget = budget_bytes()
     if budget is None:
         return
-    needed = work_bytes(size, bytes_per_voxel)
+    needed = work_bytes(size, bytes_per_voxel, volume_work)
     if needed <= budget:
         return
     shape = " x ".join(str(int(n)) for n in size)

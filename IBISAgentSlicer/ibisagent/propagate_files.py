@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__, image_io
 from .imaging import Window
-from .label_mask import LabelMask
+from .label_mask import LabelMask, reference_mask
 from .policies.base import Policy
 from .safe_io import OutputSet
 from .segmenters.base import Segmenter
@@ -77,8 +77,7 @@ def read_truth(inputs: PropagationInputs, truth_path: str, label: Optional[int] 
     """The reference mask volume as bool slices (like ``inputs.mask_slices``): any non-zero voxel,
     or, for a mask with several labels, the label worked on."""
     values = image_io.read_mask_volume(truth_path, inputs.image)
-    several = len(np.unique(values[values != 0])) > 1
-    truth = LabelMask(values, label, f"The reference mask {truth_path}").binary if several else values != 0
+    truth = reference_mask(values, label, f"The reference mask {truth_path}")
     return inputs.stack.take(truth).astype(bool)
 
 

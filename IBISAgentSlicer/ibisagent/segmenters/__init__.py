@@ -6,6 +6,8 @@ Two tables: the 2D tools (`Segmenter`, one image, pixel clicks) and the 3D tools
 
 from __future__ import annotations
 
+from typing import Union
+
 from ..registry import build_named
 from .base import ImageState, Prediction, Segmenter
 
@@ -41,11 +43,22 @@ def build_segmenter(name: str = DEFAULT_SEGMENTER, **options) -> Segmenter:
     return build_named(SEGMENTERS, "segmentation tool", name, options)
 
 
+def as_segmenter(tool: Union[str, Segmenter], **options) -> Segmenter:
+    """A 2D tool given by name (built with ``options``) or already built (used as it is: then no
+    ``options``), e.g. the one a slice-wise 3D tool works each slice with."""
+    if isinstance(tool, str):
+        return build_segmenter(tool, **options)
+    if options:
+        raise ValueError(f"Options ({', '.join(sorted(options))}) are for a 2D tool built by name; the "
+                         f"{tool.name!r} tool given is already built.")
+    return tool
+
+
 def build_volume_segmenter(name: str = DEFAULT_VOLUME_SEGMENTER, **options):
     """Build the 3D click tool called ``name`` (a `volume_base.VolumeSegmenter`) with its
     ``options``; unknown names or options are a clear ValueError."""
     return build_named(VOLUME_SEGMENTERS, "3D segmentation tool", name, options)
 
 
-__all__ = ["ImageState", "Prediction", "Segmenter", "SEGMENTERS", "DEFAULT_SEGMENTER", "build_segmenter",
+__all__ = ["ImageState", "Prediction", "Segmenter", "SEGMENTERS", "DEFAULT_SEGMENTER", "build_segmenter", "as_segmenter",
            "VOLUME_SEGMENTERS", "DEFAULT_VOLUME_SEGMENTER", "build_volume_segmenter"]

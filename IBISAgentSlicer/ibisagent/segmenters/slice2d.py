@@ -23,7 +23,7 @@ State (`VolumePrediction.state`): {array index along ``slice_axis``: (the clicks
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -106,8 +106,10 @@ def _key(clicks) -> tuple:
     return tuple((c.x, c.y, c.positive) for c in clicks)
 
 
-def build(tool: str = "graphcut", axis: Optional[int] = None, cache: int = 8, **tool_options) -> Slice2DSegmenter:
-    """The registry's builder: ``tool`` names the 2D tool (its options pass through)."""
-    from . import build_segmenter
+def build(tool: Union[str, Segmenter] = "graphcut", axis: Optional[int] = None, cache: int = 8,
+          **tool_options) -> Slice2DSegmenter:
+    """The registry's builder: ``tool`` names the 2D tool (its options pass through) or is a
+    built one (`ibisagent.segmenters.as_segmenter`)."""
+    from . import as_segmenter
 
-    return Slice2DSegmenter(build_segmenter(tool, **tool_options), axis, cache)
+    return Slice2DSegmenter(as_segmenter(tool, **tool_options), axis, cache)

@@ -18,7 +18,7 @@ Everything is recomputed from the start and the clicks on every call, so undo is
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from ..clicks import Click
 from ..metrics import dice
 from ..volume_episode import VolumeEpisode
 from ..volume_slices import RGBSlices
+from .base import Segmenter
 from .volume_base import BoxPrompt, VolumePrediction, VolumeSegmenter
 
 #: A front stops where its carried mask and the start's slice agree at least this well.
@@ -38,11 +39,12 @@ class VolumePropagationSegmenter(VolumeSegmenter):
     #: Whether the box start gives the 2D tool the box (SAM-family tools), not a click at its centre.
     box_as_prompt = False
 
-    def __init__(self, segmenter: str = "graphcut", **options) -> None:
+    def __init__(self, segmenter: Union[str, Segmenter] = "graphcut", **options) -> None:
+        """``segmenter``: the 2D tool's name (built with ``options``) or a built 2D tool."""
         super().__init__()
-        from . import build_segmenter
+        from . import as_segmenter
 
-        self.tool = build_segmenter(segmenter, **options)
+        self.tool = as_segmenter(segmenter, **options)
 
     def _embed(self, volume: np.ndarray, spacing) -> object:
         return RGBSlices(np.asarray(volume))

@@ -78,8 +78,13 @@ def test_the_protocol_writes_summary_cases_plot_and_masks(folders, tmp_path, cap
         assert written.GetOrigin() == pytest.approx(image.GetOrigin())
         assert written.GetDirection() == pytest.approx(image.GetDirection())
         assert set(np.unique(sitk.GetArrayFromImage(written))) <= {0, 1}
-    # A second run into the same folders is refused without --overwrite, then replaces only its own files.
-    assert _run(folders, out, *extra) == 2 and "--overwrite" in capsys.readouterr().err
+    # A second run into the same folders is refused without --overwrite, saying what is there, then
+    # replaces only its own files.
+    assert _run(folders, out, *extra) == 2
+    error = capsys.readouterr().err
+    assert "already holds the results of an evaluation" in error and "--overwrite" in error
+    assert _run(folders, tmp_path / "again", *extra) == 2
+    assert "already holds the final masks of an evaluation" in capsys.readouterr().err
     (out / "notes.txt").write_text("mine")
     assert _run(folders, out, *extra, "--overwrite") == 0
     assert (out / "notes.txt").read_text() == "mine"
@@ -91,13 +96,22 @@ def test_bad_requests_are_one_line(folders, tmp_path, capsys):
     assert _run(folders, tmp_path / "b", "--save-masks", str(folders / "masks")) == 2  # never over the inputs
     error = capsys.readouterr().err
     assert "input" in error and len(error.strip().splitlines()) == 1
+    for out in (folders / "images", folders / "initial"):  # never into an input folder
+        assert _run(folders, out, "--start", "mask", "--initial", str(folders / "initial")) == 2
+        error = capsys.readouterr().err
+        assert "is an input folder" in error and len(error.strip().splitlines()) == 1
+    (tmp_path / "link").symlink_to(tmp_path / "d", target_is_directory=True)
+    assert _run(folders, tmp_path / "d", "--save-masks", str(tmp_path / "link")) == 2
+    assert "different folders" in capsys.readouterr().err
     assert _run(folders, tmp_path / "c", "--segmenter3d", "graphcut3d", "--tool-option", "smoothness=-1") == 2
     assert "must not be negative" in capsys.readouterr().err
     assert sorted(os.listdir(folders / "masks")) == ["ct_deeplesion_000009.nii.gz", "ct_deeplesion_000010.nii.gz",
                                                      "flat.nii.gz"]
+    assert sorted(os.listdir(folders / "initial")) == ["ct_deeplesion_000009.nii.gz", "ct_deeplesion_000010.nii.gz"]
+    assert not (tmp_path / "d").exists()
 
 
-def test_a_case_whose_mask_has_another_size_is_skipped_with_its_reason(folders, tmp_path, capsys):
+def test_a_case_whose_mask_is_on_another_grid_is_skipped_with_its_reason(folders, tmp_path, capsys):
     other = tmp_path / "other"
     (other / "images").mkdir(parents=True)
     (other / "masks").mkdir()
@@ -105,8 +119,14 @@ def test_a_case_whose_mask_has_another_size_is_skipped_with_its_reason(folders, 
         source = folders / kind / f"{CASES[0]}.nii.gz"
         (other / kind / source.name).write_bytes(source.read_bytes())
     small = sitk.GetImageFromArray(np.ones((13, 10, 10), np.uint8))
-    sitk.WriteImage(sitk.ReadImage(str(folders / "images" / f"{CASES[1]}.nii.gz")), str(other / "images" / "b.nii.gz"))
-    sitk.WriteImage(small, str(other / "masks" / "b.nii.gz"))
+    second = sitk.ReadImage(str(folders / "images" / f"{CASES[1]}.nii.gz"))
+    moved = sitk.ReadImage(str(folders / "masks" / f"{CASES[1]}.nii.gz"))
+    moved.SetOrigin(tuple(v + 500.0 for v in moved.GetOrigin()))  # the same size, 500 mm away
+    for name, mask in (("b", small), ("c", moved)):
+        sitk.WriteImage(second, str(other / "images" / f"{name}.nii.gz"))
+        sitk.WriteImage(mask, str(other / "masks" / f"{name}.nii.gz"))
     assert _run(other, tmp_path / "out", "--clicks", "1") == 0
-    assert "b.nii.gz: the mask has size" in (tmp_path / "out" / "skipped.txt").read_text()
+    skipped = (tmp_path / "out" / "skipped.txt").read_text().splitlines()
+    assert [line.split(":")[0] for line in skipped] == ["b.nii.gz", "c.nii.gz"]
+    assert all("is not on the grid of the image" in line for line in skipped)
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["cases"] == 1

@@ -18,6 +18,7 @@ from slicer_agents import ScriptedPolicy, point
 from slicer_scene import ORIENTATIONS, add_segmentation, add_volume, make_ijk_to_ras, place_view_on_voxel
 
 from IBISAgentLib import proposal_markups, segment_masks
+from IBISAgentLib.agent_sessions import AgentStepError
 from IBISAgentLib.logic import IBISAgentLogic
 from IBISAgentLib.slice_geometry import slice_geometry, vtk_matrix_to_numpy
 from ibisagent.actions import TERMINATE, Action, format_response
@@ -173,6 +174,22 @@ def test_the_weight_free_agent_removes_a_leak_on_one_slice(scene):
     assert logic.volumeSession is None and result["proposals"]
 
 
+def test_with_the_default_3d_tool_the_agent_keeps_only_a_change_it_judged(scene):
+    """The 3D graph cut answers the click on the leak by removing it and by re-deciding the ball's
+    boundary on the other slices (a shell of single voxels, 80 of the 152 it changes: Dice down).
+    The policy judged the leak's slice only, so the rest must hold in a second view; it does not,
+    and the segment stays as it was."""
+    volume, segmentation, ids, truth, start = make_case(scene, "lps")
+    before = own_voxels(segmentation, ids)
+    logic = IBISAgentLogic(log=lambda message: None)
+    logic.useLocalEngine("heuristic", "graphcut")
+    result = logic.continueVolume(volume, segmentation, ids[0], "Segment the ball.", view="Red", maxSteps=4)
+    assert result["steps"] == 0 and result["stop_reason"] == "terminated"
+    said = [look.get("said", "") for proposal in result["proposals"] for look in proposal["looked"]]
+    assert any("lie off its slice" in text and "not confirmed" in text for text in said)
+    assert same_voxels(own_voxels(segmentation, ids), before)
+
+
 def test_a_hand_edit_is_one_undo_entry_and_failures_leave_the_segment(scene):
     volume, segmentation, ids, _, start = make_case(scene, "ras")
     before = own_voxels(segmentation, ids)
@@ -234,3 +251,38 @@ def test_3d_sessions_need_the_local_engine(scene):
     logic.connect("http://127.0.0.1:9")
     with pytest.raises(ValueError, match="Local"):
         logic.startVolumeSession(volume, segmentation, ids[0])
+
+
+def test_the_3d_tool_is_built_by_the_engine_around_the_logics_one_2d_tool(scene):
+    from ibisagent.segmenters import DEFAULT_VOLUME_SEGMENTER
+
+    volume, segmentation, ids, _, _ = make_case(scene, "ras")
+    logic = IBISAgentLogic(log=lambda message: None)
+    logic.useLocalEngine(ScriptedPolicy([]), "graphcut")
+    two_d = logic.localEngine().segmenter
+    for name, options, built in ((None, {}, lambda tool: tool.name == DEFAULT_VOLUME_SEGMENTER),
+                                 ("slice2d", {}, lambda tool: tool.tool is two_d),
+                                 ("propagation3d", {}, lambda tool: tool.tool is two_d),
+                                 ("graphcut3d", {"smoothness": 4.0}, lambda tool: tool.smoothness == 4.0)):
+        logic.useVolumeTool(name, options)
+        logic.startVolumeSession(volume, segmentation, ids[0])
+        assert built(logic.volumeSession.session.segmenter)
+        logic.finishVolumeSession()
+    for name, options, message in (("graphcut3d", {"no_such": 1}, "does not take that option"),
+                                   ("slice2d", {"no_such": 1}, "already built"),
+                                   ("nothing3d", {}, "Unknown 3D segmentation tool")):
+        logic.useVolumeTool(name, options)
+        with pytest.raises(AgentStepError, match=message):
+            logic.startVolumeSession(volume, segmentation, ids[0])
+        assert logic.volumeSession is None
+
+
+def test_an_unreadable_answer_in_3d_is_an_invalid_output_error(scene):
+    volume, segmentation, ids, _, start = make_case(scene, "ras")
+    logic = local_logic(ScriptedPolicy(["no grammar here"]))
+    logic.startVolumeSession(volume, segmentation, ids[0])
+    with pytest.raises(AgentStepError) as raised:
+        logic.proposeVolumeStep()
+    assert raised.value.kind == "invalid-output" and raised.value.cause.proposal is not None
+    assert np.array_equal(segment_masks.read_volume_mask(segmentation, ids[0], volume).astype(bool), start)
+    logic.finishVolumeSession()

@@ -250,13 +250,23 @@ def test_a_proposal_can_be_required_to_hold_in_a_second_view():
     plane = views.planes[0]
     hint = (plane, views.to_slice(plane, centre)[0])
 
-    def session(texts):
-        return VolumeSession(grey, views, BallTool(), ScriptedPolicy(texts), "", truth, hint=hint, confirm=True)
+    def session(texts, radius=2):
+        policy = ScriptedPolicy(texts)
+        return VolumeSession(grey, views, BallTool(radius), policy, "", truth, hint=hint, confirm=True), policy
 
-    agreed = session([point(0.5, 0.5, False), point(0.5, 0.5, False)])
+    agreed, policy = session([point(0.5, 0.5, False), point(0.5, 0.5, False)])
     proposal = agreed.propose()
     assert proposal.voxel.voxel == centre and len(proposal.looked) == 1
-    doubted = session([point(0.5, 0.5, False), terminate("looks fine from here")])
+    # A ball of radius 2 changes 13 voxels on its slice and 20 off it; most of those (9) lie on a
+    # neighbouring slice of the same plane, so that is the second view.
+    neighbours = [agreed.slice_image(plane, hint[1] + step) for step in (-1, 1)]
+    assert any(np.array_equal(policy.seen[1].image, image) for image in neighbours)
+    doubted, _ = session([point(0.5, 0.5, False), terminate("looks fine from here")])
     proposal = doubted.propose()
     assert proposal.voxel is None and doubted.stop_reason == STOP_TERMINATED
+    assert "20 of the 33 voxels it changes lie off its slice" in proposal.looked[0]["said"]
     assert "not confirmed" in proposal.looked[0]["said"] and hint in doubted.reviewed
+    # A change on the click's own slice was judged whole: no second view is asked for.
+    alone, policy = session([point(0.5, 0.5, False), terminate("looks fine from here")], radius=0)
+    proposal = alone.propose()
+    assert proposal.voxel.voxel == centre and len(policy.seen) == 1

@@ -52,6 +52,27 @@ def test_the_default_is_the_classical_tool_and_names_are_checked():
         tool.predict([VoxelClick(0, 0, 0, True)])
 
 
+def test_the_engine_builds_3d_tools_from_names_and_options_or_around_a_built_2d_tool():
+    from ibisagent.cli import build_parser
+    from ibisagent.engine import build_volume_tool, volume_tool_from_args
+    from ibisagent.segmenters import build_segmenter
+
+    assert build_volume_tool().name == DEFAULT_VOLUME_SEGMENTER
+    assert build_volume_tool("graphcut3d", {"smoothness": 4.0}).smoothness == 4.0
+    two_d = build_segmenter("graphcut")
+    for name in ("slice2d", "propagation3d"):
+        assert build_volume_tool(name, slice_tool=two_d).tool is two_d  # the built one, used as it is
+        built = build_volume_tool(name, {"smoothness": 5.0}, "graphcut").tool  # options go to the named 2D tool
+        assert built is not two_d and built.smoothness == 5.0
+        with pytest.raises(ValueError, match="already built"):
+            build_volume_tool(name, {"smoothness": 5.0}, two_d)
+    base = ["continue", "--image", "v.nii.gz", "--request", "x", "--out", "o.nii.gz"]
+    args = build_parser().parse_args(base + ["--segmenter3d", "slice2d", "--segmenter", "watershed"])
+    assert volume_tool_from_args(args).tool.name == "watershed"
+    args = build_parser().parse_args(base + ["--tool-option", "smoothness=2"])
+    assert volume_tool_from_args(args).smoothness == 2.0
+
+
 def test_a_click_changes_only_what_it_reaches_and_the_same_clicks_give_the_same_mask(blob):
     grey, truth = blob
     start = _cut(truth)
