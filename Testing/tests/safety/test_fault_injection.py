@@ -26,8 +26,9 @@ from ibisagent import image_io
 SHAPE = (120, 256, 256)
 
 WRITER = """
-import sys, numpy as np
+import signal, sys, numpy as np
 from ibisagent import image_io
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl+C as in a terminal, also under a shell that ignores it
 new = np.load(sys.argv[2])
 print("writing", flush=True)
 image_io.write_mask(sys.argv[1], new)

@@ -184,7 +184,7 @@ def test_with_the_default_3d_tool_the_agent_keeps_only_a_change_it_judged(scene)
     logic = IBISAgentLogic(log=lambda message: None)
     logic.useLocalEngine("heuristic", "graphcut")
     result = logic.continueVolume(volume, segmentation, ids[0], "Segment the ball.", view="Red", maxSteps=4)
-    assert result["steps"] == 0 and result["stop_reason"] == "terminated"
+    assert result["steps"] == [] and result["stop_reason"] == "terminated"
     said = [look.get("said", "") for proposal in result["proposals"] for look in proposal["looked"]]
     assert any("lie off its slice" in text and "not confirmed" in text for text in said)
     assert same_voxels(own_voxels(segmentation, ids), before)
@@ -267,7 +267,7 @@ def test_the_3d_tool_is_built_by_the_engine_around_the_logics_one_2d_tool(scene)
         logic.useVolumeTool(name, options)
         logic.startVolumeSession(volume, segmentation, ids[0])
         assert built(logic.volumeSession.session.segmenter)
-        logic.finishVolumeSession()
+        logic.finish()
     for name, options, message in (("graphcut3d", {"no_such": 1}, "does not take that option"),
                                    ("slice2d", {"no_such": 1}, "already built"),
                                    ("nothing3d", {}, "Unknown 3D segmentation tool")):
@@ -282,7 +282,7 @@ def test_an_unreadable_answer_in_3d_is_an_invalid_output_error(scene):
     logic = local_logic(ScriptedPolicy(["no grammar here"]))
     logic.startVolumeSession(volume, segmentation, ids[0])
     with pytest.raises(AgentStepError) as raised:
-        logic.proposeVolumeStep()
+        logic.proposeNext()
     assert raised.value.kind == "invalid-output" and raised.value.cause.proposal is not None
     assert np.array_equal(segment_masks.read_volume_mask(segmentation, ids[0], volume).astype(bool), start)
-    logic.finishVolumeSession()
+    logic.finish()
