@@ -5,7 +5,8 @@ what it does (the tooltip while it is enabled); `IN_3D` says it again for the ac
 something else on the whole segment. `ActionsLogic.actions` (a part of `IBISAgentLogic`) gives
 each action an `ActionState`: whether it can run now and the tooltip (why not, in one
 sentence, else what it does); the widget enables each widget and sets its tooltip from that,
-and the console can ask the same question.
+and the console can ask the same question. `ActionsLogic.labels` gives the words of the
+controls that follow the logic's state (Start/Stop local server, the recording counts).
 
 The 2D and 3D ways of working (`WORK_ON`: the view's slice, or the whole segment as one 3D
 session) share every button and shortcut: Continue my mask, Next step, Accept, Skip, Undo,
@@ -143,6 +144,18 @@ class ActionsLogic:
         }
         return {name: ActionState(reason, reason or (in_3d and IN_3D.get(name)) or ACTIONS[name][1])
                 for name, reason in reasons.items()}
+
+    def labels(self) -> Dict[str, str]:
+        """{.ui widget: its text} for the controls whose words follow the logic's state: the
+        local server button, the record folder button and the recording counts."""
+        server = self.localServer
+        recorded = (f"Recording: {self.recordedSteps} step(s) recorded, {self.recordFolderSteps} in the folder."
+                    if self.trainingRecord is not None else "Not recording.")
+        return {
+            "startServerButton": ("Stop" if server is not None and server.running else "Start") + " local server",
+            "recordFolderButton": self.settings.recordFolder or "Choose a folder...",
+            "recordedStepsLabel": recorded,
+        }
 
     def _missingInputs(self, volumeNode, segmentationNode, segmentId: str) -> str:
         """One sentence saying what the agent lacks before it can start, or ""."""

@@ -66,7 +66,7 @@ from .actions import SLICE, VOLUME, WORK_ON, ActionsLogic
 from .agent_sessions import AgentLogic, AgentStepError, close_quietly
 from .local_server import LocalServerLogic
 from .propagation import PropagationLogic
-from .proposal_markups import PointPlacement
+from .proposal_markups import PointPlacement, leave_place_mode
 from .settings import LOCAL, AgentSettings
 from .volume_session_logic import VolumeSessionLogic
 from .slice_geometry import slice_geometry, slice_rgb
@@ -112,6 +112,8 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         self.trainingRecord: Optional[TrainingRecord] = None
         #: Called with a one-line reason when the episode ends by itself (its nodes went away).
         self.episodeEndedCallback: Optional[Callable[[str], None]] = None
+        #: The point the user is placing (`startPlacingPoint`), until `stopPlacingPoint`.
+        self.placement: Optional[PointPlacement] = None
 
     def log(self, message: str) -> None:
         """Progress: to Python logging and to ``logCallback`` (the widget's text box)."""
@@ -274,10 +276,25 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
 
     def startPlacingPoint(self, positive: bool, onPlaced: Optional[Callable[[], None]] = None) -> PointPlacement:
         """Prepare one point to be placed by the user into the proposal list with polarity
-        ``positive``; ``onPlaced()`` is called when it is placed. The panel then enters Slicer's
-        place mode, and calls ``placement.end()`` when placing stops. On the whole segment the
-        point may be placed in any slice view."""
-        return PointPlacement(self._requireEpisode().markups, positive, onPlaced)
+        ``positive`` (ending a placement still going); ``onPlaced()`` is called when it is
+        placed. The panel then enters Slicer's place mode; `stopPlacingPoint` ends it. On the
+        whole segment the point may be placed in any slice view. Returns ``self.placement``."""
+        self.stopPlacingPoint()
+        self.placement = PointPlacement(self._requireEpisode().markups, positive, onPlaced)
+        return self.placement
+
+    def stopPlacingPoint(self, leavePlaceMode: bool = True) -> None:
+        """End the placement, if any: the user's own active list is back, and with
+        ``leavePlaceMode`` Slicer's mouse mode goes back from placing to viewing. Safe to call
+        twice; the panel calls it before any other action."""
+        placement, self.placement = self.placement, None
+        if placement is None:
+            return
+        placement.end()
+        if leavePlaceMode:
+            import slicer
+
+            leave_place_mode(slicer.mrmlScene)
 
     def segmentEditorSelection(self) -> tuple:
         """(volume, segmentation, segment id) the Segment Editor has selected (None and "" for
