@@ -38,7 +38,7 @@ from IBISAgentLib.actions import ACTIONS, SLICE, WORK_ON
 from IBISAgentLib.agent_worker import AgentWorker, wait_for
 from IBISAgentLib.local_server import STARTING, STOPPED, LocalServerError, default_python
 from IBISAgentLib.logic import IBISAgentLogic
-from IBISAgentLib.settings import FIELDS, LOCAL, SERVER, AgentSettings
+from IBISAgentLib.settings import FIELDS, LOCAL, MODES, PROPERTIES, SERVER, AgentSettings
 from IBISAgentLib.shortcuts import SHORTCUTS, help_rows, live_shortcuts
 
 logger = logging.getLogger("IBISAgent")
@@ -47,8 +47,6 @@ logger = logging.getLogger("IBISAgent")
 PROGRESS_DIALOG_DELAY_S = 2.0
 #: Milliseconds between two looks at a starting or running local server (log, readiness).
 SERVER_POLL_MS = 300
-#: agentModeComboBox rows.
-AGENT_MODES = (SERVER, LOCAL)
 #: The .ui property that binds a widget to a parameter (what parameterNodeWrapper looks for).
 PARAMETER_PROPERTY = "SlicerParameterName"
 
@@ -390,25 +388,18 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _settingsFromFields(self, recordFolder=None) -> AgentSettings:
         """The settings the fields show (the record folder is the one last chosen, or
         ``recordFolder`` when the user just chose it)."""
-        ui = self.ui
-        return AgentSettings(AGENT_MODES[ui.agentModeComboBox.currentIndex], ui.serverUrlLineEdit.text.strip(),
-                             ui.tokenLineEdit.text, ui.serverPythonLineEdit.text.strip(),
-                             ui.serverArgumentsLineEdit.text.strip(), bool(ui.recordCheckBox.checked),
-                             str(recordFolder or self.logic.settings.recordFolder))
+        values = {name: getattr(getattr(self.ui, widget), PROPERTIES.get(name, "text")) for name, widget in FIELDS.items()}
+        values["recordFolder"] = recordFolder or self.logic.settings.recordFolder
+        return AgentSettings.from_fields(values)
 
     def _showSettings(self, settings: AgentSettings) -> None:
         """Show ``settings`` in the fields without applying them field by field."""
-        ui = self.ui
-        blocked = (ui.agentModeComboBox, ui.serverUrlLineEdit, ui.recordCheckBox, ui.recordFolderButton)
-        for widget in blocked:
+        widgets = [getattr(self.ui, widget) for widget in FIELDS.values()]
+        for widget in widgets:
             widget.blockSignals(True)
-        ui.agentModeComboBox.currentIndex = AGENT_MODES.index(settings.mode)
-        ui.serverUrlLineEdit.text, ui.tokenLineEdit.text = settings.serverUrl, settings.token
-        ui.serverPythonLineEdit.text, ui.serverArgumentsLineEdit.text = settings.serverPython, settings.serverArguments
-        ui.recordCheckBox.checked = settings.record
-        if settings.recordFolder:
-            ui.recordFolderButton.directory = settings.recordFolder
-        for widget in blocked:
+        for name, value in settings.to_fields().items():
+            setattr(getattr(self.ui, FIELDS[name]), PROPERTIES.get(name, "text"), value)
+        for widget in widgets:
             widget.blockSignals(False)
         self.logic.settings = settings
 
@@ -827,7 +818,7 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
             raise unittest.SkipTest("Skipped: the in-process agent needs " + ", ".join(missing) + " in Slicer.")
         self.delayDisplay("Starting the IBISAgent widget flow test (Local, no server)")
         with self.keptPanelFields(widget):
-            widget.ui.agentModeComboBox.currentIndex = AGENT_MODES.index(LOCAL)
+            widget.ui.agentModeComboBox.currentIndex = MODES.index(LOCAL)
             self.runFlow(widget)
             self.assertTrue(widget.ui.connectionStatusLabel.text.startswith("In Slicer"))
         self.delayDisplay("IBISAgent widget flow test passed")
@@ -926,11 +917,11 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
         p.view, p.request, p.workOn = "Red", "Segment the brain.", VOLUME
         before = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume).copy()
         with self.keptPanelFields(widget):
-            widget.ui.agentModeComboBox.currentIndex = AGENT_MODES.index(SERVER)
+            widget.ui.agentModeComboBox.currentIndex = MODES.index(SERVER)
             widget.ui.serverUrlLineEdit.text = DEFAULT_SERVER_URL
             self.assertFalse(widget.ui.continueButton.enabled)
             self.assertEqual(widget.ui.continueButton.toolTip, REMOTE_3D)
-            widget.ui.agentModeComboBox.currentIndex = AGENT_MODES.index(LOCAL)
+            widget.ui.agentModeComboBox.currentIndex = MODES.index(LOCAL)
             self.assertTrue(widget.ui.continueButton.enabled, widget.ui.continueButton.toolTip)
 
             widget.ui.continueButton.click()

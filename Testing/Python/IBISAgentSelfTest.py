@@ -198,7 +198,7 @@ class IBISAgentSelfTest(unittest.TestCase):
         from ibisagent import protocol
         from IBISAgentLib import requirements
         from IBISAgentLib.local_server import START_TIMEOUT_S, port_in_use
-        from IBISAgentLib.settings import SERVER
+        from IBISAgentLib.settings import MODES, SERVER
 
         widget = self.widget
         serverPython = os.environ.get("IBISAGENT_SERVER_PYTHON", "")
@@ -214,7 +214,7 @@ class IBISAgentSelfTest(unittest.TestCase):
         test = IBISAgent.IBISAgentTest()
         test.setUp()
         with test.keptPanelFields(widget):
-            widget.ui.agentModeComboBox.currentIndex = IBISAgent.AGENT_MODES.index(SERVER)
+            widget.ui.agentModeComboBox.currentIndex = MODES.index(SERVER)
             widget.ui.serverPythonLineEdit.text = serverPython
             widget.ui.serverUrlLineEdit.text = f"http://{protocol.DEFAULT_HOST}:{port}"
             widget.ui.serverArgumentsLineEdit.text = ""

@@ -16,7 +16,8 @@ from test_slicer_logic import local_logic, make_case
 from IBISAgentLib import history_text
 from IBISAgentLib.actions import ACTIONS, BUSY
 from IBISAgentLib.logic import IBISAgentLogic
-from IBISAgentLib.settings import DEFAULT_SERVER_URL, GROUP, KEYS, LOCAL, SERVER, AgentSettings
+from IBISAgentLib.settings import (DEFAULT_SERVER_URL, FIELDS, GROUP, KEYS, LOCAL, MODES, PROPERTIES, SERVER,
+                                   AgentSettings)
 from ibisagent.clicks import USER, Click
 
 
@@ -104,6 +105,20 @@ def test_settings_round_trip_and_keep_the_keys_of_earlier_versions(tmp_path):
     assert store.values[f"{GROUP}/{KEYS['record']}"] == "on" and set(store.values) == {f"{GROUP}/{k}" for k in
                                                                                        KEYS.values()}
     assert AgentSettings(mode=SERVER).serverUrl == DEFAULT_SERVER_URL
+
+
+def test_settings_go_to_the_panels_fields_and_back(tmp_path):
+    settings = AgentSettings(LOCAL, "http://127.0.0.1:9000", " t0ken ", "/opt/python", "--policy qwen", True,
+                             str(tmp_path))
+    shown = settings.to_fields()
+    assert shown["mode"] == MODES.index(LOCAL) == 1 and set(shown) == set(FIELDS) == set(PROPERTIES) | {
+        "serverUrl", "token", "serverPython", "serverArguments"}
+    assert AgentSettings.from_fields(shown) == settings
+    assert "recordFolder" not in AgentSettings().to_fields()  # the button keeps its own until one is chosen
+    typed = dict(shown, serverUrl=" http://127.0.0.1:9000 \n", serverPython=" /opt/python", mode=0)
+    read = AgentSettings.from_fields(typed)
+    assert (read.mode, read.serverUrl, read.serverPython, read.token) == (SERVER, "http://127.0.0.1:9000",
+                                                                        "/opt/python", " t0ken ")
 
 
 @pytest.mark.parametrize("url", ["", "not a url", "127.0.0.1:8765"])
