@@ -33,8 +33,8 @@ if MODULE_DIR not in sys.path:
     sys.path.insert(0, MODULE_DIR)
 
 from ibisagent.errors import Cancelled
-from IBISAgentLib import history_text
-from IBISAgentLib.actions import ACTIONS, SLICE, WORK_ON
+from IBISAgentLib import history_text, segment_masks
+from IBISAgentLib.actions import ACTIONS, FAILED, SLICE, WORK_ON
 from IBISAgentLib.agent_worker import AgentWorker, wait_for
 from IBISAgentLib.local_server import STARTING, STOPPED, LocalServerError, default_python
 from IBISAgentLib.logic import IBISAgentLogic
@@ -221,7 +221,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.serverPythonLineEdit.placeholderText = default_python()
 
         self._createShortcuts()
-        slicer.app.connect("focusChanged(QWidget*,QWidget*)", self._onFocusChanged)
+        slicer.app.connect("focusChanged(QWidget*,QWidget*)", self._updateShortcuts)
         settings = AgentSettings.load(qt.QSettings())
         self._showSettings(settings)
         self.ui.trainingCollapsibleButton.collapsed = not settings.record  # recording is never out of sight
@@ -235,7 +235,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
         if self.logic is not None:
             self.logic.setTrainingRecord(None)  # finishes the running episode's record
-        slicer.app.disconnect("focusChanged(QWidget*,QWidget*)", self._onFocusChanged)
+        slicer.app.disconnect("focusChanged(QWidget*,QWidget*)", self._updateShortcuts)
         self.stopLocalServer()
         for shortcut in self._shortcuts.values():
             shortcut.setEnabled(False)
@@ -328,11 +328,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         segment together (this slot runs before the wrapper's own; setting only the segment
         here used to make the wrapper write the old segmentation back)."""
         p = self._parameterNode
-        # The same segmentation again (e.g. the wrapper writing the GUI from a loaded scene): keep
-        # the chosen segment rather than the selector's first one.
-        keep = ""
-        if p and node is not None and node is p.segmentation and p.segmentId:
-            keep = p.segmentId if node.GetSegmentation().GetSegment(p.segmentId) is not None else ""
+        keep = segment_masks.kept_segment(node, p.segmentation, p.segmentId) if p else ""
         wasBlocked = self.ui.segmentSelector.blockSignals(True)
         self.ui.segmentSelector.setCurrentNode(node)
         if keep:
@@ -494,39 +490,34 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- actions: each button runs one handler inside `_action` ----------------------------
 
     def _handlers(self) -> dict:
-        """action -> (what to say when it fails, what it does); `runAction` runs one."""
-        logic = self.logic
+        """action -> what it does; `runAction` runs one."""
+        logic, show = self.logic, self._show
         return {
-            "testConnection": ("Cannot reach the agent.", self._testConnection),
-            "continue": ("Could not start the agent.", self._continue),
-            "next": ("The agent could not propose a step.", self._proposeNext),
-            "accept": ("The step could not be applied; the segment is unchanged.",
-                       lambda: self._showStep(logic.acceptProposal())),
-            "skip": ("Could not skip the proposal.",
-                     lambda: logic.skipProposal() or self._show(history_text.SKIPPED)),
-            "undo": ("Could not undo.", lambda: logic.undo() and self._show(history_text.UNDONE)),
-            "flip": ("Could not flip the point.", lambda: self._show(history_text.on_flip(logic.flipProposal()))),
-            "addPositive": ("Could not start placing a point.", lambda: self.startPlacingPoint(True)),
-            "addNegative": ("Could not start placing a point.", lambda: self.startPlacingPoint(False)),
-            "autoRun": ("Auto-run stopped on an error; completed steps are kept.", self._autoRun),
-            "finish": ("Could not finish; the segment is unchanged.", self._finish),
-            "propagate": ("The propagation stopped; the segment is as it was before it.", self._propagate),
-            "nextSlice": ("Could not go to the next slice; this slice is kept as it is.",
-                          lambda: self._showOpenedSlice(logic.nextPropagatedSlice())),
-            "stopHere": ("Could not stop here.", lambda: self._show(history_text.on_stop_here(
-                logic.propagationState())) or self._showOpenedSlice(logic.stopPropagationHere())),
-            "finishPropagation": ("Could not finish the propagation.",
-                                  lambda: self._showPropagationEnd(logic.finishPropagation())),
-            "undoPropagation": ("Could not undo the propagation.",
-                                lambda: logic.undoPropagation() and self._show(history_text.PROPAGATION_UNDONE)),
-            "localServer": ("Could not start or stop the local server.", self._toggleLocalServer),
+            "testConnection": self._testConnection,
+            "continue": self._continue,
+            "next": lambda: self._showProposal(logic.proposeNext()),
+            "accept": lambda: self._showStep(logic.acceptProposal()),
+            "skip": lambda: logic.skipProposal() or show(history_text.SKIPPED),
+            "undo": lambda: logic.undo() and show(history_text.UNDONE),
+            "flip": lambda: show(history_text.on_flip(logic.flipProposal())),
+            "addPositive": lambda: self.startPlacingPoint(True),
+            "addNegative": lambda: self.startPlacingPoint(False),
+            "autoRun": self._autoRun,
+            "finish": self._finish,
+            "propagate": self._propagate,
+            "nextSlice": lambda: self._showOpenedSlice(logic.nextPropagatedSlice()),
+            "stopHere": lambda: show(history_text.on_stop_here(logic.propagationState()))
+            or self._showOpenedSlice(logic.stopPropagationHere()),
+            "finishPropagation": lambda: self._showPropagationEnd(logic.finishPropagation()),
+            "undoPropagation": lambda: logic.undoPropagation() and show(history_text.PROPAGATION_UNDONE),
+            "localServer": self._toggleLocalServer,
         }
 
     def runAction(self, name) -> None:
-        """Run the handler of action ``name`` (a button, a shortcut) in the one error path."""
-        failureMessage, handler = self._handlers()[name]
-        with self._action(failureMessage):
-            handler()
+        """Run the handler of action ``name`` (a button, a shortcut) in the one error path,
+        which says `actions.FAILED` first when it fails."""
+        with self._action(FAILED[name]):
+            self._handlers()[name]()
 
     def _testConnection(self) -> None:
         self._ensure(self.logic.localEnginePackages())
@@ -538,7 +529,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         whole segment (Work on)."""
         self.ui.historyListWidget.clear()
         self._startEpisode()
-        self._proposeNext()
+        self._showProposal(self.logic.proposeNext())
 
     def _startEpisode(self) -> None:
         self._ensure(self.logic.localEnginePackages())
@@ -552,9 +543,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         is pressed (the logic's run loop)."""
         if self.logic.activeEpisode is None:
             self._startEpisode()
-        stop = self.logic.runSteps(self._parameterNode.autoSteps, onStep=self._showStep,
-                                   onProposal=lambda proposal: self._show(history_text.on_proposal(
-                                       proposal, self.logic.state()["stop_reason"])),
+        stop = self.logic.runSteps(self._parameterNode.autoSteps, onStep=self._showStep, onProposal=self._showProposal,
                                    decide=lambda _proposal: None if self._stopRequested else self.logic.onScreenClicks())
         self._setStatus(f"Auto-run ended ({stop}).")
 
@@ -583,13 +572,12 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         path = path or qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), "Save mask", "",
                                                       "Segmentation (*.seg.nrrd);;NIfTI labelmap (*.nii.gz *.nii)")
         if path:
-            with self._action("Could not save the mask."):
+            with self._action(FAILED["save"]):
                 p = self._parameterNode
                 written = self.logic.saveSegment(p.segmentation, p.segmentId, path, referenceVolumeNode=p.inputVolume)
                 self._setStatus("Saved " + ", ".join(written or [path]))
 
-    def _proposeNext(self) -> None:
-        proposal = self.logic.proposeNext()
+    def _showProposal(self, proposal) -> None:
         self._show(history_text.on_proposal(proposal, self.logic.state()["stop_reason"]))
 
     def _showStep(self, step) -> None:
@@ -629,7 +617,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         asking = self._parameterNode.propagateSteps > 0
         self._show(history_text.on_slice_opened(opened, asking))
         if asking:
-            self._proposeNext()
+            self._showProposal(self.logic.proposeNext())
 
     def _showPropagationEnd(self, summary) -> None:
         written = len(summary["written"])
@@ -680,11 +668,9 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             shortcut.connect("activatedAmbiguously()", trigger)
             self._shortcuts[name] = shortcut
 
-    def _onFocusChanged(self, old, new) -> None:
-        self._updateShortcuts(new)
-
-    def _updateShortcuts(self, focus=None) -> None:
-        """Enable the shortcuts that may take their key now (`shortcuts.live_shortcuts`)."""
+    def _updateShortcuts(self, _old=None, focus=None) -> None:
+        """Enable the shortcuts that may take their key now (`shortcuts.live_shortcuts`); also
+        Qt's focusChanged(old, new) slot."""
         focus = focus if focus is not None else qt.QApplication.focusWidget()
         live = live_shortcuts(self._shown, focus.inherits if focus is not None else None)
         for name, shortcut in self._shortcuts.items():

@@ -2,7 +2,8 @@
 
 `ACTIONS` lists every action the panel offers: its name, the .ui widget that triggers it and
 what it does (the tooltip while it is enabled); `IN_3D` says it again for the actions that do
-something else on the whole segment. `ActionsLogic.actions` (a part of `IBISAgentLogic`) gives
+something else on the whole segment; `FAILED` says what the panel's error display says first
+when an action fails (the error's own message follows). `ActionsLogic.actions` (a part of `IBISAgentLogic`) gives
 each action an `ActionState`: whether it can run now and the tooltip (why not, in one
 sentence, else what it does); the widget enables each widget and sets its tooltip from that,
 and the console can ask the same question. `ActionsLogic.labels` gives the words of the
@@ -50,6 +51,28 @@ ACTIONS = {
                "clicks) into the record folder; skipped proposals are not written, undone steps are removed. "
                "Nothing leaves this computer."),
     "recordFolder": ("recordFolderButton", "The folder the steps are recorded into."),
+}
+
+#: action -> the first sentence of the error display when it fails (the panel's one error path).
+FAILED = {
+    "testConnection": "Cannot reach the agent.",
+    "continue": "Could not start the agent.",
+    "next": "The agent could not propose a step.",
+    "accept": "The step could not be applied; the segment is unchanged.",
+    "skip": "Could not skip the proposal.",
+    "undo": "Could not undo.",
+    "flip": "Could not flip the point.",
+    "addPositive": "Could not start placing a point.",
+    "addNegative": "Could not start placing a point.",
+    "autoRun": "Auto-run stopped on an error; completed steps are kept.",
+    "finish": "Could not finish; the segment is unchanged.",
+    "save": "Could not save the mask.",
+    "propagate": "The propagation stopped; the segment is as it was before it.",
+    "nextSlice": "Could not go to the next slice; this slice is kept as it is.",
+    "stopHere": "Could not stop here.",
+    "finishPropagation": "Could not finish the propagation.",
+    "undoPropagation": "Could not undo the propagation.",
+    "localServer": "Could not start or stop the local server.",
 }
 
 #: What an action does on the whole segment, where that differs from `ACTIONS`.

@@ -1,8 +1,9 @@
 """What the panel shows and keeps track of, moved out of the widget and checked on real MRML
 (slicer-core) with a real in-process engine: the history rows and status lines of each event
 (`history_text.Shown`), the words of the controls that follow the logic (`IBISAgentLogic.labels`),
-placing a point (`startPlacingPoint` / `stopPlacingPoint` and Slicer's place mode), and the one
-confirmation before packages are installed (`ensurePackages`)."""
+what each action's error says first (`actions.FAILED`), which segment stays selected
+(`segment_masks.kept_segment`), placing a point (`startPlacingPoint` / `stopPlacingPoint` and
+Slicer's place mode), and the one confirmation before packages are installed (`ensurePackages`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import slicer
 from slicer_agents import DiskSegmenter, ScriptedPolicy, point
 from test_slicer_logic import local_logic, make_case
 
-from IBISAgentLib import history_text
+from IBISAgentLib import history_text, segment_masks
+from IBISAgentLib.actions import ACTIONS, FAILED
 from IBISAgentLib.logic import IBISAgentLogic
 from IBISAgentLib.settings import LOCAL, AgentSettings
 from ibisagent.actions import TERMINATE, Action, format_response
@@ -20,6 +22,23 @@ from ibisagent.actions import TERMINATE, Action, format_response
 
 def labels(shown):
     return [row.label for row in shown.rows]
+
+
+def test_every_action_the_panel_runs_says_first_what_failed():
+    """Stop, Cancel and the two recording controls are not run through the error path."""
+    assert set(FAILED) == set(ACTIONS) - {"stop", "cancel", "record", "recordFolder"}
+    assert all(text.endswith(".") for text in FAILED.values())
+
+
+def test_the_chosen_segment_is_kept_only_for_the_same_segmentation_that_still_has_it(scene):
+    volume, segmentation, ids, _truth = make_case(scene, "lps", "Red")
+    other, _other_ids = make_case(scene, "lps", "Red")[1:3]
+    assert segment_masks.kept_segment(segmentation, segmentation, ids[1]) == ids[1]
+    assert segment_masks.kept_segment(other, segmentation, ids[1]) == ""  # another segmentation: its first
+    assert segment_masks.kept_segment(None, segmentation, ids[1]) == ""
+    assert segment_masks.kept_segment(segmentation, segmentation, "") == ""
+    segmentation.GetSegmentation().RemoveSegment(ids[1])
+    assert segment_masks.kept_segment(segmentation, segmentation, ids[1]) == ""
 
 
 def test_a_row_is_shown_as_one_line_with_its_text_in_full():
