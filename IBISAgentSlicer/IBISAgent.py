@@ -351,10 +351,9 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if p is None or self._busy or self.logic is None:
             return
-        with self._quietly():
-            reason = self.logic.finishIfElsewhere(p.segmentation, p.segmentId, p.workOn)
-            if reason:
-                self._show(history_text.on_ended("Finished", reason, f"Finished: {reason}"))
+        reason = self.logic.finishIfElsewhere(p.segmentation, p.segmentId, p.workOn)
+        if reason:
+            self._show(history_text.on_ended("Finished", reason, f"Finished: {reason}"))
 
     def onFromSegmentEditor(self) -> None:
         """Take the volume, segmentation and segment that the Segment Editor has selected."""
@@ -445,15 +444,6 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._busy = False
             self._finishIfElsewhere()  # the choices may have changed while the agent worked
             self._refresh()
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _quietly():
-        """For endings that must not fail (the episode's nodes may be gone): log, never raise."""
-        try:
-            yield
-        except Exception:  # noqa: BLE001 - it ends either way
-            logger.debug(traceback.format_exc())
 
     def _runOnWorker(self, function):
         """The logic's ``callAgent``: run ``function`` on the worker thread and return its
@@ -560,12 +550,8 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _finishQuietly(self, message) -> None:
         """End the running episode (its mask stays) and say why; never raises."""
-        shown = history_text.Shown(status=message)
-        with self._quietly():
-            if self.logic.activeEpisode is not None:
-                self.logic.finish()
-                shown = history_text.on_ended("Finished", message)
-        self._show(shown)
+        finished = self.logic.finishQuietly()
+        self._show(history_text.on_ended("Finished", message) if finished else history_text.Shown(status=message))
 
     def onSave(self, path=None) -> None:
         """Save the segment (.seg.nrrd, or a NIfTI labelmap for .nii/.nii.gz)."""

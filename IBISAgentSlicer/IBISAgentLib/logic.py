@@ -168,7 +168,7 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         """End the running episode (its mask stays) when it works on another segment than
         ``segmentId`` of ``segmentationNode``, or, given ``workOn``, on the other of a slice and
         the whole segment (a propagation's slice under review is left to the propagation).
-        Returns why it ended, or "" when it goes on."""
+        Returns why it ended, or "" when it goes on (or could not finish: `finishQuietly`)."""
         worked = self.activeEpisode
         if worked is None:
             return ""
@@ -180,8 +180,7 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
             reason = "Work on: the whole segment (3D) was chosen."
         else:
             return ""
-        self.finish()
-        return reason
+        return reason if self.finishQuietly() else ""
 
     def _onWorkedSliceGone(self) -> None:
         reason = ("The volume, segmentation or segment of the running episode was removed (or the scene "
@@ -380,6 +379,19 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         self._endWorkedSlice()
         self.log(f"Finished: {summary['statistics']['pixels']} pixels on slice {summary['slice_index']}.")
         return summary
+
+    def finishQuietly(self) -> bool:
+        """`finish` for endings that must not fail (Cancel, another segment chosen): never
+        raises. True when an episode was running and finished; False when none was, or when it
+        could not be read any more (its nodes went away: it has ended all the same)."""
+        if self.activeEpisode is None:
+            return False
+        try:
+            self.finish()
+        except Exception:  # noqa: BLE001 - it ends either way
+            logger.debug("The episode ended without its final state.", exc_info=True)
+            return False
+        return True
 
     def _abandon(self) -> None:
         """Put the slice and its history back as they were at startEpisode, then end."""

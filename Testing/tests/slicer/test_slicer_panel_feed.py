@@ -169,3 +169,19 @@ def test_packages_are_installed_only_after_one_question_with_the_full_list():
                              lambda question: questions.append(question) or False)
     assert len(questions) == 1 and questions[0].startswith("The in-process agent needs these Python packages")
     assert "no-such-a\nno-such-b" in questions[0]
+
+
+def test_finishing_quietly_keeps_the_mask_and_never_raises(scene):
+    volume, segmentation, ids, _truth = make_case(scene, "lps", "Red")
+    logic = local_logic(ScriptedPolicy([point(0.5, 0.5)]))
+    assert not logic.finishQuietly()  # nothing running
+    logic.startEpisode(volume, segmentation, ids[0], view="Red")
+    logic.proposeNext()
+    logic.acceptProposal()
+    labelmap = logic.workedSlice.labelmap
+    kept = labelmap.read().copy()
+    assert logic.finishQuietly() and logic.activeEpisode is None
+    assert (labelmap.read() == kept).all() and kept.any()
+    logic.startEpisode(volume, segmentation, ids[0], view="Red")
+    scene.RemoveNode(volume)  # the episode ends by itself; ending it again is quiet
+    assert not logic.finishQuietly() and logic.activeEpisode is None
