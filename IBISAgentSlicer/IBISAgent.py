@@ -402,14 +402,12 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The logic uses the settings the fields show; ``save``: the user edited them, so they
         are remembered too. A record folder that cannot be used turns recording off, saying why."""
         settings = self._settingsFromFields(recordFolder)
-        try:
-            self.logic.configure(settings)
-        except ValueError as error:
-            settings.record = self.ui.recordCheckBox.checked = False
-            self.logic.configure(settings)
-            self._setStatus(f"Not recording for training: {error}")
+        problem = self.logic.applySettings(settings)
+        if problem:
+            self.ui.recordCheckBox.checked = False
+            self._setStatus(f"Not recording for training: {problem}")
             if showErrors:
-                slicer.util.errorDisplay(f"Cannot record for training.\n\n{error}")
+                slicer.util.errorDisplay(f"Cannot record for training.\n\n{problem}")
         if save:
             settings.save(qt.QSettings())
         self._refresh()

@@ -97,6 +97,17 @@ class AgentLogic:
                 self.local, self.serverUrl, self.agentProblem = False, None, str(error)
         self.setTrainingRecord(settings.recordFolder if settings.record else None, source="panel")
 
+    def applySettings(self, settings: AgentSettings) -> str:
+        """`configure`, except that a record folder that cannot be used turns recording off (in
+        ``settings`` too) instead of raising: returns why, or "" when everything applies."""
+        try:
+            self.configure(settings)
+            return ""
+        except ValueError as error:
+            settings.record = False
+            self.configure(settings)
+            return str(error)
+
     def localEngine(self):
         """The in-process ``ibisagent.engine.Engine``, built the first time it is needed."""
         if self.engine is None:

@@ -147,6 +147,11 @@ def test_configure_records_as_the_settings_say_and_keeps_one_engine(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         logic.configure(AgentSettings(mode=LOCAL, record=True, recordFolder=str(tmp_path / "file")))
+    settings = AgentSettings(mode=LOCAL, record=True, recordFolder=str(tmp_path / "file"))
+    assert "is a file" in logic.applySettings(settings)  # the panel's way: recording off, saying why
+    assert not settings.record and logic.trainingRecord is None and logic.settings is settings
+    assert logic.applySettings(AgentSettings(mode=LOCAL, record=True, recordFolder=str(tmp_path / "records"))) == ""
+    assert logic.trainingRecord is not None
 
 
 def test_a_placed_point_gets_the_chosen_polarity_and_the_users_list_comes_back(scene):
