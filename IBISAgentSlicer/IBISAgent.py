@@ -3,12 +3,13 @@
 The 3D Slicer scripted module in the template's four parts: module metadata, the parameter node,
 the widget and the in-Slicer test. All computation lives in `IBISAgentLib` (`IBISAgentLogic`
 works from the Python console with no panel: episodes on a slice or on the whole segment in 3D,
-propagation, the local server, package installs, and `actions`, which says what the user may do
-now and why not, or what each button does). The widget only wires: it loads the .ui, keeps the
-scene's choices in the parameter node and the remembered ones in
-`IBISAgentLib.settings.AgentSettings`, calls one logic method per button inside one error path
-(`_action`), runs agent calls on a worker thread, and shows the results. Nothing here imports
-torch or a server dependency.
+propagation, the local server, package installs after one question, placing a point, and
+`actions`, which says what the user may do now and why not, or what each button does). The
+widget only wires: it loads the .ui, keeps the scene's choices in the parameter node and the
+remembered ones in `IBISAgentLib.settings.AgentSettings`, calls one logic method per button
+inside one error path (`_action`), runs agent calls on a worker thread, and shows what
+`IBISAgentLib.history_text` says of the results. Nothing here imports torch or a server
+dependency.
 """
 
 import contextlib
@@ -35,7 +36,7 @@ if MODULE_DIR not in sys.path:
 from ibisagent.errors import Cancelled
 from IBISAgentLib import history_text, segment_masks
 from IBISAgentLib.actions import ACTIONS, FAILED, SLICE, WORK_ON
-from IBISAgentLib.agent_worker import AgentWorker, wait_for
+from IBISAgentLib.agent_worker import AgentWorker
 from IBISAgentLib.local_server import STARTING, STOPPED, LocalServerError, default_python
 from IBISAgentLib.logic import IBISAgentLogic
 from IBISAgentLib.settings import FIELDS, LOCAL, MODES, PROPERTIES, SERVER, AgentSettings
@@ -697,7 +698,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._polling = True
         try:
-            status = wait_for(self._pinger.submit(self.logic.pollLocalServer), tick=slicer.app.processEvents)
+            status = self._pinger.call(self.logic.pollLocalServer, tick=slicer.app.processEvents)
         finally:
             self._polling = False
         for line in status.lines:

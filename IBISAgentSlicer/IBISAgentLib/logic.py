@@ -7,14 +7,16 @@ Usable from Slicer's Python console, from the module widget and in batch, with n
     logic.startLocalServer(); logic.waitForLocalServer()   # or: one started here (stopLocalServer)
     result = logic.continueMask(volume, segmentation, segmentId, "segment the tumour", view="Red")
 
-The panel configures it from its saved settings (`configure`), asks `actions` what the user may
-do now (and why not), lets it list and install the packages the chosen agent needs
-(`localEnginePackages`, `localServerPackages`, `installPackages`) and runs the local server
-through it; nothing of that needs the panel.
+The panel configures it from its saved settings (`configure`, `applySettings`), asks `actions`
+what the user may do now (and why not) and `labels` for the words that follow, lets it list and
+install the packages the chosen agent needs (`localEnginePackages`, `localServerPackages`,
+`ensurePackages` after one question) and runs the local server through it; nothing of that
+needs the panel.
 
 Step-wise (the widget): `startEpisode`, then repeatedly `proposeNext` (shows the proposal as a
 markup point), the user edits points, `acceptProposal` (applies exactly the points on screen) or
-`skipProposal`; `undo`; `finish`. `runSteps` accepts what is on screen for several steps.
+`skipProposal`; `undo`; `finish` (`finishQuietly` never raises). `runSteps` accepts what is on
+screen for several steps; `startPlacingPoint` / `stopPlacingPoint` let the user place a point.
 `flipProposal` flips a proposed point; `pingServer` and `serverInfo` check the agent.
 ``startEpisode(..., workOn="volume")`` (`actions.WORK_ON`) opens one 3D session on the whole
 segment instead (`volume_session_logic.VolumeSessionLogic`, also `startVolumeSession`): points
