@@ -679,7 +679,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _toggleLocalServer(self) -> None:
         """Start the local agent server (after installing what it needs), or stop it."""
-        if self.logic.localServer is not None and self.logic.localServer.running:
+        if self.logic.localServerRunning:
             self.stopLocalServer()
             return
         self._ensure(self.logic.localServerPackages(), "The local agent server")

@@ -136,10 +136,8 @@ class ActionsLogic:
         no_review = "" if reviewing else "No propagation is under review (Mode: review, then Propagate)."
         last = self.propagation or self.lastPropagation
         no_undo_propagation = "" if last is not None and last.touched else "No propagation to undo."
-        server = self.localServer
-        running = server is not None and server.running
-        no_server = ("Not needed: the agent runs inside Slicer (Local mode)." if self.settings.local and not running
-                     else "")
+        no_server = ("Not needed: the agent runs inside Slicer (Local mode)."
+                     if self.settings.local and not self.localServerRunning else "")
         no_folder = "" if self.settings.recordFolder else "Choose the record folder first."
         reasons = {
             "continue": busy_ or no_start,
@@ -171,11 +169,10 @@ class ActionsLogic:
     def labels(self) -> Dict[str, str]:
         """{.ui widget: its text} for the controls whose words follow the logic's state: the
         local server button, the record folder button and the recording counts."""
-        server = self.localServer
         recorded = (f"Recording: {self.recordedSteps} step(s) recorded, {self.recordFolderSteps} in the folder."
                     if self.trainingRecord is not None else "Not recording.")
         return {
-            "startServerButton": ("Stop" if server is not None and server.running else "Start") + " local server",
+            "startServerButton": ("Stop" if self.localServerRunning else "Start") + " local server",
             "recordFolderButton": self.settings.recordFolder or "Choose a folder...",
             "recordedStepsLabel": recorded,
         }

@@ -256,6 +256,11 @@ class LocalServerLogic:
     #: The status line the last look reported (`ServerStatus.changed`).
     _localServerText = ""
 
+    @property
+    def localServerRunning(self) -> bool:
+        """Whether the local server started here is still running (the panel's Start/Stop)."""
+        return self.localServer is not None and self.localServer.running
+
     def localServerPackages(self, python: Optional[str] = None) -> List[str]:
         """The packages ``ibisagent serve`` still needs when it runs in Slicer's own Python
         (default: the settings' Server Python, else Slicer's); [] for another Python (its
@@ -270,7 +275,7 @@ class LocalServerLogic:
         (else Slicer's), the port of the server URL (else 8765), Server arguments, the token.
         Returns at once (`waitForLocalServer`, `pollLocalServer` tell when it is ready); refuses
         a port already in use and a second server (LocalServerError)."""
-        if self.localServer is not None and self.localServer.running:
+        if self.localServerRunning:
             raise LocalServerError("The local server is already running; stop it first.")
         settings = self.settings
         python = python or settings.serverPython or default_python()

@@ -123,10 +123,12 @@ def test_the_console_starts_uses_and_stops_a_local_server_behind_a_launcher(tmp_
         status = logic.pollLocalServer()
         assert status.running and status.ready and status.text == "Local server ready."
         assert not status.changed  # the wait above already reported it ready
+        assert logic.localServerRunning and logic.labels()["startServerButton"] == "Stop local server"
         assert server.read_output() == []  # the logic read the log; nothing is read twice
     finally:
         logic.stopLocalServer()
     assert not port_in_use("127.0.0.1", port) and logic.localServer is None
+    assert not logic.localServerRunning and logic.labels()["startServerButton"] == "Start local server"
     with pytest.raises(ProcessLookupError):  # the launcher and the real server are both gone
         os.killpg(group, 0)
     assert logic.stopLocalServer() == []  # twice is fine
@@ -159,6 +161,7 @@ def test_a_server_that_exits_at_once_is_reported_stopped_once(tmp_path):
         deadline = time.monotonic() + 60
         while server.running and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert not logic.localServerRunning  # it exited by itself
         first, again = logic.pollLocalServer(), logic.pollLocalServer()
         assert (first.text, first.running, first.changed) == (STOPPED, False, True)  # news after STARTING
         assert (again.text, again.changed) == (STOPPED, False)
