@@ -3,12 +3,13 @@
 The 3D Slicer scripted module in the template's four parts: module metadata, the parameter node,
 the widget and the in-Slicer test. All computation lives in `IBISAgentLib` (`IBISAgentLogic`
 works from the Python console with no panel: episodes on a slice or on the whole segment in 3D,
-propagation, the local server, package installs, and `actions`, which says what the user may do
-now and why not, or what each button does). The widget only wires: it loads the .ui, keeps the
-scene's choices in the parameter node and the remembered ones in
-`IBISAgentLib.settings.AgentSettings`, calls one logic method per button inside one error path
-(`_action`), runs agent calls on a worker thread, and shows the results. Nothing here imports
-torch or a server dependency.
+propagation, the local server, package installs after one question, placing a point, and
+`actions`, which says what the user may do now and why not, or what each button does). The
+widget only wires: it loads the .ui, keeps the scene's choices in the parameter node and the
+remembered ones in `IBISAgentLib.settings.AgentSettings`, calls one logic method per button
+inside one error path (`_action`), runs agent calls on a worker thread, and shows what
+`IBISAgentLib.history_text` says of the results. Nothing here imports torch or a server
+dependency.
 """
 
 import contextlib
@@ -33,12 +34,12 @@ if MODULE_DIR not in sys.path:
     sys.path.insert(0, MODULE_DIR)
 
 from ibisagent.errors import Cancelled
-from IBISAgentLib import history_text
-from IBISAgentLib.actions import ACTIONS, SLICE, WORK_ON
-from IBISAgentLib.agent_worker import AgentWorker, wait_for
-from IBISAgentLib.local_server import LocalServerError, default_python
+from IBISAgentLib import history_text, segment_masks
+from IBISAgentLib.actions import ACTIONS, FAILED, SLICE, WORK_ON
+from IBISAgentLib.agent_worker import AgentWorker
+from IBISAgentLib.local_server import STARTING, STOPPED, LocalServerError, default_python
 from IBISAgentLib.logic import IBISAgentLogic
-from IBISAgentLib.settings import FIELDS, LOCAL, SERVER, AgentSettings
+from IBISAgentLib.settings import FIELDS, LOCAL, MODES, PROPERTIES, SERVER, AgentSettings
 from IBISAgentLib.shortcuts import SHORTCUTS, help_rows, live_shortcuts
 
 logger = logging.getLogger("IBISAgent")
@@ -47,8 +48,6 @@ logger = logging.getLogger("IBISAgent")
 PROGRESS_DIALOG_DELAY_S = 2.0
 #: Milliseconds between two looks at a starting or running local server (log, readiness).
 SERVER_POLL_MS = 300
-#: agentModeComboBox rows.
-AGENT_MODES = (SERVER, LOCAL)
 #: The .ui property that binds a widget to a parameter (what parameterNodeWrapper looks for).
 PARAMETER_PROPERTY = "SlicerParameterName"
 
@@ -180,9 +179,6 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._worker = self._pinger = self._serverTimer = None
         self._shortcuts = {}
         self._shown = self._busy = self._cancelRequested = self._stopRequested = self._polling = False
-        self._placement = None  # the point being placed (IBISAgentLib.proposal_markups.PointPlacement)
-        self._serverStatus = ""  # the local server's last status line
-        self._propagatedSlices = 0  # slices written by the run-through in progress (its status line)
         self.lastError = None  # message of the last failure, for tests and the status line
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -200,7 +196,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # waits behind a slow model call. Neither touches Qt or MRML.
         self._worker, self._pinger = AgentWorker("IBISAgent"), AgentWorker("IBISAgent-ping")
         self.logic.callAgent = self._runOnWorker
-        self.logic.startAgentCall = lambda function: self._worker.submit(function)
+        self.logic.startAgentCall = self._worker.submit
         self.logic.episodeEndedCallback = self.onEpisodeEnded
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -226,7 +222,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.serverPythonLineEdit.placeholderText = default_python()
 
         self._createShortcuts()
-        slicer.app.connect("focusChanged(QWidget*,QWidget*)", self._onFocusChanged)
+        slicer.app.connect("focusChanged(QWidget*,QWidget*)", self._updateShortcuts)
         settings = AgentSettings.load(qt.QSettings())
         self._showSettings(settings)
         self.ui.trainingCollapsibleButton.collapsed = not settings.record  # recording is never out of sight
@@ -240,7 +236,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
         if self.logic is not None:
             self.logic.setTrainingRecord(None)  # finishes the running episode's record
-        slicer.app.disconnect("focusChanged(QWidget*,QWidget*)", self._onFocusChanged)
+        slicer.app.disconnect("focusChanged(QWidget*,QWidget*)", self._updateShortcuts)
         self.stopLocalServer()
         for shortcut in self._shortcuts.values():
             shortcut.setEnabled(False)
@@ -261,19 +257,18 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         connected: one connection per parameter node, made once (see setParameterNode)."""
         self._shown = False
         self._updateShortcuts()
-        self._stopPlacing()
+        self.logic.stopPlacingPoint()
 
     def onEpisodeEnded(self, reason) -> None:
         """Called by the logic when its episode ended by itself (its nodes went away)."""
-        self._stopPlacing()
+        self.logic.stopPlacingPoint()
         if hasattr(self, "ui"):
-            self._addHistory("Ended", reason)
-            self._setStatus(reason)
+            self._show(history_text.on_ended("Ended", reason))
             self._refresh()
 
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed (the logic ends its episode by itself)."""
-        self._stopPlacing()
+        self.logic.stopPlacingPoint()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -334,11 +329,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         segment together (this slot runs before the wrapper's own; setting only the segment
         here used to make the wrapper write the old segmentation back)."""
         p = self._parameterNode
-        # The same segmentation again (e.g. the wrapper writing the GUI from a loaded scene): keep
-        # the chosen segment rather than the selector's first one.
-        keep = ""
-        if p and node is not None and node is p.segmentation and p.segmentId:
-            keep = p.segmentId if node.GetSegmentation().GetSegment(p.segmentId) is not None else ""
+        keep = segment_masks.kept_segment(node, p.segmentation, p.segmentId) if p else ""
         wasBlocked = self.ui.segmentSelector.blockSignals(True)
         self.ui.segmentSelector.setCurrentNode(node)
         if keep:
@@ -361,11 +352,9 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if p is None or self._busy or self.logic is None:
             return
-        with self._quietly():
-            reason = self.logic.finishIfElsewhere(p.segmentation, p.segmentId, p.workOn)
-            if reason:
-                self._addHistory("Finished", reason)
-                self._setStatus(f"Finished: {reason}")
+        reason = self.logic.finishIfElsewhere(p.segmentation, p.segmentId, p.workOn)
+        if reason:
+            self._show(history_text.on_ended("Finished", reason, f"Finished: {reason}"))
 
     def onFromSegmentEditor(self) -> None:
         """Take the volume, segmentation and segment that the Segment Editor has selected."""
@@ -380,7 +369,8 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- enabled states, and the saved settings ----------------------------------------------
 
     def _refresh(self) -> None:
-        """Enable each control and set its tooltip from `IBISAgentLogic.actions`."""
+        """Enable each control and set its tooltip from `IBISAgentLogic.actions`, and the words
+        that follow the logic's state from `IBISAgentLogic.labels`."""
         if not hasattr(self, "ui") or self.logic is None:
             return
         p = self._parameterNode
@@ -388,35 +378,24 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for name, state in self.logic.actions(*inputs, busy=self._busy, workOn=p.workOn if p else SLICE).items():
             widget = getattr(self.ui, ACTIONS[name][0])
             widget.enabled, widget.toolTip = state.enabled, state.tooltip
-        server = self.logic.localServer
-        self.ui.startServerButton.text = ("Stop" if server is not None and server.running else "Start") + " local server"
-        self.ui.recordFolderButton.text = self.logic.settings.recordFolder or "Choose a folder..."
-        self.ui.recordedStepsLabel.text = (
-            "Not recording." if self.logic.trainingRecord is None else
-            f"Recording: {self.logic.recordedSteps} step(s) recorded, {self.logic.recordFolderSteps} in the folder.")
+        for name, text in self.logic.labels().items():
+            getattr(self.ui, name).text = text
 
     def _settingsFromFields(self, recordFolder=None) -> AgentSettings:
         """The settings the fields show (the record folder is the one last chosen, or
         ``recordFolder`` when the user just chose it)."""
-        ui = self.ui
-        return AgentSettings(AGENT_MODES[ui.agentModeComboBox.currentIndex], ui.serverUrlLineEdit.text.strip(),
-                             ui.tokenLineEdit.text, ui.serverPythonLineEdit.text.strip(),
-                             ui.serverArgumentsLineEdit.text.strip(), bool(ui.recordCheckBox.checked),
-                             str(recordFolder or self.logic.settings.recordFolder))
+        values = {name: getattr(getattr(self.ui, widget), PROPERTIES.get(name, "text")) for name, widget in FIELDS.items()}
+        values["recordFolder"] = recordFolder or self.logic.settings.recordFolder
+        return AgentSettings.from_fields(values)
 
     def _showSettings(self, settings: AgentSettings) -> None:
         """Show ``settings`` in the fields without applying them field by field."""
-        ui = self.ui
-        blocked = (ui.agentModeComboBox, ui.serverUrlLineEdit, ui.recordCheckBox, ui.recordFolderButton)
-        for widget in blocked:
+        widgets = [getattr(self.ui, widget) for widget in FIELDS.values()]
+        for widget in widgets:
             widget.blockSignals(True)
-        ui.agentModeComboBox.currentIndex = AGENT_MODES.index(settings.mode)
-        ui.serverUrlLineEdit.text, ui.tokenLineEdit.text = settings.serverUrl, settings.token
-        ui.serverPythonLineEdit.text, ui.serverArgumentsLineEdit.text = settings.serverPython, settings.serverArguments
-        ui.recordCheckBox.checked = settings.record
-        if settings.recordFolder:
-            ui.recordFolderButton.directory = settings.recordFolder
-        for widget in blocked:
+        for name, value in settings.to_fields().items():
+            setattr(getattr(self.ui, FIELDS[name]), PROPERTIES.get(name, "text"), value)
+        for widget in widgets:
             widget.blockSignals(False)
         self.logic.settings = settings
 
@@ -424,14 +403,12 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The logic uses the settings the fields show; ``save``: the user edited them, so they
         are remembered too. A record folder that cannot be used turns recording off, saying why."""
         settings = self._settingsFromFields(recordFolder)
-        try:
-            self.logic.configure(settings)
-        except ValueError as error:
-            settings.record = self.ui.recordCheckBox.checked = False
-            self.logic.configure(settings)
-            self._setStatus(f"Not recording for training: {error}")
+        problem = self.logic.applySettings(settings)
+        if problem:
+            self.ui.recordCheckBox.checked = False
+            self._setStatus(f"Not recording for training: {problem}")
             if showErrors:
-                slicer.util.errorDisplay(f"Cannot record for training.\n\n{error}")
+                slicer.util.errorDisplay(f"Cannot record for training.\n\n{problem}")
         if save:
             settings.save(qt.QSettings())
         self._refresh()
@@ -443,7 +420,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Wrap one user action: the logic takes the settings the fields show (a script may have
         set them), wait cursor at once, controls locked, one error display. A cancelled wait
         ends the agent session quietly (the steps applied before stay)."""
-        self._stopPlacing()
+        self.logic.stopPlacingPoint()
         self._applySettings(False, showErrors=False)
         self._busy, self._cancelRequested, self._stopRequested = True, False, False
         self._refresh()
@@ -453,8 +430,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.lastError = None
         except Cancelled:
             self.lastError = None
-            self._finishQuietly("Cancelled: the agent session ended; the segment keeps the steps applied before. "
-                                "Press Continue my mask to go on.")
+            self._finishQuietly(history_text.CANCELLED)
         except Exception as error:  # noqa: BLE001 - every failure is shown to the user, with details
             self.lastError = f"{failureMessage} {error}"
             logger.error(traceback.format_exc())
@@ -468,22 +444,11 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._finishIfElsewhere()  # the choices may have changed while the agent worked
             self._refresh()
 
-    @staticmethod
-    @contextlib.contextmanager
-    def _quietly():
-        """For endings that must not fail (the episode's nodes may be gone): log, never raise."""
-        try:
-            yield
-        except Exception:  # noqa: BLE001 - it ends either way
-            logger.debug(traceback.format_exc())
-
     def _runOnWorker(self, function):
         """The logic's ``callAgent``: run ``function`` on the worker thread and return its
-        result, keeping the panel alive (`agent_worker.wait_for`). After PROGRESS_DIALOG_DELAY_S
-        a progress dialog offers Cancel, which raises ``ibisagent.errors.Cancelled`` here; the
-        cancelled call goes on on the old thread (its answer is dropped) and later calls get a
-        fresh one. ``function`` must not touch Qt or MRML."""
-        future = self._worker.submit(function)
+        result, keeping the panel alive (`AgentWorker.call`). After PROGRESS_DIALOG_DELAY_S a
+        progress dialog offers Cancel, which raises ``ibisagent.errors.Cancelled`` here (the
+        call's answer is dropped). ``function`` must not touch Qt or MRML."""
         dialogs = []
         self._refresh()  # e.g. Cancel, once a run-through propagation is under way
 
@@ -496,12 +461,8 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             dialogs.append(dialog)
 
         try:
-            return wait_for(future, tick=slicer.app.processEvents, should_cancel=lambda: self._cancelRequested,
-                            on_slow=showDialog, slow_after=PROGRESS_DIALOG_DELAY_S)
-        except Cancelled:
-            self._worker.shutdown()
-            self._worker = AgentWorker("IBISAgent")
-            raise
+            return self._worker.call(function, slicer.app.processEvents, lambda: self._cancelRequested,
+                                     on_slow=showDialog, slow_after=PROGRESS_DIALOG_DELAY_S)
         finally:
             for dialog in dialogs:
                 dialog.hide()
@@ -511,57 +472,44 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Cancel the current wait (the progress dialog's and the Propagate section's Cancel)."""
         self._cancelRequested = self._stopRequested = True
 
-    def _ensurePackages(self, packages, who) -> None:
-        """Ask once with the full list of missing packages; the logic installs them."""
-        if packages and not slicer.util.confirmOkCancelDisplay(
-            f"{who} needs these Python packages in Slicer's Python:\n\n" + "\n".join(packages)
-            + "\n\nInstall them now? (This takes a few minutes.)"
-        ):
-            raise RuntimeError(f"Packages not installed: {', '.join(packages)}. Install them, or use an agent "
-                               "server in its own environment ('Server Python').")
-        if packages:
-            self.logic.installPackages(packages)
+    def _ensure(self, packages, who="The in-process agent") -> None:
+        """Install the missing ``packages`` after one question (`IBISAgentLogic.ensurePackages`)."""
+        self.logic.ensurePackages(packages, who, slicer.util.confirmOkCancelDisplay)
 
     # -- actions: each button runs one handler inside `_action` ----------------------------
 
     def _handlers(self) -> dict:
-        """action -> (what to say when it fails, what it does); `runAction` runs one."""
-        logic = self.logic
+        """action -> what it does; `runAction` runs one."""
+        logic, show = self.logic, self._show
         return {
-            "testConnection": ("Cannot reach the agent.", self._testConnection),
-            "continue": ("Could not start the agent.", self._continue),
-            "next": ("The agent could not propose a step.", lambda: self._showProposal(logic.proposeNext())),
-            "accept": ("The step could not be applied; the segment is unchanged.",
-                       lambda: self._showStep(logic.acceptProposal())),
-            "skip": ("Could not skip the proposal.", lambda: logic.skipProposal() or self._addHistory(
-                "Skipped", "Proposal deleted.")),
-            "undo": ("Could not undo.", lambda: logic.undo() and self._addHistory(
-                "Undo", "Last change undone; the segment is back as it was.")),
-            "flip": ("Could not flip the point.", lambda: self._setStatus(
-                f"Proposed point {logic.flipProposal() + 1} flipped; press Accept to apply the points on screen.")),
-            "addPositive": ("Could not start placing a point.", lambda: self.startPlacingPoint(True)),
-            "addNegative": ("Could not start placing a point.", lambda: self.startPlacingPoint(False)),
-            "autoRun": ("Auto-run stopped on an error; completed steps are kept.", self._autoRun),
-            "finish": ("Could not finish; the segment is unchanged.", self._finish),
-            "propagate": ("The propagation stopped; the segment is as it was before it.", self._propagate),
-            "nextSlice": ("Could not go to the next slice; this slice is kept as it is.",
-                          lambda: self._showOpenedSlice(logic.nextPropagatedSlice())),
-            "stopHere": ("Could not stop here.", self._stopHere),
-            "finishPropagation": ("Could not finish the propagation.",
-                                  lambda: self._showPropagationEnd(logic.finishPropagation())),
-            "undoPropagation": ("Could not undo the propagation.", lambda: logic.undoPropagation() and self._addHistory(
-                "Undo", "The propagation was undone; every slice is back as it was.")),
-            "localServer": ("Could not start or stop the local server.", self._toggleLocalServer),
+            "testConnection": self._testConnection,
+            "continue": self._continue,
+            "next": lambda: self._showProposal(logic.proposeNext()),
+            "accept": lambda: self._showStep(logic.acceptProposal()),
+            "skip": lambda: logic.skipProposal() or show(history_text.SKIPPED),
+            "undo": lambda: logic.undo() and show(history_text.UNDONE),
+            "flip": lambda: show(history_text.on_flip(logic.flipProposal())),
+            "addPositive": lambda: self.startPlacingPoint(True),
+            "addNegative": lambda: self.startPlacingPoint(False),
+            "autoRun": self._autoRun,
+            "finish": self._finish,
+            "propagate": self._propagate,
+            "nextSlice": lambda: self._showOpenedSlice(logic.nextPropagatedSlice()),
+            "stopHere": lambda: show(history_text.on_stop_here(logic.propagationState()))
+            or self._showOpenedSlice(logic.stopPropagationHere()),
+            "finishPropagation": lambda: self._showPropagationEnd(logic.finishPropagation()),
+            "undoPropagation": lambda: logic.undoPropagation() and show(history_text.PROPAGATION_UNDONE),
+            "localServer": self._toggleLocalServer,
         }
 
     def runAction(self, name) -> None:
-        """Run the handler of action ``name`` (a button, a shortcut) in the one error path."""
-        failureMessage, handler = self._handlers()[name]
-        with self._action(failureMessage):
-            handler()
+        """Run the handler of action ``name`` (a button, a shortcut) in the one error path,
+        which says `actions.FAILED` first when it fails."""
+        with self._action(FAILED[name]):
+            self._handlers()[name]()
 
     def _testConnection(self) -> None:
-        self._ensurePackages(self.logic.localEnginePackages(), "The in-process agent")
+        self._ensure(self.logic.localEnginePackages())
         self.ui.connectionStatusLabel.text = history_text.connection(self.logic.serverInfo())
         self._setStatus("Agent ready.")
 
@@ -573,11 +521,11 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._showProposal(self.logic.proposeNext())
 
     def _startEpisode(self) -> None:
-        self._ensurePackages(self.logic.localEnginePackages(), "The in-process agent")
+        self._ensure(self.logic.localEnginePackages())
         p = self._parameterNode
         state = self.logic.startEpisode(*p.inputs(), request=p.request, view=p.view, maxSteps=p.maxSteps,
                                         workOn=p.workOn)
-        self._addHistory("Start", history_text.start(state))
+        self._show(history_text.on_start(state))
 
     def _autoRun(self) -> None:
         """Accept what is on screen, then run until N steps are done, the agent stops or Stop
@@ -597,34 +545,25 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.logic.propagation is not None:
             self._showPropagationEnd(self.logic.finishPropagation())
             return
-        result = self.logic.finish()
-        if result.get("answer"):
-            self._addHistory("Answer", str(result["answer"]), bold=True)
-        self._addHistory("Finished", history_text.finished(result))
+        self._show(history_text.on_finish(self.logic.finish()))
 
     def _finishQuietly(self, message) -> None:
         """End the running episode (its mask stays) and say why; never raises."""
-        with self._quietly():
-            if self.logic.activeEpisode is not None:
-                self.logic.finish()
-                self._addHistory("Finished", message)
-        self._setStatus(message)
+        finished = self.logic.finishQuietly()
+        self._show(history_text.on_ended("Finished", message) if finished else history_text.Shown(status=message))
 
     def onSave(self, path=None) -> None:
         """Save the segment (.seg.nrrd, or a NIfTI labelmap for .nii/.nii.gz)."""
         path = path or qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), "Save mask", "",
                                                       "Segmentation (*.seg.nrrd);;NIfTI labelmap (*.nii.gz *.nii)")
         if path:
-            with self._action("Could not save the mask."):
+            with self._action(FAILED["save"]):
                 p = self._parameterNode
                 written = self.logic.saveSegment(p.segmentation, p.segmentId, path, referenceVolumeNode=p.inputVolume)
                 self._setStatus("Saved " + ", ".join(written or [path]))
 
     def _showProposal(self, proposal) -> None:
-        self._addHistory(*history_text.proposal(proposal))
-        if proposal.answer:
-            self._addHistory("Answer", str(proposal.answer), bold=True)
-        self._setStatus(history_text.proposal_status(proposal, self.logic.state()["stop_reason"]))
+        self._show(history_text.on_proposal(proposal, self.logic.state()["stop_reason"]))
 
     def _showStep(self, step) -> None:
         self._setStatus(history_text.step(step))
@@ -635,31 +574,23 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _propagate(self) -> None:
         """Review each slice (stop on every slice with the proposal shown) or run through
         (progress; Cancel keeps the slices done)."""
-        self._ensurePackages(self.logic.localEnginePackages(), "The in-process agent")
+        self._ensure(self.logic.localEnginePackages())
         p = self._parameterNode
         self.ui.historyListWidget.clear()
-        self._propagatedSlices = self.ui.propagateProgressBar.value = 0
+        self.ui.propagateProgressBar.value = 0
         if p.propagateMode == "review":
             self._showOpenedSlice(self.logic.startPropagation(*p.inputs(), **p.propagationArguments()))
             return
         self.ui.propagateProgressBar.maximum = 0  # busy until the target ends
-        self._showPropagationEnd(self.logic.propagate(*p.inputs(), onSlice=self._onPropagatedSlice,
+        progress = history_text.RunThrough()
+
+        def onSlice(record):
+            self._show(progress.on_slice(record))
+            slicer.app.processEvents()
+
+        self._showPropagationEnd(self.logic.propagate(*p.inputs(), onSlice=onSlice,
                                                       shouldCancel=lambda: self._cancelRequested,
                                                       **p.propagationArguments()))
-
-    def _onPropagatedSlice(self, record) -> None:
-        """One slice done in a run-through: the count, the history, the status."""
-        self._propagatedSlices += int(record["written"])
-        self._addHistory(f"Slice {record['index']}", history_text.propagated_slice(record))
-        self._setStatus(f"Propagating: {self._propagatedSlices} slice(s) written, slice {record['index']} done. "
-                        "Cancel keeps them.")
-        slicer.app.processEvents()
-
-    def _stopHere(self) -> None:
-        state = self.logic.propagationState()
-        if state is not None and state["open"] is not None:
-            self._addHistory(f"Slice {state['open']}", "The target ends here; the slice is back as it was.")
-        self._showOpenedSlice(self.logic.stopPropagationHere())
 
     def _showOpenedSlice(self, opened) -> None:
         """Review: show the newly opened slice and ask the agent (or say the propagation ended)."""
@@ -668,36 +599,34 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if summary is not None:
                 self._showPropagationEnd(summary)
             return
-        finished = opened.get("finished")
-        if finished:
-            self._addHistory(f"Slice {finished['index']}", history_text.propagated_slice(finished))
-        self._addHistory(f"Slice {opened['slice']}", history_text.start(opened["state"]))
-        if self._parameterNode.propagateSteps > 0:
+        asking = self._parameterNode.propagateSteps > 0
+        self._show(history_text.on_slice_opened(opened, asking))
+        if asking:
             self._showProposal(self.logic.proposeNext())
-        else:
-            self._setStatus(history_text.carried_slice(opened))
 
     def _showPropagationEnd(self, summary) -> None:
         written = len(summary["written"])
         self.ui.propagateProgressBar.maximum = max(written, 1)
         self.ui.propagateProgressBar.value = written
-        title, text = history_text.propagation_end(summary)
-        self._addHistory(title, text, bold=True)
-        self._setStatus(f"{title}: {text} Undo propagation takes it back.")
+        self._show(history_text.on_propagation_end(summary))
 
     # -- display helpers -------------------------------------------------------------------
 
-    def _addHistory(self, title, text, bold=False) -> None:
-        item = qt.QListWidgetItem(f"{title}: {text}" if text else title)
-        item.setToolTip(text or title)
-        item.setData(qt.Qt.UserRole, f"{title}\n\n{text}")
-        if bold:
-            font = item.font()
-            font.setBold(True)
-            item.setFont(font)
-        self.ui.historyListWidget.addItem(item)
-        self.ui.historyListWidget.scrollToBottom()
-        self.ui.historyListWidget.setCurrentItem(item)
+    def _show(self, shown) -> None:
+        """Add the history rows of a `history_text.Shown` and set its status line."""
+        for row in shown.rows:
+            item = qt.QListWidgetItem(row.label)
+            item.setToolTip(row.tooltip)
+            item.setData(qt.Qt.UserRole, row.details)
+            if row.bold:
+                font = item.font()
+                font.setBold(True)
+                item.setFont(font)
+            self.ui.historyListWidget.addItem(item)
+            self.ui.historyListWidget.scrollToBottom()
+            self.ui.historyListWidget.setCurrentItem(item)
+        if shown.status is not None:
+            self._setStatus(shown.status)
 
     def onHistoryRowChanged(self, row) -> None:
         """Show the selected history entry in full."""
@@ -724,11 +653,9 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             shortcut.connect("activatedAmbiguously()", trigger)
             self._shortcuts[name] = shortcut
 
-    def _onFocusChanged(self, old, new) -> None:
-        self._updateShortcuts(new)
-
-    def _updateShortcuts(self, focus=None) -> None:
-        """Enable the shortcuts that may take their key now (`shortcuts.live_shortcuts`)."""
+    def _updateShortcuts(self, _old=None, focus=None) -> None:
+        """Enable the shortcuts that may take their key now (`shortcuts.live_shortcuts`); also
+        Qt's focusChanged(old, new) slot."""
         focus = focus if focus is not None else qt.QApplication.focusWidget()
         live = live_shortcuts(self._shown, focus.inherits if focus is not None else None)
         for name, shortcut in self._shortcuts.items():
@@ -737,41 +664,29 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- placing extra points: Slicer's place mode on the proposal list --------------------
 
     def startPlacingPoint(self, positive) -> None:
-        """Place one point into the proposal list with polarity ``positive`` (the logic's
-        placement sets it); the user's own active markups list comes back when it is placed."""
-        self._stopPlacing()
+        """Place one point into the proposal list with polarity ``positive`` in Slicer's place
+        mode (the logic's placement; the user's own active list comes back when it is placed)."""
 
         def placed():  # one point per press; Slicer leaves place mode by itself
-            self._stopPlacing(leavePlaceMode=False)
+            self.logic.stopPlacingPoint(leavePlaceMode=False)
             self._refresh()
 
-        self._placement = self.logic.startPlacingPoint(positive, placed)
+        self.logic.startPlacingPoint(positive, placed)
         slicer.modules.markups.logic().StartPlaceMode(False)
         self._setStatus(history_text.placing(self.logic.state(), positive))
-
-    def _stopPlacing(self, leavePlaceMode=True) -> None:
-        """End the placement (the user's active list is back) and leave place mode - before
-        any logic call."""
-        placement, self._placement = self._placement, None
-        if placement is None:
-            return
-        placement.end()
-        interaction = slicer.app.applicationLogic().GetInteractionNode()
-        if leavePlaceMode and interaction.GetCurrentInteractionMode() == interaction.Place:
-            interaction.SwitchToViewTransformMode()
 
     # -- the local server (IBISAgentLib.local_server: the logic owns its life cycle) --------
 
     def _toggleLocalServer(self) -> None:
         """Start the local agent server (after installing what it needs), or stop it."""
-        if self.logic.localServer is not None and self.logic.localServer.running:
+        if self.logic.localServerRunning:
             self.stopLocalServer()
             return
-        self._ensurePackages(self.logic.localServerPackages(), "The local agent server")
+        self._ensure(self.logic.localServerPackages(), "The local agent server")
         self.ui.serverLogTextEdit.clear()
         server = self.logic.startLocalServer()
         self.ui.serverLogTextEdit.appendPlainText("$ " + " ".join(server.command))
-        self._serverStatus = self.ui.connectionStatusLabel.text = "Local server starting..."
+        self.ui.connectionStatusLabel.text = STARTING
         self._serverTimer = qt.QTimer()
         self._serverTimer.setInterval(SERVER_POLL_MS)
         self._serverTimer.connect("timeout()", self._pollServer)
@@ -783,13 +698,13 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._polling = True
         try:
-            status = wait_for(self._pinger.submit(self.logic.pollLocalServer), tick=slicer.app.processEvents)
+            status = self._pinger.call(self.logic.pollLocalServer, tick=slicer.app.processEvents)
         finally:
             self._polling = False
         for line in status.lines:
             self.ui.serverLogTextEdit.appendPlainText(line)
-        if status.text != self._serverStatus:  # a change only: "Test connection" may have said more since
-            self._serverStatus = self.ui.connectionStatusLabel.text = status.text
+        if status.changed:  # news only: "Test connection" may have said more since
+            self.ui.connectionStatusLabel.text = status.text
             self._setStatus(status.text)
         if not status.running:
             self._serverTimer.stop()
@@ -807,7 +722,7 @@ class IBISAgentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if hasattr(self, "ui"):
             for line in lines:
                 self.ui.serverLogTextEdit.appendPlainText(line)
-            self.ui.connectionStatusLabel.text = "Local server stopped."
+            self.ui.connectionStatusLabel.text = STOPPED
             self._refresh()
 
 
@@ -874,7 +789,7 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
             raise unittest.SkipTest("Skipped: the in-process agent needs " + ", ".join(missing) + " in Slicer.")
         self.delayDisplay("Starting the IBISAgent widget flow test (Local, no server)")
         with self.keptPanelFields(widget):
-            widget.ui.agentModeComboBox.currentIndex = AGENT_MODES.index(LOCAL)
+            widget.ui.agentModeComboBox.currentIndex = MODES.index(LOCAL)
             self.runFlow(widget)
             self.assertTrue(widget.ui.connectionStatusLabel.text.startswith("In Slicer"))
         self.delayDisplay("IBISAgent widget flow test passed")
@@ -906,11 +821,11 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
         selection = slicer.mrmlScene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
         usersList = selection.GetActivePlaceNodeID()
         widget.startPlacingPoint(False)
-        proposals = widget._placement.node
+        proposals = widget.logic.placement.node
         rows, cols = worked.geometry.shape
         proposals.AddControlPoint(*[float(v) for v in worked.geometry.pixel_to_ras(cols // 2, rows // 2)])
         self.assertFalse(proposals.GetNthControlPointSelected(proposals.GetNumberOfControlPoints() - 1))
-        widget._stopPlacing()
+        widget.logic.stopPlacingPoint()
         self.assertEqual(selection.GetActivePlaceNodeID(), usersList)  # the user's active list is back
         widget.ui.acceptButton.click()
         self.assertIsNone(widget.lastError, widget.lastError)
@@ -973,11 +888,11 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
         p.view, p.request, p.workOn = "Red", "Segment the brain.", VOLUME
         before = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume).copy()
         with self.keptPanelFields(widget):
-            widget.ui.agentModeComboBox.currentIndex = AGENT_MODES.index(SERVER)
+            widget.ui.agentModeComboBox.currentIndex = MODES.index(SERVER)
             widget.ui.serverUrlLineEdit.text = DEFAULT_SERVER_URL
             self.assertFalse(widget.ui.continueButton.enabled)
             self.assertEqual(widget.ui.continueButton.toolTip, REMOTE_3D)
-            widget.ui.agentModeComboBox.currentIndex = AGENT_MODES.index(LOCAL)
+            widget.ui.agentModeComboBox.currentIndex = MODES.index(LOCAL)
             self.assertTrue(widget.ui.continueButton.enabled, widget.ui.continueButton.toolTip)
 
             widget.ui.continueButton.click()
@@ -1000,8 +915,8 @@ class IBISAgentTest(ScriptedLoadableModuleTest):
                             if all(session.views.to_slice(name, tuple(yellow.pixel_to_ijk(c, r)[::-1]))[0] != index
                                    for name, index in shown))
             widget.startPlacingPoint(False)
-            widget._placement.node.AddControlPoint(*[float(v) for v in yellow.pixel_to_ras(col, row)])
-            widget._stopPlacing()
+            widget.logic.placement.node.AddControlPoint(*[float(v) for v in yellow.pixel_to_ras(col, row)])
+            widget.logic.stopPlacingPoint()
             widget.ui.acceptButton.click()
             self.assertIsNone(widget.lastError, widget.lastError)
             click = widget.logic.state()["steps"][-1]["clicks"][-1]

@@ -18,15 +18,17 @@ One module per concern:
   driven by the same step methods of the logic as a slice.
 - `agent_sessions`: which agent the logic uses (a server, or the one in-process engine), opening
   sessions on it, and the agent error type.
-- `agent_worker`: the worker thread for agent calls and the GIL-friendly wait for them.
+- `agent_worker`: the worker thread for agent calls and the GIL-friendly wait for them (a
+  cancelled call is left on its old thread).
 - `local_server`: ``ibisagent serve`` as a child process, and its life cycle in the logic.
 - `requirements`: what the in-process engine and a local server need (from pyproject.toml), and
   installing it.
-- `settings`: the panel's saved settings, one small object.
+- `settings`: the panel's saved settings, one small object, and how they map to its fields.
 - `actions`: what the user may do now and why not, or what it does (the panel's enabled states
-  and tooltips), and the "Work on" choices (a slice, the whole segment).
+  and tooltips, the words that follow the logic, what a failure says first), and the "Work on"
+  choices (a slice, the whole segment).
 - `shortcuts`: the panel's keyboard shortcuts and when each may take its key.
-- `history_text`: the lines the panel's history and status show.
+- `history_text`: the history rows and status line the panel shows after each event.
 - `export`: .seg.nrrd and NIfTI labelmap files.
 - `batch_io`: image/mask files loaded as batch cases.
 - `training_record`: "Record for training": a recording listening to the worked slice's session.

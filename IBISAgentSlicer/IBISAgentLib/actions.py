@@ -2,10 +2,12 @@
 
 `ACTIONS` lists every action the panel offers: its name, the .ui widget that triggers it and
 what it does (the tooltip while it is enabled); `IN_3D` says it again for the actions that do
-something else on the whole segment. `ActionsLogic.actions` (a part of `IBISAgentLogic`) gives
+something else on the whole segment; `FAILED` says what the panel's error display says first
+when an action fails (the error's own message follows). `ActionsLogic.actions` (a part of `IBISAgentLogic`) gives
 each action an `ActionState`: whether it can run now and the tooltip (why not, in one
 sentence, else what it does); the widget enables each widget and sets its tooltip from that,
-and the console can ask the same question.
+and the console can ask the same question. `ActionsLogic.labels` gives the words of the
+controls that follow the logic's state (Start/Stop local server, the recording counts).
 
 The 2D and 3D ways of working (`WORK_ON`: the view's slice, or the whole segment as one 3D
 session) share every button and shortcut: Continue my mask, Next step, Accept, Skip, Undo,
@@ -49,6 +51,28 @@ ACTIONS = {
                "clicks) into the record folder; skipped proposals are not written, undone steps are removed. "
                "Nothing leaves this computer."),
     "recordFolder": ("recordFolderButton", "The folder the steps are recorded into."),
+}
+
+#: action -> the first sentence of the error display when it fails (the panel's one error path).
+FAILED = {
+    "testConnection": "Cannot reach the agent.",
+    "continue": "Could not start the agent.",
+    "next": "The agent could not propose a step.",
+    "accept": "The step could not be applied; the segment is unchanged.",
+    "skip": "Could not skip the proposal.",
+    "undo": "Could not undo.",
+    "flip": "Could not flip the point.",
+    "addPositive": "Could not start placing a point.",
+    "addNegative": "Could not start placing a point.",
+    "autoRun": "Auto-run stopped on an error; completed steps are kept.",
+    "finish": "Could not finish; the segment is unchanged.",
+    "save": "Could not save the mask.",
+    "propagate": "The propagation stopped; the segment is as it was before it.",
+    "nextSlice": "Could not go to the next slice; this slice is kept as it is.",
+    "stopHere": "Could not stop here.",
+    "finishPropagation": "Could not finish the propagation.",
+    "undoPropagation": "Could not undo the propagation.",
+    "localServer": "Could not start or stop the local server.",
 }
 
 #: What an action does on the whole segment, where that differs from `ACTIONS`.
@@ -112,10 +136,8 @@ class ActionsLogic:
         no_review = "" if reviewing else "No propagation is under review (Mode: review, then Propagate)."
         last = self.propagation or self.lastPropagation
         no_undo_propagation = "" if last is not None and last.touched else "No propagation to undo."
-        server = self.localServer
-        running = server is not None and server.running
-        no_server = ("Not needed: the agent runs inside Slicer (Local mode)." if self.settings.local and not running
-                     else "")
+        no_server = ("Not needed: the agent runs inside Slicer (Local mode)."
+                     if self.settings.local and not self.localServerRunning else "")
         no_folder = "" if self.settings.recordFolder else "Choose the record folder first."
         reasons = {
             "continue": busy_ or no_start,
@@ -143,6 +165,17 @@ class ActionsLogic:
         }
         return {name: ActionState(reason, reason or (in_3d and IN_3D.get(name)) or ACTIONS[name][1])
                 for name, reason in reasons.items()}
+
+    def labels(self) -> Dict[str, str]:
+        """{.ui widget: its text} for the controls whose words follow the logic's state: the
+        local server button, the record folder button and the recording counts."""
+        recorded = (f"Recording: {self.recordedSteps} step(s) recorded, {self.recordFolderSteps} in the folder."
+                    if self.trainingRecord is not None else "Not recording.")
+        return {
+            "startServerButton": ("Stop" if self.localServerRunning else "Start") + " local server",
+            "recordFolderButton": self.settings.recordFolder or "Choose a folder...",
+            "recordedStepsLabel": recorded,
+        }
 
     def _missingInputs(self, volumeNode, segmentationNode, segmentId: str) -> str:
         """One sentence saying what the agent lacks before it can start, or ""."""

@@ -5,7 +5,8 @@ in-process engine (`useLocalEngine`: one ``ibisagent.engine.Engine``, built on f
 kept), or, from the panel, whichever its `settings.AgentSettings` describe (`configure`). It
 opens sessions on it (both implement ``ibisagent.session.Session``: an ``Episode`` in this
 process, a ``RemoteSession`` on a server), answers `pingServer` and `serverInfo`, lists the
-Python packages the chosen agent still needs here and installs them (after the panel asked).
+Python packages the chosen agent still needs here and installs them after one confirmation
+(`ensurePackages`: the panel passes its OK/Cancel dialog).
 
 `AgentStepError` wraps anything that goes wrong while the agent works on a step. Its ``kind``
 and ``advice`` are its cause's, chosen by type in ``ibisagent.errors.describe``; its message says
@@ -96,6 +97,17 @@ class AgentLogic:
                 self.local, self.serverUrl, self.agentProblem = False, None, str(error)
         self.setTrainingRecord(settings.recordFolder if settings.record else None, source="panel")
 
+    def applySettings(self, settings: AgentSettings) -> str:
+        """`configure`, except that a record folder that cannot be used turns recording off (in
+        ``settings`` too) instead of raising: returns why, or "" when everything applies."""
+        try:
+            self.configure(settings)
+            return ""
+        except ValueError as error:
+            settings.record = False
+            self.configure(settings)
+            return str(error)
+
     def localEngine(self):
         """The in-process ``ibisagent.engine.Engine``, built the first time it is needed."""
         if self.engine is None:
@@ -107,9 +119,22 @@ class AgentLogic:
         brings its own)."""
         return requirements.missing(requirements.engine_requirements()) if self.local else []
 
+    def ensurePackages(self, packages: List[str], who: str, confirm: Callable[[str], bool]) -> None:
+        """Install ``packages`` (what `localEnginePackages` or `localServerPackages` found
+        missing) after one confirmation: ``confirm(question)`` gets the full list and says
+        whether to go on. ``who``: what needs them ("The in-process agent"). Nothing missing
+        asks nothing; a refusal raises RuntimeError saying what else to do."""
+        if not packages:
+            return
+        if not confirm(f"{who} needs these Python packages in Slicer's Python:\n\n" + "\n".join(packages)
+                       + "\n\nInstall them now? (This takes a few minutes.)"):
+            raise RuntimeError(f"Packages not installed: {', '.join(packages)}. Install them, or use an agent "
+                               "server in its own environment ('Server Python').")
+        self.installPackages(packages)
+
     def installPackages(self, packages: List[str]) -> None:
-        """Install ``packages`` into Slicer's Python (`requirements.install`; main thread). The
-        panel asks the user first, once, with the full list."""
+        """Install ``packages`` into Slicer's Python (`requirements.install`; main thread), with
+        no question (`ensurePackages` asks first)."""
         self.log("Installing " + ", ".join(packages) + " (this takes a few minutes)...")
         requirements.install(packages)
         self.log("Installed " + ", ".join(packages) + ".")

@@ -1,8 +1,10 @@
 """The thread agent calls run on, and the main-thread wait that lets it run.
 
 `AgentWorker` is one daemon thread that runs submitted calls one at a time, in order, and hands
-back a ``concurrent.futures.Future``. It is written out here rather than taken from
-``ThreadPoolExecutor`` because the executor's threads are joined when Python exits (CPython 3.9+
+back a ``concurrent.futures.Future``; `AgentWorker.call` runs one and waits for it (`wait_for`).
+A cancelled wait leaves its call running on the old thread (its answer is dropped) and gives
+the worker a fresh thread, so later calls never queue behind a hung one. It is written out
+here rather than taken from ``ThreadPoolExecutor`` because the executor's threads are joined when Python exits (CPython 3.9+
 registers ``concurrent.futures.thread._python_exit`` with ``threading._register_atexit``): one
 hung server call would then keep Slicer from quitting. A daemon thread is dropped at exit.
 
@@ -33,9 +35,14 @@ class AgentWorker:
     """One daemon thread running submitted calls in order. Never touches Qt or MRML itself."""
 
     def __init__(self, name: str = "IBISAgent") -> None:
+        self._name = name
+        self._start()
+
+    def _start(self) -> None:
         self._calls: "queue.SimpleQueue" = queue.SimpleQueue()
         self._busy = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(self._calls, self._busy), name=self._name,
+                                        daemon=True)
         self._thread.start()
 
     @property
@@ -49,25 +56,41 @@ class AgentWorker:
         self._calls.put((future, function))
         return future
 
+    def call(self, function: Callable[[], object], tick: Callable[[], None] = lambda: None,
+             should_cancel: Callable[[], bool] = lambda: False, on_slow: Optional[Callable[[], None]] = None,
+             slow_after: float = 2.0):
+        """Run ``function`` on the thread and return its result (or raise its exception),
+        waiting with `wait_for` (same arguments). When the wait is cancelled (``Cancelled``
+        raised), the call goes on on the old thread, which ends after it, and later calls run on
+        a fresh one."""
+        future = self.submit(function)
+        try:
+            return wait_for(future, tick, should_cancel, on_slow=on_slow, slow_after=slow_after)
+        except Cancelled:
+            self.shutdown()
+            self._start()
+            raise
+
     def shutdown(self) -> None:
         """Let the thread end after the calls already queued; returns at once."""
         self._calls.put(None)
 
-    def _run(self) -> None:
+    @staticmethod
+    def _run(calls: "queue.SimpleQueue", busy: threading.Event) -> None:
         while True:
-            item = self._calls.get()
+            item = calls.get()
             if item is None:
                 return
             future, function = item
             if not future.set_running_or_notify_cancel():
                 continue
-            self._busy.set()
+            busy.set()
             try:
                 future.set_result(function())
             except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
                 future.set_exception(error)
             finally:
-                self._busy.clear()
+                busy.clear()
 
 
 def wait_for(future: Future, tick: Callable[[], None] = lambda: None,

@@ -3,8 +3,8 @@
 `LocalServer` is the process; `LocalServerLogic` (a part of `IBISAgentLogic`) is its life cycle
 as the panel and the Python console use it: ``logic.startLocalServer()`` (the logic then uses
 it as its agent server), ``logic.waitForLocalServer()``, ``logic.pollLocalServer()`` (new log
-lines and a status line, for the panel's timer), ``logic.stopLocalServer()``. Qt-free, so the
-same code runs (and is tested) outside Slicer.
+lines and a status line, for the panel's timer, which shows the line only when it changed),
+``logic.stopLocalServer()``. Qt-free, so the same code runs (and is tested) outside Slicer.
 
 - **Log in a file, not a pipe.** The server's output goes to a log file that `read_output`
   reads from where it left off (the widget calls it from a timer). A pipe would need a reader
@@ -39,6 +39,8 @@ from . import requirements
 STOP_TIMEOUT_S = 5.0
 #: Seconds a freshly started local server gets to say it is ready.
 START_TIMEOUT_S = 120.0
+#: The status lines of a local server just started and of one stopped.
+STARTING, STOPPED = "Local server starting...", "Local server stopped."
 
 
 class LocalServerError(RuntimeError):
@@ -232,12 +234,15 @@ def server_environment(python: str) -> Dict[str, str]:
 @dataclass
 class ServerStatus:
     """One look at the local server: ``lines`` it wrote since the last look, ``text`` (one line
-    for the panel), ``running`` and ``ready``."""
+    for the panel), ``running`` and ``ready``; ``changed``: ``text`` differs from the line the
+    previous look (or the start, `STARTING`) reported, so the panel shows only news and keeps
+    what "Test connection" said meanwhile."""
 
     lines: List[str]
     text: str
     running: bool
     ready: bool
+    changed: bool = False
 
 
 class LocalServerLogic:
@@ -248,6 +253,13 @@ class LocalServerLogic:
     #: The local server answered /health with its models loaded (`pollLocalServer` notes it).
     localServerReady = False
     _localServerDeadline = 0.0
+    #: The status line the last look reported (`ServerStatus.changed`).
+    _localServerText = ""
+
+    @property
+    def localServerRunning(self) -> bool:
+        """Whether the local server started here is still running (the panel's Start/Stop)."""
+        return self.localServer is not None and self.localServer.running
 
     def localServerPackages(self, python: Optional[str] = None) -> List[str]:
         """The packages ``ibisagent serve`` still needs when it runs in Slicer's own Python
@@ -263,7 +275,7 @@ class LocalServerLogic:
         (else Slicer's), the port of the server URL (else 8765), Server arguments, the token.
         Returns at once (`waitForLocalServer`, `pollLocalServer` tell when it is ready); refuses
         a port already in use and a second server (LocalServerError)."""
-        if self.localServer is not None and self.localServer.running:
+        if self.localServerRunning:
             raise LocalServerError("The local server is already running; stop it first.")
         settings = self.settings
         python = python or settings.serverPython or default_python()
@@ -275,7 +287,7 @@ class LocalServerLogic:
         server = LocalServer(python, port, protocol.DEFAULT_HOST, arguments, module_dir=requirements.MODULE_DIR,
                              token=token, environment=server_environment(python))
         server.start()
-        self.localServer, self.localServerReady = server, False
+        self.localServer, self.localServerReady, self._localServerText = server, False, STARTING
         self._localServerDeadline = time.monotonic() + START_TIMEOUT_S
         self.connect(server.url, token, self.timeout)
         self.log("$ " + " ".join(shlex.quote(part) for part in server.command))
@@ -284,20 +296,23 @@ class LocalServerLogic:
     def pollLocalServer(self) -> ServerStatus:
         """New log lines and where the local server stands. Touches no MRML and may wait up to
         a second for the server, so the panel calls it off the main thread; never raises."""
+        status = self._lookAtLocalServer()
+        status.changed, self._localServerText = status.text != self._localServerText, status.text
+        return status
+
+    def _lookAtLocalServer(self) -> ServerStatus:
         server = self.localServer
         if server is None:
             return ServerStatus([], "No local server.", False, False)
         lines = server.read_output()
         if not server.running:
-            return ServerStatus(lines + [f"[server exited with code {server.exit_code}]"], "Local server stopped.",
-                                False, False)
+            return ServerStatus(lines + [f"[server exited with code {server.exit_code}]"], STOPPED, False, False)
         if not self.localServerReady:
             self.localServerReady = server.ready(1.0)
         if self.localServerReady:
             return ServerStatus(lines, "Local server ready.", True, True)
         late = time.monotonic() > self._localServerDeadline
-        return ServerStatus(lines, "Local server did not answer; see its log." if late else "Local server starting...",
-                            True, False)
+        return ServerStatus(lines, "Local server did not answer; see its log." if late else STARTING, True, False)
 
     def waitForLocalServer(self, timeout: float = START_TIMEOUT_S) -> None:
         """Block until the local server is ready (for the console); raises LocalServerError
@@ -323,5 +338,5 @@ class LocalServerLogic:
             server.stop()
         finally:
             lines = server.read_output()
-        self.log("Local server stopped.")
+        self.log(STOPPED)
         return lines

@@ -7,14 +7,16 @@ Usable from Slicer's Python console, from the module widget and in batch, with n
     logic.startLocalServer(); logic.waitForLocalServer()   # or: one started here (stopLocalServer)
     result = logic.continueMask(volume, segmentation, segmentId, "segment the tumour", view="Red")
 
-The panel configures it from its saved settings (`configure`), asks `actions` what the user may
-do now (and why not), lets it list and install the packages the chosen agent needs
-(`localEnginePackages`, `localServerPackages`, `installPackages`) and runs the local server
-through it; nothing of that needs the panel.
+The panel configures it from its saved settings (`configure`, `applySettings`), asks `actions`
+what the user may do now (and why not) and `labels` for the words that follow, lets it list and
+install the packages the chosen agent needs (`localEnginePackages`, `localServerPackages`,
+`ensurePackages` after one question) and runs the local server through it; nothing of that
+needs the panel.
 
 Step-wise (the widget): `startEpisode`, then repeatedly `proposeNext` (shows the proposal as a
 markup point), the user edits points, `acceptProposal` (applies exactly the points on screen) or
-`skipProposal`; `undo`; `finish`. `runSteps` accepts what is on screen for several steps.
+`skipProposal`; `undo`; `finish` (`finishQuietly` never raises). `runSteps` accepts what is on
+screen for several steps; `startPlacingPoint` / `stopPlacingPoint` let the user place a point.
 `flipProposal` flips a proposed point; `pingServer` and `serverInfo` check the agent.
 ``startEpisode(..., workOn="volume")`` (`actions.WORK_ON`) opens one 3D session on the whole
 segment instead (`volume_session_logic.VolumeSessionLogic`, also `startVolumeSession`): points
@@ -66,7 +68,7 @@ from .actions import SLICE, VOLUME, WORK_ON, ActionsLogic
 from .agent_sessions import AgentLogic, AgentStepError, close_quietly
 from .local_server import LocalServerLogic
 from .propagation import PropagationLogic
-from .proposal_markups import PointPlacement
+from .proposal_markups import PointPlacement, leave_place_mode
 from .settings import LOCAL, AgentSettings
 from .volume_session_logic import VolumeSessionLogic
 from .slice_geometry import slice_geometry, slice_rgb
@@ -112,6 +114,8 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         self.trainingRecord: Optional[TrainingRecord] = None
         #: Called with a one-line reason when the episode ends by itself (its nodes went away).
         self.episodeEndedCallback: Optional[Callable[[str], None]] = None
+        #: The point the user is placing (`startPlacingPoint`), until `stopPlacingPoint`.
+        self.placement: Optional[PointPlacement] = None
 
     def log(self, message: str) -> None:
         """Progress: to Python logging and to ``logCallback`` (the widget's text box)."""
@@ -166,7 +170,7 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         """End the running episode (its mask stays) when it works on another segment than
         ``segmentId`` of ``segmentationNode``, or, given ``workOn``, on the other of a slice and
         the whole segment (a propagation's slice under review is left to the propagation).
-        Returns why it ended, or "" when it goes on."""
+        Returns why it ended, or "" when it goes on (or could not finish: `finishQuietly`)."""
         worked = self.activeEpisode
         if worked is None:
             return ""
@@ -178,8 +182,7 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
             reason = "Work on: the whole segment (3D) was chosen."
         else:
             return ""
-        self.finish()
-        return reason
+        return reason if self.finishQuietly() else ""
 
     def _onWorkedSliceGone(self) -> None:
         reason = ("The volume, segmentation or segment of the running episode was removed (or the scene "
@@ -274,10 +277,25 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
 
     def startPlacingPoint(self, positive: bool, onPlaced: Optional[Callable[[], None]] = None) -> PointPlacement:
         """Prepare one point to be placed by the user into the proposal list with polarity
-        ``positive``; ``onPlaced()`` is called when it is placed. The panel then enters Slicer's
-        place mode, and calls ``placement.end()`` when placing stops. On the whole segment the
-        point may be placed in any slice view."""
-        return PointPlacement(self._requireEpisode().markups, positive, onPlaced)
+        ``positive`` (ending a placement still going); ``onPlaced()`` is called when it is
+        placed. The panel then enters Slicer's place mode; `stopPlacingPoint` ends it. On the
+        whole segment the point may be placed in any slice view. Returns ``self.placement``."""
+        self.stopPlacingPoint()
+        self.placement = PointPlacement(self._requireEpisode().markups, positive, onPlaced)
+        return self.placement
+
+    def stopPlacingPoint(self, leavePlaceMode: bool = True) -> None:
+        """End the placement, if any: the user's own active list is back, and with
+        ``leavePlaceMode`` Slicer's mouse mode goes back from placing to viewing. Safe to call
+        twice; the panel calls it before any other action."""
+        placement, self.placement = self.placement, None
+        if placement is None:
+            return
+        placement.end()
+        if leavePlaceMode:
+            import slicer
+
+            leave_place_mode(slicer.mrmlScene)
 
     def segmentEditorSelection(self) -> tuple:
         """(volume, segmentation, segment id) the Segment Editor has selected (None and "" for
@@ -363,6 +381,19 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         self._endWorkedSlice()
         self.log(f"Finished: {summary['statistics']['pixels']} pixels on slice {summary['slice_index']}.")
         return summary
+
+    def finishQuietly(self) -> bool:
+        """`finish` for endings that must not fail (Cancel, another segment chosen): never
+        raises. True when an episode was running and finished; False when none was, or when it
+        could not be read any more (its nodes went away: it has ended all the same)."""
+        if self.activeEpisode is None:
+            return False
+        try:
+            self.finish()
+        except Exception:  # noqa: BLE001 - it ends either way
+            logger.debug("The episode ended without its final state.", exc_info=True)
+            return False
+        return True
 
     def _abandon(self) -> None:
         """Put the slice and its history back as they were at startEpisode, then end."""

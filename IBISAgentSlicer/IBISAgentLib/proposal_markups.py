@@ -253,6 +253,14 @@ class PointPlacement:
         self._target.restore()
 
 
+def leave_place_mode(scene) -> None:
+    """Put Slicer's mouse mode (the scene's interaction node) back from placing points to
+    viewing, if it is placing; nothing else changes."""
+    interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton") if scene is not None else None
+    if interaction is not None and interaction.GetCurrentInteractionMode() == interaction.Place:
+        interaction.SwitchToViewTransformMode()
+
+
 # -- click history, stored with the segment -------------------------------------------------------
 def read_history(segmentation_node, segment_id: str) -> List[dict]:
     """The segment's click history: a list of steps, oldest first (empty if none)."""

@@ -42,6 +42,16 @@ def ensure_segment(segmentation_node, segment_id=None, name: str = "IBISAgent") 
     return segmentation_node.GetSegmentation().AddEmptySegment(segment_id or "", name)
 
 
+def kept_segment(shown_node, chosen_node, chosen_id: str) -> str:
+    """The segment the panel keeps selected when its segmentation selector shows
+    ``shown_node``: ``chosen_id`` when that is the chosen segmentation (``chosen_node``) again
+    and it still has that segment (e.g. the parameter node written back to the panel from a
+    loaded scene), else "" (the selector's own first segment)."""
+    if shown_node is None or shown_node is not chosen_node or not chosen_id:
+        return ""
+    return chosen_id if shown_node.GetSegmentation().GetSegment(chosen_id) is not None else ""
+
+
 def nodes_alive(volume_node, segmentation_node, segment_id: str) -> bool:
     """The volume and the segmentation are in a scene and the segment still exists (an episode
     or a propagation on them may go on)."""

@@ -8,18 +8,22 @@ a dict wrapper in tests. The keys (under ``IBISAgent/``) are those earlier versi
 user's settings carry over.
 
 The logic takes the whole object (`IBISAgentLogic.configure`); the widget only moves it between
-the fields (`FIELDS` names the widget of each setting) and the store. Qt-free; Python 3.9.
+the fields and the store: `FIELDS` names the widget of each setting and `PROPERTIES` its Qt
+property, `to_fields` and `from_fields` convert (the mode is a row of `MODES`). Qt-free;
+Python 3.9.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Dict
 
 from ibisagent import protocol
 
 GROUP = "IBISAgent"
 SERVER, LOCAL = "server", "local"
+#: The agent mode combo box's rows, in order.
+MODES = (SERVER, LOCAL)
 DEFAULT_SERVER_URL = f"http://{protocol.DEFAULT_HOST}:{protocol.DEFAULT_PORT}"
 
 #: setting -> the .ui widget that shows it.
@@ -32,6 +36,8 @@ FIELDS = {
     "record": "recordCheckBox",
     "recordFolder": "recordFolderButton",
 }
+#: setting -> the property of its widget that holds the value (the others: "text").
+PROPERTIES = {"mode": "currentIndex", "record": "checked", "recordFolder": "directory"}
 #: setting -> its key in the application settings (unchanged since the first release).
 KEYS = {
     "mode": "AgentMode",
@@ -62,6 +68,23 @@ class AgentSettings:
     @property
     def local(self) -> bool:
         return self.mode == LOCAL
+
+    def to_fields(self) -> Dict[str, Any]:
+        """{setting: what its field shows (`PROPERTIES`)}: the mode as its row of `MODES`; no
+        record folder while none was chosen (the folder button keeps showing its own)."""
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
+        values["mode"] = MODES.index(self.mode)
+        if not self.recordFolder:
+            del values["recordFolder"]
+        return values
+
+    @classmethod
+    def from_fields(cls, values: Dict[str, Any]) -> "AgentSettings":
+        """The settings that ``values`` ({setting: its field's value}, `to_fields`' shapes) show;
+        the URL, Server Python and arguments without surrounding blanks (the token as typed)."""
+        text = {name: str(values[name]).strip() for name in ("serverUrl", "serverPython", "serverArguments")}
+        return cls(MODES[int(values["mode"])], token=str(values["token"]), record=bool(values["record"]),
+                   recordFolder=str(values.get("recordFolder") or ""), **text)
 
     @classmethod
     def load(cls, store: Any) -> "AgentSettings":

@@ -144,16 +144,7 @@ class IBISAgentSelfTest(unittest.TestCase):
         self.assertTrue(logic.pingServer())
         self.assertTrue(logic.serverInfo()["local"])
 
-        logic.startEpisode(volume, segmentation, segmentId, "Segment the brain.", view="Red")
-        proposal = logic.proposeNext()
-        if proposal.click is not None:
-            self.assertEqual(logic.flipProposal(), 0)
-            logic.flipProposal(0)
-            logic.acceptProposal()
-            self.assertTrue(logic.undo())
-        logic.finish()
-        after = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
-        np.testing.assert_array_equal(before, after)
+        self.assertStepUndoneExactly(logic, (volume, segmentation, segmentId), "slice", before)
 
         result = logic.continueMask(volume, segmentation, segmentId, "Segment the brain.", view="Red", maxSteps=4)
         self.assertIn("statistics", result)
@@ -163,18 +154,29 @@ class IBISAgentSelfTest(unittest.TestCase):
             self.assertEqual(set(changed[:, 0].tolist()), {int(changed[0, 0])}, "only one slice may change")
 
         # The whole segment (3D): the same step methods, then one call that runs until the agent stops.
-        state = logic.startEpisode(volume, segmentation, segmentId, "Segment the brain.", view="Red", workOn="volume")
-        self.assertEqual(state["workOn"], "volume")
-        proposal = logic.proposeNext()
-        if proposal.voxel is not None:
-            logic.acceptProposal()
-            self.assertTrue(logic.undo())
-        logic.finish()
-        now = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
-        np.testing.assert_array_equal(final, now)
+        self.assertStepUndoneExactly(logic, (volume, segmentation, segmentId), "volume", final)
         result = logic.continueVolume(volume, segmentation, segmentId, "Segment the brain.", view="Red", maxSteps=2)
         self.assertLessEqual(len(result["steps"]), 2)
         self.assertIsNone(logic.activeEpisode)
+
+    def assertStepUndoneExactly(self, logic, sample, workOn, expected):
+        """One episode on ``workOn`` ("slice" or "volume") of ``sample`` (volume, segmentation,
+        segment id): the proposal's point (if any) flipped and back, accepted and undone, then
+        Finish; the segment must be ``expected`` bit for bit."""
+        import numpy as np
+
+        volume, segmentation, segmentId = sample
+        state = logic.startEpisode(volume, segmentation, segmentId, "Segment the brain.", view="Red", workOn=workOn)
+        self.assertEqual(state["workOn"], workOn)
+        logic.proposeNext()
+        if logic.onScreenClicks():
+            self.assertEqual(logic.flipProposal(), 0)
+            logic.flipProposal(0)
+            logic.acceptProposal()
+            self.assertTrue(logic.undo())
+        logic.finish()
+        np.testing.assert_array_equal(expected, slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId,
+                                                                                          volume))
 
     def test_widgetFlowLocal(self):
         import IBISAgent
@@ -196,7 +198,7 @@ class IBISAgentSelfTest(unittest.TestCase):
         from ibisagent import protocol
         from IBISAgentLib import requirements
         from IBISAgentLib.local_server import START_TIMEOUT_S, port_in_use
-        from IBISAgentLib.settings import SERVER
+        from IBISAgentLib.settings import MODES, SERVER
 
         widget = self.widget
         serverPython = os.environ.get("IBISAGENT_SERVER_PYTHON", "")
@@ -212,7 +214,7 @@ class IBISAgentSelfTest(unittest.TestCase):
         test = IBISAgent.IBISAgentTest()
         test.setUp()
         with test.keptPanelFields(widget):
-            widget.ui.agentModeComboBox.currentIndex = IBISAgent.AGENT_MODES.index(SERVER)
+            widget.ui.agentModeComboBox.currentIndex = MODES.index(SERVER)
             widget.ui.serverPythonLineEdit.text = serverPython
             widget.ui.serverUrlLineEdit.text = f"http://{protocol.DEFAULT_HOST}:{port}"
             widget.ui.serverArgumentsLineEdit.text = ""

@@ -67,7 +67,7 @@ def test_every_setting_has_its_field(ui):
     assert {name: found.get(control) for name, control in FIELDS.items()} == kinds
     modes = [item.findtext("property/string") for item in
              next(w for w in ui.iter("widget") if w.get("name") == FIELDS["mode"]).iter("item")]
-    assert modes == ["Agent server", "Local (no server)"]  # the order of IBISAgent.AGENT_MODES
+    assert modes == ["Agent server", "Local (no server)"]  # the order of settings.MODES
 
 
 def test_the_scene_keeps_the_inputs_and_the_settings_keep_the_agent(ui):

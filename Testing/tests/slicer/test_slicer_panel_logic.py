@@ -16,7 +16,8 @@ from test_slicer_logic import local_logic, make_case
 from IBISAgentLib import history_text
 from IBISAgentLib.actions import ACTIONS, BUSY
 from IBISAgentLib.logic import IBISAgentLogic
-from IBISAgentLib.settings import DEFAULT_SERVER_URL, GROUP, KEYS, LOCAL, SERVER, AgentSettings
+from IBISAgentLib.settings import (DEFAULT_SERVER_URL, FIELDS, GROUP, KEYS, LOCAL, MODES, PROPERTIES, SERVER,
+                                   AgentSettings)
 from ibisagent.clicks import USER, Click
 
 
@@ -106,6 +107,20 @@ def test_settings_round_trip_and_keep_the_keys_of_earlier_versions(tmp_path):
     assert AgentSettings(mode=SERVER).serverUrl == DEFAULT_SERVER_URL
 
 
+def test_settings_go_to_the_panels_fields_and_back(tmp_path):
+    settings = AgentSettings(LOCAL, "http://127.0.0.1:9000", " t0ken ", "/opt/python", "--policy qwen", True,
+                             str(tmp_path))
+    shown = settings.to_fields()
+    assert shown["mode"] == MODES.index(LOCAL) == 1 and set(shown) == set(FIELDS) == set(PROPERTIES) | {
+        "serverUrl", "token", "serverPython", "serverArguments"}
+    assert AgentSettings.from_fields(shown) == settings
+    assert "recordFolder" not in AgentSettings().to_fields()  # the button keeps its own until one is chosen
+    typed = dict(shown, serverUrl=" http://127.0.0.1:9000 \n", serverPython=" /opt/python", mode=0)
+    read = AgentSettings.from_fields(typed)
+    assert (read.mode, read.serverUrl, read.serverPython, read.token) == (SERVER, "http://127.0.0.1:9000",
+                                                                        "/opt/python", " t0ken ")
+
+
 @pytest.mark.parametrize("url", ["", "not a url", "127.0.0.1:8765"])
 def test_a_server_mode_without_a_usable_url_leaves_no_agent_and_says_why(scene, url):
     volume, segmentation, ids, _truth = make_case(scene, "lps", "Red")
@@ -132,6 +147,11 @@ def test_configure_records_as_the_settings_say_and_keeps_one_engine(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         logic.configure(AgentSettings(mode=LOCAL, record=True, recordFolder=str(tmp_path / "file")))
+    settings = AgentSettings(mode=LOCAL, record=True, recordFolder=str(tmp_path / "file"))
+    assert "is a file" in logic.applySettings(settings)  # the panel's way: recording off, saying why
+    assert not settings.record and logic.trainingRecord is None and logic.settings is settings
+    assert logic.applySettings(AgentSettings(mode=LOCAL, record=True, recordFolder=str(tmp_path / "records"))) == ""
+    assert logic.trainingRecord is not None
 
 
 def test_a_placed_point_gets_the_chosen_polarity_and_the_users_list_comes_back(scene):

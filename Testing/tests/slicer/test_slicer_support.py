@@ -8,13 +8,14 @@ import os
 import socket
 import sys
 import threading
+import time
 
 import pytest
 
 from IBISAgentLib import requirements
 from ibisagent.errors import Cancelled
 from IBISAgentLib.agent_worker import AgentWorker, wait_for
-from IBISAgentLib.local_server import LocalServer, LocalServerError, port_in_use
+from IBISAgentLib.local_server import STOPPED, LocalServer, LocalServerError, port_in_use
 from slicer_scene import ROOT, free_port
 
 
@@ -43,6 +44,22 @@ def test_the_wait_ticks_the_event_loop_and_cancel_leaves_the_call_running():
     assert len(ticks) == 3 and slow == [1] and worker.busy and not future.done()
     release.set()
     assert wait_for(future) == "done"
+    worker.shutdown()
+
+
+def test_a_cancelled_call_keeps_its_thread_and_later_calls_get_a_fresh_one():
+    worker = AgentWorker()
+    release, threads = threading.Event(), []
+    with pytest.raises(Cancelled):
+        worker.call(lambda: threads.append(threading.current_thread()) or release.wait(30),
+                    should_cancel=lambda: bool(threads))
+    assert worker.call(lambda: threads.append(threading.current_thread()) or "next") == "next"  # not queued behind
+    hung, fresh = threads
+    assert hung is not fresh and hung.is_alive() and fresh.daemon
+    release.set()
+    hung.join(5)
+    assert not hung.is_alive()  # the old thread ends after its call
+    assert worker.call(lambda: threading.current_thread()) is fresh
     worker.shutdown()
 
 
@@ -105,10 +122,13 @@ def test_the_console_starts_uses_and_stops_a_local_server_behind_a_launcher(tmp_
             logic.startLocalServer(port=port)
         status = logic.pollLocalServer()
         assert status.running and status.ready and status.text == "Local server ready."
+        assert not status.changed  # the wait above already reported it ready
+        assert logic.localServerRunning and logic.labels()["startServerButton"] == "Stop local server"
         assert server.read_output() == []  # the logic read the log; nothing is read twice
     finally:
         logic.stopLocalServer()
     assert not port_in_use("127.0.0.1", port) and logic.localServer is None
+    assert not logic.localServerRunning and logic.labels()["startServerButton"] == "Start local server"
     with pytest.raises(ProcessLookupError):  # the launcher and the real server are both gone
         os.killpg(group, 0)
     assert logic.stopLocalServer() == []  # twice is fine
@@ -128,3 +148,24 @@ def test_a_port_held_by_someone_else_is_reported(tmp_path):
         server = LocalServer(sys.executable, port, log_path=str(tmp_path / "server.log"))
         with pytest.raises(LocalServerError, match="still answers"):
             server.stop(timeout=0.3)
+
+
+def test_a_server_that_exits_at_once_is_reported_stopped_once(tmp_path):
+    """The panel's timer shows a status line only when it changed (``ServerStatus.changed``)."""
+    from IBISAgentLib.logic import IBISAgentLogic
+
+    logic = IBISAgentLogic()
+    server = logic.startLocalServer(python=sys.executable, port=free_port(), arguments=["--no-such-option"])
+    assert server.command[-1] == "--no-such-option"
+    try:
+        deadline = time.monotonic() + 60
+        while server.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not logic.localServerRunning  # it exited by itself
+        first, again = logic.pollLocalServer(), logic.pollLocalServer()
+        assert (first.text, first.running, first.changed) == (STOPPED, False, True)  # news after STARTING
+        assert (again.text, again.changed) == (STOPPED, False)
+        assert any("exited with code 2" in line for line in first.lines)
+    finally:
+        logic.stopLocalServer()
+    assert logic.pollLocalServer().changed  # "No local server." is news again
