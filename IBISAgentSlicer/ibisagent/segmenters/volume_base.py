@@ -22,19 +22,19 @@ Frames and units:
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..clicks import AGENT, ORIGINS, USER_MOVED
+from ..clicks import AGENT, Labelled
 
 #: The smallest volume side a 3D tool accepts (as the 2D tools' MIN_SIDE).
 MIN_VOLUME_SIDE = 4
 
 
 @dataclass(frozen=True)
-class VoxelClick:
+class VoxelClick(Labelled):
     """A click on voxel (k, j, i) of the volume array. ``positive``: "this is target"."""
 
     k: int
@@ -43,16 +43,9 @@ class VoxelClick:
     positive: bool
     origin: str = AGENT
 
-    def __post_init__(self) -> None:
-        if self.origin not in ORIGINS:
-            raise ValueError(f"Click origin must be one of {ORIGINS}, not {self.origin!r}.")
-
     @property
     def voxel(self) -> Tuple[int, int, int]:
         return (self.k, self.j, self.i)
-
-    def flipped(self) -> "VoxelClick":
-        return replace(self, positive=not self.positive, origin=USER_MOVED if self.origin == AGENT else self.origin)
 
     def to_dict(self) -> dict:
         return {"k": self.k, "j": self.j, "i": self.i, "positive": self.positive, "origin": self.origin}
