@@ -32,7 +32,7 @@ from bench_common import format_table  # noqa: E402
 from ibisagent import cvpr25  # noqa: E402
 from ibisagent.segmenters import build_volume_segmenter  # noqa: E402
 
-DEVSET = os.path.join(common.ROOT, "..", "shared", "data", "devset", "3d")
+DEVSET = common.DEVSET_3D
 CASE = "mri_brats2013_pat0001"
 SHAPE = (155, 240, 240)
 GOAL_SECONDS = 1.0

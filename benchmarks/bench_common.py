@@ -1,5 +1,6 @@
-"""Shared pieces of the benchmark scripts: timing statistics, the test slices, a server with a
-chosen engine, and plain-text tables.
+"""Shared pieces of the benchmark scripts: timing statistics, the test slices, the 3D dev volumes
+and MNI152 structures with their one target each, a server with a chosen engine, and plain-text
+tables.
 
 Timing convention: every figure is a wall-clock time from ``time.perf_counter`` in milliseconds,
 reported as the median and the 95th percentile of repeated calls after one warm-up call. Goals
@@ -12,9 +13,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+import SimpleITK as sitk
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -23,6 +25,10 @@ FIGURES_DIR = os.path.join(HERE, "figures")
 #: The server test helpers (a real uvicorn server in a thread) are shared with the benchmarks.
 SERVER_TEST_DIR = os.path.join(ROOT, "Testing", "tests", "server")
 SLICER_TEST_DIR = os.path.join(ROOT, "Testing", "tests", "slicer")
+#: The dev set's 3D volumes (NAME_image/_label/_initial.nii.gz, NAME_labels.json; SOURCES.md there).
+DEVSET_3D = os.path.join(ROOT, "..", "shared", "data", "devset", "3d")
+#: The MNI152 structures the 3D benchmarks measure: (tissue, what the target is).
+MNI152_TARGETS = (("brain", "brain mask"), ("white", "white matter"), ("grey", "grey matter (thin ribbon)"))
 
 for _path in (HERE, os.path.join(ROOT, "IBISAgentSlicer"), SERVER_TEST_DIR):
     if _path not in sys.path:
@@ -104,6 +110,65 @@ def _cached_slice(tissue: str, plane: str, loader):
     if key not in _SLICES:
         _SLICES[key] = loader(tissue, plane)
     return _SLICES[key]
+
+
+def choose_target(name: str, labels: np.ndarray, names: Dict[str, str]):
+    """(bool target, its description) for one dev volume's label map: BraTS, the whole tumour
+    (every label > 0); DeepLesion, the lesion (label 1); otherwise the one label, or the largest
+    (an instance map)."""
+    if name.startswith("mri_brats"):
+        return labels > 0, "whole tumour (all labels)"
+    if name.startswith("ct_deeplesion"):
+        return labels == 1, names.get("1", "label 1")
+    values, counts = np.unique(labels[labels > 0], return_counts=True)
+    if len(values) == 1:
+        return labels == values[0], names.get(str(values[0]), f"label {values[0]}")
+    largest = int(values[np.argmax(counts)])
+    return labels == largest, f"{names.get(str(largest), f'label {largest}')} (the largest of {len(values)})"
+
+
+def dev_volumes(devset: Optional[str], keep: Optional[Callable[[str], bool]] = None
+                ) -> Iterator[Tuple[str, sitk.Image, sitk.Image, np.ndarray, str]]:
+    """(name, image, label map, bool target [k, j, i], what the target is) of every 3D dev volume
+    in ``devset`` that ``keep(name)`` accepts (all by default), by name, read one at a time; the
+    target as `choose_target` picks it. A missing folder: one line on stderr, nothing yielded."""
+    if not (devset and os.path.isdir(devset)):
+        print(f"The 3D dev volumes are not at {devset}; only the MNI152 volumes are measured.", file=sys.stderr)
+        return
+    import json
+
+    for entry in sorted(os.listdir(devset)):
+        if not entry.endswith("_image.nii.gz"):
+            continue
+        name = entry[: -len("_image.nii.gz")]
+        if keep is not None and not keep(name):
+            continue
+        image = sitk.ReadImage(os.path.join(devset, entry))
+        label = sitk.ReadImage(os.path.join(devset, name + "_label.nii.gz"))
+        with open(os.path.join(devset, name + "_labels.json")) as handle:
+            names = json.load(handle)["labels"]
+        target, what = choose_target(name, sitk.GetArrayFromImage(label), names)
+        yield name, image, label, target, what
+
+
+def ras_volume(array_ijk: np.ndarray, affine: np.ndarray) -> sitk.Image:
+    """An [i, j, k] array with a RAS voxel-to-world affine as a SimpleITK (LPS) image."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array_ijk).transpose(2, 1, 0)))
+    lps = np.diag([-1.0, -1.0, 1.0]) @ affine[:3, :3]
+    spacing = np.linalg.norm(lps, axis=0)
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetDirection(tuple((lps / spacing).reshape(-1).tolist()))
+    image.SetOrigin(tuple((np.diag([-1.0, -1.0, 1.0]) @ affine[:3, 3]).tolist()))
+    return image
+
+
+def mni152_images(tissue: str) -> Tuple[sitk.Image, sitk.Image]:
+    """(T1 template, uint8 mask of ``tissue``) as SimpleITK images: nilearn's copies (the 'demo'
+    extra; nothing downloaded), see `ibisagent.sample_data.mni152_volume`."""
+    from ibisagent.sample_data import mni152_volume
+
+    t1, mask, affine = mni152_volume(tissue)
+    return ras_volume(t1, affine), ras_volume(mask.astype(np.uint8), affine)
 
 
 def serve(engine_factory, **settings):

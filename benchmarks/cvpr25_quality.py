@@ -1,7 +1,7 @@
 """Quality under the CVPR 2025 3D protocol (`ibisagent eval3d --protocol cvpr25`): our 3D tool
 against 3D Grow from seeds and today's propagation, in the same run, from both starts.
 
-Cases (one binary target each, chosen as in `propagation_quality.choose_target`):
+Cases (one binary target each, chosen by `bench_common.choose_target`):
 
 - ``real``: the four real dev volumes in ``--devset`` (default ../shared/data/devset/3d; two
   BraTS 2013 FLAIR whole tumours, two DeepLesion CT lesions on 5 mm slices), with their
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 import time
@@ -36,14 +35,13 @@ import bench_common as common
 import numpy as np
 import SimpleITK as sitk
 from bench_common import format_table
-from propagation_quality import _ras_volume, choose_target
 from scipy import ndimage
 
 from ibisagent import image_io
 from ibisagent.evaluate_cvpr25 import evaluate
 from ibisagent.segmenters import build_volume_segmenter
 
-DEVSET = os.path.join(common.ROOT, "..", "shared", "data", "devset", "3d")
+DEVSET = common.DEVSET_3D
 OUT = os.path.join(common.RESULTS_DIR, "cvpr25")
 TOOLS = ("graphcut3d", "growcut3d", "propagation3d")
 ROUGH = ("eroded", "dilated", "cut")
@@ -68,31 +66,16 @@ def rough_start(truth: np.ndarray, kind: str, seed: int) -> np.ndarray:
 def write_cases(folder: str, devset: Optional[str], quick: bool) -> List[dict]:
     """Write every case as GROUP/{images,masks,initial}/NAME.nii.gz under ``folder``."""
     cases = []
-    if devset and os.path.isdir(devset):
-        for entry in sorted(os.listdir(devset)):
-            if not entry.endswith("_image.nii.gz"):
-                continue
-            name = entry[: -len("_image.nii.gz")]
-            if quick and name not in ("ct_deeplesion_000009", "mri_brats2013_pat0004"):
-                continue
-            image = sitk.ReadImage(os.path.join(devset, entry))
-            label = sitk.ReadImage(os.path.join(devset, name + "_label.nii.gz"))
-            with open(os.path.join(devset, name + "_labels.json")) as handle:
-                names = json.load(handle)["labels"]
-            target, what = choose_target(name, sitk.GetArrayFromImage(label), names)
-            synthetic = name.startswith("synthetic_")
-            initial_path = os.path.join(devset, name + "_initial.nii.gz")
-            initial = None if synthetic else sitk.GetArrayFromImage(sitk.ReadImage(initial_path)) != 0
-            cases.append(_write(folder, "synthetic" if synthetic else "real", name, image, target, initial, what))
-    else:
-        print(f"The 3D dev volumes are not at {devset}; only the MNI152 structures are measured.", file=sys.stderr)
-    from ibisagent.sample_data import mni152_volume
-
-    for tissue, what in (("brain", "brain mask"), ("white", "white matter"), ("grey", "grey matter (thin ribbon)")):
+    keep = (lambda name: name in ("ct_deeplesion_000009", "mri_brats2013_pat0004")) if quick else None
+    for name, image, _, target, what in common.dev_volumes(devset, keep):
+        synthetic = name.startswith("synthetic_")
+        initial_path = os.path.join(devset, name + "_initial.nii.gz")
+        initial = None if synthetic else sitk.GetArrayFromImage(sitk.ReadImage(initial_path)) != 0
+        cases.append(_write(folder, "synthetic" if synthetic else "real", name, image, target, initial, what))
+    for tissue, what in common.MNI152_TARGETS:
         if quick and tissue == "white":
             continue
-        t1, mask, affine = mni152_volume(tissue)
-        image, target = _brain_crop(_ras_volume(t1, affine), _ras_volume(mask.astype(np.uint8), affine))
+        image, target = _brain_crop(*common.mni152_images(tissue))
         for number, kind in enumerate(ROUGH):
             name = f"mni152_{tissue}_{kind}"
             start = rough_start(target, kind, number)
@@ -103,10 +86,8 @@ def write_cases(folder: str, devset: Optional[str], quick: bool) -> List[dict]:
 def _brain_crop(image: sitk.Image, mask: sitk.Image):
     """The template and its mask cut to the brain's bounding box plus 8 voxels (the template's
     empty margins only cost time), with their geometry."""
-    from ibisagent.sample_data import mni152_volume
-
-    _, brain, affine = mni152_volume("brain")
-    where = np.argwhere(sitk.GetArrayFromImage(_ras_volume(brain.astype(np.uint8), affine)))
+    _, brain = common.mni152_images("brain")
+    where = np.argwhere(sitk.GetArrayFromImage(brain))
     low = np.maximum(where.min(axis=0) - 8, 0)
     high = np.minimum(where.max(axis=0) + 9, np.array(image.GetSize()[::-1]))
     size, index = [int(v) for v in (high - low)[::-1]], [int(v) for v in low[::-1]]

@@ -1,7 +1,7 @@
 """Does the weight-free agent do no harm in 3D, and what does it do from rough 3D starts?
 
 Cases: the real 3D dev volumes in ``--devset`` (default ../shared/data/devset/3d; BraTS: whole
-tumour, DeepLesion CT: the lesion, as `propagation_quality.choose_target` picks them; the
+tumour, DeepLesion CT: the lesion, as `bench_common.choose_target` picks them; the
 synthetic volume is left out) and three MNI152 structures of nilearn's template (brain, white
 matter, grey matter). Each runs `ibisagent.volume_session.VolumeSession` (the code path of
 ``ibisagent continue`` without ``--plane``) with the ``heuristic`` policy, every proposal accepted,
@@ -22,7 +22,6 @@ Run:  OMP_NUM_THREADS=1 python benchmarks/heuristic_3d.py [--tool slice2d] [--st
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -39,7 +38,7 @@ from ibisagent.segmenters import DEFAULT_VOLUME_SEGMENTER, build_volume_segmente
 from ibisagent.volume_session import DEFAULT_LOOKS, VolumeSession
 from ibisagent.volume_views import views_of_image
 
-DEVSET = os.path.join(common.ROOT, "..", "shared", "data", "devset", "3d")
+DEVSET = common.DEVSET_3D
 #: The issue's no-harm target: final Dice from a correct start, on every volume.
 NO_HARM_DICE = 0.97
 
@@ -63,32 +62,15 @@ class Row:
 def cases(devset: Optional[str], mni: bool, tissues: Tuple[str, ...] = ("brain", "white", "grey")
           ) -> Iterator[Tuple[str, sitk.Image, np.ndarray, Optional[np.ndarray]]]:
     """(name, image, truth bool [k, j, i], rough start or None) of every volume, one at a time."""
-    from propagation_quality import choose_target
-
-    if devset and os.path.isdir(devset):
-        for entry in sorted(os.listdir(devset)):
-            if not entry.endswith("_image.nii.gz") or entry.startswith("synthetic_"):
-                continue
-            name = entry[: -len("_image.nii.gz")]
-            image = sitk.ReadImage(os.path.join(devset, entry))
-            labels = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(devset, name + "_label.nii.gz")))
-            with open(os.path.join(devset, name + "_labels.json")) as handle:
-                truth, _ = choose_target(name, labels, json.load(handle)["labels"])
-            initial_path = os.path.join(devset, name + "_initial.nii.gz")
-            initial = sitk.GetArrayFromImage(sitk.ReadImage(initial_path)) != 0 if os.path.exists(initial_path) else None
-            yield name, image, truth, initial
-    else:
-        print(f"The 3D dev volumes are not at {devset}; only MNI152 is measured.", file=sys.stderr)
+    for name, image, _, truth, _ in common.dev_volumes(devset, lambda name: not name.startswith("synthetic_")):
+        initial_path = os.path.join(devset, name + "_initial.nii.gz")
+        initial = sitk.GetArrayFromImage(sitk.ReadImage(initial_path)) != 0 if os.path.exists(initial_path) else None
+        yield name, image, truth, initial
     if not mni:
         return
-    from propagation_quality import _ras_volume
-
-    from ibisagent.sample_data import mni152_volume
-
     for tissue in tissues:
-        t1, mask, affine = mni152_volume(tissue)
-        image = _ras_volume(t1, affine)
-        yield f"mni152_{tissue}", image, sitk.GetArrayFromImage(_ras_volume(mask.astype(np.uint8), affine)) != 0, None
+        image, mask = common.mni152_images(tissue)
+        yield f"mni152_{tissue}", image, sitk.GetArrayFromImage(mask) != 0, None
 
 
 def run_case(name: str, scenario: str, image: sitk.Image, truth: np.ndarray, start: np.ndarray, tool, policy,

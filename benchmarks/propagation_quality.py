@@ -2,7 +2,7 @@
 
 Cases: the 3D dev volumes in ``--devset`` (default ../shared/data/devset/3d; skipped with a
 message when absent) and three MNI152 volumes from nilearn (brain, white matter, grey matter).
-Each case has ONE target, chosen from its labels.json:
+Each case has ONE target, chosen from its labels.json (`bench_common.choose_target`):
 
 - ``mri_brats2013_*``: whole tumour (every label > 0: necrosis, edema, non-enhancing and
   enhancing tumour), FLAIR;
@@ -30,7 +30,6 @@ Re-run after any change of the default tool or policy: the figures depend on bot
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -46,66 +45,26 @@ from ibisagent import image_io
 from ibisagent.evaluate3d import copy_baseline, evaluate_volumes, independent_baseline, load_case
 from ibisagent.segmenters import DEFAULT_SEGMENTER, build_segmenter
 
-DEVSET = os.path.join(common.ROOT, "..", "shared", "data", "devset", "3d")
+DEVSET = common.DEVSET_3D
 CLICKS = (0, 1, 2, 3, 5)
 GROUPS = ("real", "mni152", "synthetic")
 OUT = os.path.join(common.RESULTS_DIR, "eval3d")
 
 
-def choose_target(name: str, labels: np.ndarray, names: Dict[str, str]):
-    """(bool target, its description) for one dev volume's label map."""
-    if name.startswith("mri_brats"):
-        return labels > 0, "whole tumour (all labels)"
-    if name.startswith("ct_deeplesion"):
-        return labels == 1, names.get("1", "label 1")
-    values, counts = np.unique(labels[labels > 0], return_counts=True)
-    if len(values) == 1:
-        return labels == values[0], names.get(str(values[0]), f"label {values[0]}")
-    largest = int(values[np.argmax(counts)])
-    return labels == largest, f"{names.get(str(largest), f'label {largest}')} (the largest of {len(values)})"
-
-
 def write_cases(folder: str, devset: Optional[str], quick: bool) -> List[dict]:
     """Write every case as images/NAME.nii.gz + masks/NAME.nii.gz under ``folder``/GROUP."""
     cases = []
-    if devset and os.path.isdir(devset):
-        for entry in sorted(os.listdir(devset)):
-            if not entry.endswith("_image.nii.gz"):
-                continue
-            name = entry[: -len("_image.nii.gz")]
-            if quick and not name.startswith("ct_deeplesion_000009"):
-                continue
-            image = sitk.ReadImage(os.path.join(devset, entry))
-            label = sitk.ReadImage(os.path.join(devset, name + "_label.nii.gz"))
-            with open(os.path.join(devset, name + "_labels.json")) as handle:
-                names = json.load(handle)["labels"]
-            target, what = choose_target(name, sitk.GetArrayFromImage(label), names)
-            group = "synthetic" if name.startswith("synthetic_") else "real"
-            cases.append(_write_case(folder, group, name, image, target, label, what))
-    else:
-        print(f"The 3D dev volumes are not at {devset}; only the MNI152 volumes are measured.", file=sys.stderr)
-    from ibisagent.sample_data import mni152_volume
-
-    for tissue, what in (("brain", "brain mask"), ("white", "white matter"), ("grey", "grey matter (thin ribbon)")):
+    keep = (lambda name: name.startswith("ct_deeplesion_000009")) if quick else None
+    for name, image, label, target, what in common.dev_volumes(devset, keep):
+        group = "synthetic" if name.startswith("synthetic_") else "real"
+        cases.append(_write_case(folder, group, name, image, target, label, what))
+    for tissue, what in common.MNI152_TARGETS:
         if quick and tissue != "brain":
             continue
-        t1, mask, affine = mni152_volume(tissue)
-        image = _ras_volume(t1, affine)
-        reference = _ras_volume(mask.astype(np.uint8), affine)
+        image, reference = common.mni152_images(tissue)
         cases.append(_write_case(folder, "mni152", f"mni152_{tissue}", image, sitk.GetArrayFromImage(reference) != 0,
                                  reference, what))
     return cases
-
-
-def _ras_volume(array_ijk: np.ndarray, affine: np.ndarray) -> sitk.Image:
-    """An [i, j, k] array with a RAS voxel-to-world affine as a SimpleITK (LPS) image."""
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array_ijk).transpose(2, 1, 0)))
-    lps = np.diag([-1.0, -1.0, 1.0]) @ affine[:3, :3]
-    spacing = np.linalg.norm(lps, axis=0)
-    image.SetSpacing(tuple(float(s) for s in spacing))
-    image.SetDirection(tuple((lps / spacing).reshape(-1).tolist()))
-    image.SetOrigin(tuple((np.diag([-1.0, -1.0, 1.0]) @ affine[:3, 3]).tolist()))
-    return image
 
 
 def _write_case(folder, group, name, image, target, reference, what) -> dict:

@@ -18,12 +18,15 @@ USER_MOVED = "user-moved"  # proposed by the policy, then moved or flipped by th
 ORIGINS = (AGENT, USER, USER_MOVED)
 
 
-@dataclass(frozen=True)
-class Click:
-    x: int
-    y: int
-    positive: bool
-    origin: str = AGENT
+class Labelled:
+    """What every click record shares, wherever it places the click (this module's `Click`, the
+    3D tools' `ibisagent.segmenters.volume_base.VoxelClick`, a 3D session's
+    `ibisagent.volume_records.VolumeClick`): its ``positive`` and ``origin`` fields, the origin
+    checked when it is made, the SAM label and flipping. A mixin for frozen dataclasses that
+    declare those two fields last (a dataclass base would put them before the place's fields and
+    change every record's positional order)."""
+
+    __slots__ = ()
 
     def __post_init__(self) -> None:
         if self.origin not in ORIGINS:
@@ -34,8 +37,17 @@ class Click:
         """SAM label: 1 for a positive click, 0 for a negative one."""
         return 1 if self.positive else 0
 
-    def flipped(self) -> "Click":
+    def flipped(self):
+        """The same place with the other label; an agent's click becomes the user's (moved)."""
         return replace(self, positive=not self.positive, origin=USER_MOVED if self.origin == AGENT else self.origin)
+
+
+@dataclass(frozen=True)
+class Click(Labelled):
+    x: int
+    y: int
+    positive: bool
+    origin: str = AGENT
 
     def to_dict(self) -> dict:
         return {"x": self.x, "y": self.y, "positive": self.positive, "origin": self.origin}

@@ -10,7 +10,8 @@ decision callback) stays in charge: the policy only *proposes*; `apply` takes wh
 were decided, any number per step.
 
 Stop rules follow the reference: the policy terminates, its output cannot be parsed, it proposes
-the same action three times in a row, or the step limit is reached. Each sets `stop_reason`.
+the same action three times in a row (`ibisagent.session.stop_rule_of`, shared with the 3D
+session), or the step limit is reached. Each sets `stop_reason`.
 Stops are advice to the person: applying clicks afterwards is allowed and clears the stop.
 
 The records (`Proposal`, `Step`, `EpisodeResult`), the stop reasons, the listeners and the run
@@ -25,7 +26,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .actions import TERMINATE, parse_response
+from .actions import parse_response
 from .clicks import AGENT, Click
 from .imaging import check_mask
 from .policies.base import Observation, Policy
@@ -51,6 +52,7 @@ from .session import (  # noqa: F401 - re-exported: the engine's public names
     Step,
     decision_of,
     run_until_stop,
+    stop_rule_of,
 )
 
 
@@ -155,17 +157,9 @@ class Episode(SessionEvents):
         return proposal
 
     def _check_stop(self, proposal: Proposal) -> None:
-        if proposal.error is not None:
-            self.stop_reason = STOP_UNPARSEABLE
-            return
-        if proposal.action.kind == TERMINATE:
-            self.stop_reason = STOP_TERMINATED
+        self.stop_reason = stop_rule_of(proposal, self._recent_actions, self.repeat_limit)
+        if self.stop_reason == STOP_TERMINATED:
             self.answer = proposal.answer
-            return
-        self._recent_actions.append(proposal.action.to_text())
-        tail = self._recent_actions[-self.repeat_limit:]
-        if len(tail) == self.repeat_limit and len(set(tail)) == 1:
-            self.stop_reason = STOP_REPEATED
 
     # -- changing the mask ---------------------------------------------------------------------
     def apply(self, clicks: Sequence[Click]) -> Step:

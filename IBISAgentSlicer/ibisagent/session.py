@@ -15,8 +15,9 @@ A listener runs on the thread that made the change and may raise; the change sta
 listener itself takes it back (the training recorder undoes a step it cannot write).
 
 This module also holds the records a session returns (`Proposal`, `Step`, `EpisodeResult`), the
-one decision of how a step answered its proposal (`decision_of`), and `run_until_stop`, the single
-loop behind every "run until the agent stops" in the project.
+one decision of how a step answered its proposal (`decision_of`), the stop rules a proposal fires
+(`stop_rule_of`, shared by the 2D episode and the 3D session), and `run_until_stop`, the single
+loop behind every "run until the agent stops" in the project (and its step limit).
 
 Standard library + numpy only (it is imported by the torch-free client on Python 3.9).
 """
@@ -29,7 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
 
 import numpy as np
 
-from .actions import Action, parse_response
+from .actions import TERMINATE, Action, parse_response
 from .clicks import Click
 
 STOP_TERMINATED = "terminated"
@@ -152,6 +153,22 @@ def decision_of(proposal: Optional[Proposal], clicks: Sequence[Click]) -> str:
     if proposal is None:
         return USER_ONLY
     return ACCEPTED if proposal.click is not None and list(clicks) == [proposal.click] else EDITED
+
+
+def stop_rule_of(proposal: Proposal, recent_actions: List[str], repeat_limit: int, where: str = "") -> Optional[str]:
+    """The stop rule a new ``proposal`` fires (the reference loop's rules), or None:
+    `STOP_UNPARSEABLE` (its text could not be read), `STOP_TERMINATED` (the caller keeps its
+    answer), `STOP_REPEATED` (the same action ``repeat_limit`` times in a row). Any other action
+    is appended to ``recent_actions`` (the session's own list, kept in its undo snapshots) as
+    ``where`` + its text: a 3D session names the slice there, so the same point on other slices
+    is not a repeat. The step limit is `run_until_stop`'s."""
+    if proposal.error is not None:
+        return STOP_UNPARSEABLE
+    if proposal.action.kind == TERMINATE:
+        return STOP_TERMINATED
+    recent_actions.append(where + proposal.action.to_text())
+    tail = recent_actions[-repeat_limit:]
+    return STOP_REPEATED if len(tail) == repeat_limit and len(set(tail)) == 1 else None
 
 
 # -- following a session ------------------------------------------------------------------------

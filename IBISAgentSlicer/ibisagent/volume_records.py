@@ -6,10 +6,10 @@ Standard library + numpy (JSON-ready with ``to_dict``), as `ibisagent.session`'s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from .clicks import AGENT, ORIGINS, USER_MOVED, Click
+from .clicks import AGENT, Click, Labelled
 from .segmenters.volume_base import VoxelClick
 from .session import Proposal, Step
 
@@ -18,9 +18,10 @@ Box = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]
 
 
 @dataclass(frozen=True)
-class VolumeClick:
+class VolumeClick(Labelled):
     """A click on pixel (``x`` = column, ``y`` = row) of slice ``index`` of ``plane``, and the
-    voxel (``k``, ``j``, ``i``) it names. ``positive``: "this is target"."""
+    voxel (``k``, ``j``, ``i``) it names. ``positive``: "this is target". The voxel part is the
+    tool's `VoxelClick` (``voxel_click``); its dict form is that click's, after the slice's keys."""
 
     plane: str
     index: int
@@ -32,35 +33,28 @@ class VolumeClick:
     positive: bool
     origin: str = AGENT
 
-    def __post_init__(self) -> None:
-        if self.origin not in ORIGINS:
-            raise ValueError(f"Click origin must be one of {ORIGINS}, not {self.origin!r}.")
-
-    @property
-    def voxel(self) -> Tuple[int, int, int]:
-        return self.k, self.j, self.i
-
     @property
     def voxel_click(self) -> VoxelClick:
         """What the 3D tool gets."""
         return VoxelClick(self.k, self.j, self.i, self.positive, self.origin)
 
     @property
+    def voxel(self) -> Tuple[int, int, int]:
+        return self.k, self.j, self.i
+
+    @property
     def click(self) -> Click:
         """The same click as a 2D click on its slice."""
         return Click(self.x, self.y, self.positive, self.origin)
 
-    def flipped(self) -> "VolumeClick":
-        return replace(self, positive=not self.positive, origin=USER_MOVED if self.origin == AGENT else self.origin)
-
     def to_dict(self) -> dict:
-        return {"plane": self.plane, "index": self.index, "x": self.x, "y": self.y, "k": self.k, "j": self.j,
-                "i": self.i, "positive": self.positive, "origin": self.origin}
+        return {"plane": self.plane, "index": self.index, "x": self.x, "y": self.y, **self.voxel_click.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "VolumeClick":
-        return cls(str(data["plane"]), int(data["index"]), int(data["x"]), int(data["y"]), int(data["k"]),
-                   int(data["j"]), int(data["i"]), bool(data["positive"]), str(data.get("origin", "user")))
+        voxel = VoxelClick.from_dict(data)
+        return cls(str(data["plane"]), int(data["index"]), int(data["x"]), int(data["y"]), *voxel.voxel,
+                   voxel.positive, voxel.origin)
 
 
 @dataclass

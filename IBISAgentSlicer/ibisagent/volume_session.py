@@ -46,8 +46,8 @@ proposals, the stop reason and the undo stack.
   mask lost 0.06 Dice (BraTS pat0004: one click changed 14080 voxels, 91 on its slice).
   Tools that edit one slice per click never need one.
 
-Stop rules are the 2D episode's: terminate, unparseable output, the same action (on the same
-slice) three times in a row, the step limit.
+Stop rules are the 2D episode's (`ibisagent.session.stop_rule_of`): terminate, unparseable
+output, the same action (on the same slice) three times in a row, the step limit.
 
 A tool that edits one slice per click says which array axis its slices run across with an
 attribute ``slice_axis`` (0, 1 or 2); the agent then only looks at planes across that axis
@@ -69,14 +69,13 @@ from .segmenters.volume_base import BoxPrompt, VolumePrediction, VolumeSegmenter
 from .session import (
     ACCEPTED,
     EDITED,
-    STOP_REPEATED,
     STOP_TERMINATED,
-    STOP_UNPARSEABLE,
     USER_ONLY,
     Decide,
     EpisodeResult,
     Step,
     run_until_stop,
+    stop_rule_of,
 )
 from .volume_focus import Look, rank_looks
 from .volume_records import Box, VolumeClick, VolumeProposal, VolumeStep  # noqa: F401 - re-exported
@@ -352,17 +351,10 @@ class VolumeSession:
                               None, None, False, seconds, plane, index, None, looked)
 
     def _check_stop(self, proposal: VolumeProposal) -> None:
-        if proposal.error is not None:
-            self.stop_reason = STOP_UNPARSEABLE
-            return
-        if proposal.action.kind == TERMINATE:
-            self.stop_reason = STOP_TERMINATED
+        self.stop_reason = stop_rule_of(proposal, self._recent_actions, self.repeat_limit,
+                                        f"{proposal.plane} {proposal.index}: ")
+        if self.stop_reason == STOP_TERMINATED:
             self.answer = proposal.answer
-            return
-        self._recent_actions.append(f"{proposal.plane} {proposal.index}: {proposal.action.to_text()}")
-        tail = self._recent_actions[-self.repeat_limit:]
-        if len(tail) == self.repeat_limit and len(set(tail)) == 1:
-            self.stop_reason = STOP_REPEATED
 
     # -- changing the mask -----------------------------------------------------------------------
     def apply(self, clicks: Sequence[AnyClick]) -> VolumeStep:

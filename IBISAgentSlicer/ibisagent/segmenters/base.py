@@ -121,18 +121,11 @@ class Segmenter(abc.ABC):
         """Segment from all clicks so far plus the previous result. See the module docstring."""
         shape = self.image_shape
         check_inside(clicks, shape)
-        if prior_mask is not None:
-            prior_mask = np.asarray(prior_mask)
-            if prior_mask.shape != shape:
-                raise ValueError(f"The prior mask has shape {prior_mask.shape}; the image has {shape}.")
-            prior_mask = prior_mask.astype(bool, copy=False)
+        prior_mask = prior_as_bool(prior_mask, shape, "image")
         if not clicks and prior_mask is None:
             raise ValueError("Nothing to segment from: give at least one click or a prior mask.")
         prediction = self._predict(self._image, list(clicks), prior_mask, prior_state)
-        mask = np.asarray(prediction.mask, dtype=bool)
-        if mask.shape != shape:
-            raise RuntimeError(f"{self.name} returned a mask of shape {mask.shape} for an image of {shape}.")
-        prediction.mask = mask
+        prediction.mask = answer_as_bool(self.name, prediction.mask, shape, "image")
         return prediction
 
     @abc.abstractmethod
@@ -148,3 +141,23 @@ class Segmenter(abc.ABC):
         prior_state: Optional[np.ndarray],
     ) -> Prediction:
         """Segment. ``image_state`` is what `_embed` returned; inputs are already checked."""
+
+
+def prior_as_bool(prior_mask: Optional[np.ndarray], shape: tuple, grid: str) -> Optional[np.ndarray]:
+    """``prior_mask`` (bool-like, or None) as bool, checked against the ``shape`` of the tool's
+    ``grid`` ("image" or "volume"; named in the ValueError). Shared by the 2D and 3D bases."""
+    if prior_mask is None:
+        return None
+    prior_mask = np.asarray(prior_mask)
+    if prior_mask.shape != shape:
+        raise ValueError(f"The prior mask has shape {prior_mask.shape}; the {grid} has {shape}.")
+    return prior_mask.astype(bool, copy=False)
+
+
+def answer_as_bool(tool: str, mask: np.ndarray, shape: tuple, grid: str) -> np.ndarray:
+    """A tool's mask as bool; a RuntimeError (a bug in the tool) when it does not have the
+    ``shape`` of its ``grid``. Shared by the 2D and 3D bases."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != shape:
+        raise RuntimeError(f"{tool} returned a mask of shape {mask.shape}; the {grid} has {shape}.")
+    return mask

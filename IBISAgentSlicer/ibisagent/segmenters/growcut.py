@@ -33,31 +33,43 @@ def _import_itk():
     return itk
 
 
+class FastGrowCut:
+    """FastGrowCut as Slicer's Grow from seeds runs it, for both growcut tools (2D here, 3D in
+    `ibisagent.segmenters.volume_growcut`). ``itk``: the module, to make its images.
+    ``distance_penalty``: FastGrowCut's "seed locality", 0 as in Slicer's default."""
+
+    def __init__(self, distance_penalty: float = 0.0) -> None:
+        self.itk = _import_itk()
+        self.distance_penalty = float(distance_penalty)
+
+    def grow(self, image, seeds) -> np.ndarray:
+        """The labels FastGrowCut gives every voxel of ITK ``image`` from ITK ``seeds``
+        (`slicer_seeds` labels, same grid), as an array in ITK's [k, j, i] order."""
+        grow = self.itk.FastGrowCut[type(image), type(seeds)].New()
+        grow.SetInput(image)
+        grow.SetSeedImage(seeds)
+        grow.SetDistancePenalty(self.distance_penalty)
+        grow.Update()
+        return self.itk.array_from_image(grow.GetOutput())
+
+
 class GrowCutSegmenter(SeededSegmenter):
     name = "growcut"
     description = "Slicer's Grow from seeds (FastGrowCut, itk-growcut), seeded from clicks; CPU, no weights"
 
     def __init__(self, distance_penalty: float = 0.0) -> None:
         super().__init__()
-        self._itk = _import_itk()
-        #: FastGrowCut's "seed locality": 0 as in Slicer's default.
-        self.distance_penalty = float(distance_penalty)
+        self._growcut = FastGrowCut(distance_penalty)
 
     def _embed(self, image: np.ndarray) -> object:
         grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         padded = np.pad(grey, 1, mode="edge")
-        return self._itk.image_from_array(np.ascontiguousarray(np.repeat(padded[None], 3, axis=0)))
+        return self._growcut.itk.image_from_array(np.ascontiguousarray(np.repeat(padded[None], 3, axis=0)))
 
     def _flood(self, image, seeds: np.ndarray) -> np.ndarray:
-        itk = self._itk
         padded = np.pad(seeds, 1, mode="constant")
-        labels = itk.image_from_array(np.ascontiguousarray(np.repeat(padded[None], 3, axis=0)))
-        grow = itk.FastGrowCut[type(image), type(labels)].New()
-        grow.SetInput(image)
-        grow.SetSeedImage(labels)
-        grow.SetDistancePenalty(self.distance_penalty)
-        grow.Update()
-        return itk.array_from_image(grow.GetOutput())[1, 1:-1, 1:-1]
+        labels = self._growcut.itk.image_from_array(np.ascontiguousarray(np.repeat(padded[None], 3, axis=0)))
+        return self._growcut.grow(image, labels)[1, 1:-1, 1:-1]
 
 
 def build(**options) -> GrowCutSegmenter:

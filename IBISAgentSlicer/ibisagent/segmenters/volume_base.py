@@ -22,19 +22,20 @@ Frames and units:
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..clicks import AGENT, ORIGINS, USER_MOVED
+from ..clicks import AGENT, Labelled
+from .base import answer_as_bool, prior_as_bool
 
 #: The smallest volume side a 3D tool accepts (as the 2D tools' MIN_SIDE).
 MIN_VOLUME_SIDE = 4
 
 
 @dataclass(frozen=True)
-class VoxelClick:
+class VoxelClick(Labelled):
     """A click on voxel (k, j, i) of the volume array. ``positive``: "this is target"."""
 
     k: int
@@ -43,16 +44,9 @@ class VoxelClick:
     positive: bool
     origin: str = AGENT
 
-    def __post_init__(self) -> None:
-        if self.origin not in ORIGINS:
-            raise ValueError(f"Click origin must be one of {ORIGINS}, not {self.origin!r}.")
-
     @property
     def voxel(self) -> Tuple[int, int, int]:
         return (self.k, self.j, self.i)
-
-    def flipped(self) -> "VoxelClick":
-        return replace(self, positive=not self.positive, origin=USER_MOVED if self.origin == AGENT else self.origin)
 
     def to_dict(self) -> dict:
         return {"k": self.k, "j": self.j, "i": self.i, "positive": self.positive, "origin": self.origin}
@@ -148,18 +142,11 @@ class VolumeSegmenter(abc.ABC):
         previous result (``prior_state``). See the module docstring."""
         shape = self.volume_shape
         check_voxels(clicks, shape)
-        if prior_mask is not None:
-            prior_mask = np.asarray(prior_mask)
-            if prior_mask.shape != shape:
-                raise ValueError(f"The prior mask has shape {prior_mask.shape}; the volume has {shape}.")
-            prior_mask = prior_mask.astype(bool, copy=False)
+        prior_mask = prior_as_bool(prior_mask, shape, "volume")
         if not clicks and prior_mask is None and box is None:
             raise ValueError("Nothing to segment from: give a click, a start mask or a box.")
         prediction = self._predict(self._volume, list(clicks), prior_mask, prior_state, box)
-        mask = np.asarray(prediction.mask, dtype=bool)
-        if mask.shape != shape:
-            raise RuntimeError(f"{self.name} returned a mask of shape {mask.shape} for a volume of {shape}.")
-        prediction.mask = mask
+        prediction.mask = answer_as_bool(self.name, prediction.mask, shape, "volume")
         return prediction
 
     @abc.abstractmethod

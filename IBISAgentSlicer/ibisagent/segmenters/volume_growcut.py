@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-from .growcut import _import_itk
+from .growcut import FastGrowCut
 from .slicer_seeds import BACKGROUND, TARGET, UNKNOWN
 from .volume_base import BoxPrompt, VolumePrediction, VolumeSegmenter
 from .volume_reach import add_ball, seed_radius_mm
@@ -65,9 +65,7 @@ class VolumeGrowCutSegmenter(VolumeSegmenter):
 
     def __init__(self, distance_penalty: float = 0.0) -> None:
         super().__init__()
-        self._itk = _import_itk()
-        #: FastGrowCut's "seed locality": 0 as in Slicer's default.
-        self.distance_penalty = float(distance_penalty)
+        self._growcut = FastGrowCut(distance_penalty)
 
     def _embed(self, volume: np.ndarray, spacing) -> object:
         return np.ascontiguousarray(volume, dtype=np.float32)
@@ -94,17 +92,12 @@ class VolumeGrowCutSegmenter(VolumeSegmenter):
             present = np.flatnonzero(unknown.any(axis=tuple(a for a in range(3) if a != axis)))
             box.append(slice(max(0, present[0] - 1), min(seeds.shape[axis], present[-1] + 2)))
         box = tuple(box)
-        itk = self._itk
+        itk = self._growcut.itk
         image = itk.image_from_array(np.ascontiguousarray(np.pad(volume[box], 1, mode="edge")))
         image.SetSpacing([float(s) for s in self.spacing[::-1]])
         labels = itk.image_from_array(np.ascontiguousarray(np.pad(seeds[box], 1)))
         labels.SetSpacing([float(s) for s in self.spacing[::-1]])
-        grow = itk.FastGrowCut[type(image), type(labels)].New()
-        grow.SetInput(image)
-        grow.SetSeedImage(labels)
-        grow.SetDistancePenalty(self.distance_penalty)
-        grow.Update()
-        grown = itk.array_from_image(grow.GetOutput())[1:-1, 1:-1, 1:-1]
+        grown = self._growcut.grow(image, labels)[1:-1, 1:-1, 1:-1]
         result[box] = grown == TARGET
         return result
 

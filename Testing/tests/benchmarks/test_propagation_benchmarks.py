@@ -16,6 +16,7 @@ if BENCHMARKS not in sys.path:
 
 pytest.importorskip("nilearn", reason="the benchmarks use the MNI152 volumes (the 'demo' extra)")
 
+import bench_common  # noqa: E402
 import bench_propagation_speed  # noqa: E402
 import propagation_quality  # noqa: E402
 
@@ -35,11 +36,11 @@ def test_quality_benchmark_runs_the_eval3d_protocol_and_both_baselines(tmp_path)
 
 def test_targets_follow_each_case_s_labels():
     labels = np.array([0, 1, 2, 4, 4, 7, 7, 7])
-    target, what = propagation_quality.choose_target("mri_brats2013_x", labels, {})
+    target, what = bench_common.choose_target("mri_brats2013_x", labels, {})
     assert target.tolist() == (labels > 0).tolist() and "whole tumour" in what
-    target, what = propagation_quality.choose_target("ct_deeplesion_x", labels, {"1": "lesion"})
+    target, what = bench_common.choose_target("ct_deeplesion_x", labels, {"1": "lesion"})
     assert target.tolist() == (labels == 1).tolist() and what == "lesion"
-    target, what = propagation_quality.choose_target("synthetic_nuclei", labels, {"7": "nucleus 7"})
+    target, what = bench_common.choose_target("synthetic_nuclei", labels, {"7": "nucleus 7"})
     assert target.tolist() == (labels == 7).tolist() and "largest" in what
 
 

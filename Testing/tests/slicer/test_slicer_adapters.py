@@ -10,9 +10,16 @@ import pytest
 import SimpleITK as sitk
 import slicer
 import vtk
-from vtk.util.numpy_support import vtk_to_numpy
 
-from slicer_scene import ORIENTATIONS, add_segmentation, add_volume, make_ijk_to_ras, place_view_on_voxel
+from slicer_scene import (
+    ORIENTATIONS,
+    add_segmentation,
+    add_volume,
+    make_ijk_to_ras,
+    own_labelmap,
+    place_view_on_voxel,
+    set_fine_segment,
+)
 
 from IBISAgentLib import export, proposal_markups, segment_masks
 from IBISAgentLib.slice_geometry import SliceGeometryError, slice_geometry, vtk_matrix_to_numpy
@@ -57,54 +64,17 @@ def test_write_touches_only_the_slice_of_the_segment(scene, view):
     assert np.array_equal(segment_masks.read_volume_mask(segmentation, ids[0], volume), first)
 
 
-def _fine_segment(scene, segmentation, segment_id, volume, factor=2, seed=3):
-    """Give the segment a labelmap ``factor`` times finer than the volume (as Segment Editor >
-    Specify geometry with oversampling does): voxel centres subdivide the volume's cells."""
-    ijk_to_ras = vtk.vtkMatrix4x4()
-    volume.GetIJKToRASMatrix(ijk_to_ras)
-    coarse = vtk_matrix_to_numpy(ijk_to_ras)
-    fine = coarse.copy()
-    fine[:3, :3] = coarse[:3, :3] / factor
-    fine[:3, 3] = coarse[:3, 3] - (0.5 - 0.5 / factor) * coarse[:3, :3].sum(axis=1)
-    matrix = vtk.vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            matrix.SetElement(r, c, float(fine[r, c]))
-    image = slicer.vtkOrientedImageData()
-    image.SetGeometryFromImageToWorldMatrix(matrix)
-    shape = tuple(factor * n for n in SHAPE_KJI)
-    image.SetExtent(0, shape[2] - 1, 0, shape[1] - 1, 0, shape[0] - 1)
-    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    voxels = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(shape)
-    voxels[...] = np.random.default_rng(seed).random(shape) > 0.5
-    logic = slicer.vtkSlicerSegmentationsModuleLogic
-    segmentation.GetSegmentation().ClearSegment(segment_id)
-    assert logic.SetBinaryLabelmapToSegment(image, segmentation, segment_id, logic.MODE_REPLACE)
-    return fine, voxels.copy()
-
-
-def _own_grid(segmentation, segment_id, shape):
-    image = segmentation.GetBinaryLabelmapInternalRepresentation(segment_id)
-    extent = image.GetExtent()
-    data = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(tuple(reversed(image.GetDimensions())))
-    full = np.zeros(shape, np.uint8)
-    full[extent[4]:extent[5] + 1, extent[2]:extent[3] + 1, extent[0]:extent[1] + 1] = data
-    matrix = vtk.vtkMatrix4x4()
-    image.GetImageToWorldMatrix(matrix)
-    return full, vtk_matrix_to_numpy(matrix)
-
-
 @pytest.mark.parametrize("view", ["Red", "Yellow", "Green"])
 def test_a_finer_segment_keeps_its_grid_and_every_other_voxel(scene, view):
     volume, segmentation, ids, _first, second, geometry = _setup(scene, "lps", view)
-    grid, voxels = _fine_segment(scene, segmentation, ids[0], volume)
+    grid, voxels = set_fine_segment(segmentation, ids[0], volume)
     labelmap = SliceLabelmap(segmentation, ids[0], volume, geometry)
     blocks = voxels.reshape(SHAPE_KJI[0], 2, SHAPE_KJI[1], 2, SHAPE_KJI[2], 2).sum(axis=(1, 3, 5))
     assert np.array_equal(labelmap.read(), geometry.extract(blocks >= 4))  # half or more of the 8
     new = labelmap.read()
     new[:3, :4] = ~new[:3, :4]
     assert labelmap.write(new) and np.array_equal(labelmap.read(), new)
-    after, matrix = _own_grid(segmentation, ids[0], voxels.shape)
+    after, matrix = own_labelmap(segmentation, ids[0], voxels.shape)
     assert np.allclose(matrix, grid)  # still the segment's own, finer grid
     slab = np.zeros(SHAPE_KJI, bool)
     slab[geometry.kji_index()] = True
@@ -118,7 +88,7 @@ def test_a_finer_segment_keeps_its_grid_and_every_other_voxel(scene, view):
     assert np.array_equal(segment_masks.read_volume_mask(segmentation, ids[1], volume), second)
     # Going back restores the fine voxels exactly (undo in the segment's own grid).
     labelmap.write(labelmap.baseline)
-    assert np.array_equal(_own_grid(segmentation, ids[0], voxels.shape)[0], voxels)
+    assert np.array_equal(own_labelmap(segmentation, ids[0], voxels.shape)[0], voxels)
 
 
 def test_an_empty_segment_grows_on_the_reference_grid(scene):
@@ -133,7 +103,7 @@ def test_an_empty_segment_grows_on_the_reference_grid(scene):
     assert whole.sum() == mask.sum() and np.array_equal(geometry.extract(whole).astype(bool), mask)
     matrix = vtk.vtkMatrix4x4()
     volume.GetIJKToRASMatrix(matrix)
-    assert np.allclose(_own_grid(segmentation, segment_id, SHAPE_KJI)[1], vtk_matrix_to_numpy(matrix))
+    assert np.allclose(own_labelmap(segmentation, segment_id, SHAPE_KJI)[1], vtk_matrix_to_numpy(matrix))
 
 
 def test_a_shared_layer_neighbour_is_never_overwritten(scene):

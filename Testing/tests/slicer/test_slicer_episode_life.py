@@ -7,10 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import slicer
-import vtk
-from vtk.util.numpy_support import vtk_to_numpy
 
 from slicer_agents import DiskSegmenter, ScriptedPolicy, point
+from slicer_scene import own_labelmap, set_fine_segment
 from test_slicer_logic import local_logic, make_case, snapshot
 
 from IBISAgentLib import proposal_markups, segment_masks
@@ -160,45 +159,19 @@ def test_placing_points_gives_the_users_active_list_back(scene):
 
 def test_a_finer_segment_keeps_its_grid_through_a_whole_run(scene):
     volume, segmentation, ids, _truth = make_case(scene, "lps", "Green")
-    ijk_to_ras = vtk.vtkMatrix4x4()
-    volume.GetIJKToRASMatrix(ijk_to_ras)
-    shape = tuple(2 * n for n in slicer.util.arrayFromVolume(volume).shape)
-    fine = np.array([[ijk_to_ras.GetElement(r, c) for c in range(4)] for r in range(4)])
-    fine[:3, 3] -= 0.25 * fine[:3, :3].sum(axis=1)
-    fine[:3, :3] /= 2
-    image = slicer.vtkOrientedImageData()
-    matrix = vtk.vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            matrix.SetElement(r, c, float(fine[r, c]))
-    image.SetGeometryFromImageToWorldMatrix(matrix)
-    image.SetExtent(0, shape[2] - 1, 0, shape[1] - 1, 0, shape[0] - 1)
-    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    voxels = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(shape)
-    voxels[...] = np.random.default_rng(9).random(shape) > 0.7
-    original = voxels.copy()
-    logic_class = slicer.vtkSlicerSegmentationsModuleLogic
-    segmentation.GetSegmentation().ClearSegment(ids[0])
-    assert logic_class.SetBinaryLabelmapToSegment(image, segmentation, ids[0], logic_class.MODE_REPLACE)
+    _, original = set_fine_segment(segmentation, ids[0], volume, seed=9, above=0.7)
+    shape = original.shape
     logic = local_logic(ScriptedPolicy([point(0.5, 0.5), point(0.2, 0.3)]), DiskSegmenter())
     logic.startEpisode(volume, segmentation, ids[0], view="Green")
     geometry = logic.workedSlice.geometry
     logic.runSteps(2)
-    internal = segmentation.GetBinaryLabelmapInternalRepresentation(ids[0])
-    after = np.zeros(shape, np.uint8)
-    extent = internal.GetExtent()
-    after[extent[4]:extent[5] + 1, extent[2]:extent[3] + 1, extent[0]:extent[1] + 1] = vtk_to_numpy(
-        internal.GetPointData().GetScalars()).reshape(tuple(reversed(internal.GetDimensions())))
+    after, _ = own_labelmap(segmentation, ids[0], shape)
     kept = np.ones(slicer.util.arrayFromVolume(volume).shape, bool)
     kept[geometry.kji_index()] = False
     kept = kept.repeat(2, 0).repeat(2, 1).repeat(2, 2)
     assert np.array_equal(after[kept], original[kept])  # every other slice keeps its fine detail
     assert logic.undo() and logic.undo()
-    internal = segmentation.GetBinaryLabelmapInternalRepresentation(ids[0])
-    extent = internal.GetExtent()
-    back = np.zeros(shape, np.uint8)
-    back[extent[4]:extent[5] + 1, extent[2]:extent[3] + 1, extent[0]:extent[1] + 1] = vtk_to_numpy(
-        internal.GetPointData().GetScalars()).reshape(tuple(reversed(internal.GetDimensions())))
+    back, _ = own_labelmap(segmentation, ids[0], shape)
     assert np.array_equal(back, original)  # undone exactly, in the segment's own grid
     logic.finish()
 

@@ -8,7 +8,13 @@ import SimpleITK as sitk
 import slicer
 
 from slicer_agents import DiskSegmenter, ScriptedPolicy, SimulatedPolicy, point
-from slicer_scene import ORIENTATIONS, add_segmentation, add_volume, free_port, make_ijk_to_ras, place_view_on_voxel
+from slicer_scene import (
+    add_bright_volume,
+    add_segmentation,
+    free_port,
+    place_view_on_voxel,
+    write_box_case,
+)
 
 from IBISAgentLib import AgentStepError, SliceGeometryError, proposal_markups, segment_masks
 from IBISAgentLib.logic import IBISAgentLogic
@@ -22,12 +28,11 @@ SHAPE_KJI = (12, 20, 24)
 def make_case(scene, orientation="flipped-permuted", view="Red", at=(12, 10, 6)):
     """A volume with a bright box, a segmentation with the target and a second segment, and the
     view placed through the box. Returns (volume, segmentation, ids, truth_kji)."""
-    directions, spacing = ORIENTATIONS[orientation]
     truth = np.zeros(SHAPE_KJI, dtype=np.uint8)
     truth[3:9, 5:15, 6:18] = 1
     rng = np.random.default_rng(7)
-    pixels = (rng.normal(100, 5, SHAPE_KJI) + 300.0 * truth).astype(np.int16)
-    volume = add_volume(scene, pixels, make_ijk_to_ras(directions, spacing, (-4.0, 7.0, 2.0)), window=(0, 500))
+    volume = add_bright_volume(scene, truth, orientation, rng, (-4.0, 7.0, 2.0), noise=5.0, contrast=300.0,
+                               window=(0, 500))
     segmentation, ids = add_segmentation(scene, volume, ("target", "other"))
     other = (rng.random(SHAPE_KJI) > 0.7).astype(np.uint8)
     slicer.util.updateSegmentBinaryLabelmapFromArray(other, segmentation, ids[1], volume)
@@ -232,22 +237,9 @@ def test_hand_edits_between_steps_are_continued_from(scene):
 
 
 def test_run_batch_writes_masks_with_geometry(scene, tmp_path):
-    directions, spacing = ORIENTATIONS["lps"]
-    truth = np.zeros((8, 20, 24), np.uint8)
-    truth[2:6, 5:15, 6:18] = 1
-    pixels = (np.random.default_rng(2).normal(100, 5, truth.shape) + 300.0 * truth).astype(np.int16)
-    image = sitk.GetImageFromArray(pixels)
-    image.SetSpacing((0.8, 0.9, 2.5))
-    image.SetOrigin((10.0, -20.0, 5.0))
-    image.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
-    image_file = str(tmp_path / "case1.nii.gz")
-    sitk.WriteImage(image, image_file)
-    rough = np.zeros_like(truth)
-    rough[4, 8:12, 9:14] = 1  # a rough start on one slice
-    mask_image = sitk.GetImageFromArray(rough)
-    mask_image.CopyInformation(image)
-    mask_file = str(tmp_path / "case1_mask.nii.gz")
-    sitk.WriteImage(mask_image, mask_file)
+    image_file, mask_file = write_box_case(tmp_path)  # a rough start on array slice 4 only
+    image = sitk.ReadImage(image_file)
+    rough = sitk.GetArrayFromImage(sitk.ReadImage(mask_file))
     logic = IBISAgentLogic()
     logic.useLocalEngine("heuristic", "graphcut")
     out = tmp_path / "out"
@@ -260,7 +252,7 @@ def test_run_batch_writes_masks_with_geometry(scene, tmp_path):
     assert np.allclose(written.GetOrigin(), image.GetOrigin(), atol=1e-4)
     assert np.allclose(written.GetDirection(), image.GetDirection(), atol=1e-6)
     result_mask = sitk.GetArrayFromImage(written)
-    others = [k for k in range(truth.shape[0]) if k != 4]
+    others = [k for k in range(rough.shape[0]) if k != 4]
     assert np.array_equal(result_mask[others], rough[others])  # only the worked slice changed
     assert result_mask[4].sum() > 0
     assert (out / "case1.seg.nrrd").exists()

@@ -9,7 +9,7 @@ import pytest
 import slicer
 
 from slicer_agents import DiskSegmenter, ScriptedPolicy, point
-from slicer_scene import ORIENTATIONS, add_segmentation, add_volume, make_ijk_to_ras, place_view_on_voxel
+from slicer_scene import ORIENTATIONS, add_bright_volume, add_segmentation, ball_mask, place_view_on_voxel
 
 from IBISAgentLib import AgentStepError, proposal_markups, segment_masks
 from IBISAgentLib.logic import IBISAgentLogic
@@ -22,20 +22,13 @@ SHAPE_KJI = (18, 22, 26)
 CENTRE_KJI = (9, 11, 13)
 
 
-def ball(radius=7.5):
-    k, j, i = np.mgrid[: SHAPE_KJI[0], : SHAPE_KJI[1], : SHAPE_KJI[2]]
-    return ((k - CENTRE_KJI[0]) ** 2 + (j - CENTRE_KJI[1]) ** 2 + (i - CENTRE_KJI[2]) ** 2) <= radius ** 2
-
-
 def make_case(scene, orientation="flipped-permuted", view="Red"):
     """A bright ball in noise, a segmentation whose target holds the ball's true mask on the
     view's slice through the centre only, and a second segment. Returns (volume, segmentation,
     ids, truth_kji)."""
-    directions, spacing = ORIENTATIONS[orientation]
-    truth = ball()
+    truth = ball_mask(SHAPE_KJI, CENTRE_KJI, 7.5)
     rng = np.random.default_rng(5)
-    pixels = (rng.normal(100, 6, SHAPE_KJI) + 250.0 * truth).astype(np.int16)
-    volume = add_volume(scene, pixels, make_ijk_to_ras(directions, spacing, (3.0, -2.0, 1.0)), window=(0, 450))
+    volume = add_bright_volume(scene, truth, orientation, rng)
     segmentation, ids = add_segmentation(scene, volume, ("target", "other"))
     place_view_on_voxel(scene, view, volume, CENTRE_KJI[::-1])
     geometry = slice_geometry(volume, view)

@@ -14,31 +14,14 @@ import pytest
 import SimpleITK as sitk
 import slicer
 
+from slicer_scene import write_box_case
+
 from IBISAgentLib.logic import IBISAgentLogic
 
 
 def _digest(path) -> str:
     with open(path, "rb") as handle:
         return hashlib.sha256(handle.read()).hexdigest()
-
-
-def _case(folder, name="case1"):
-    """(image file, mask file): a bright box in noise, and a rough start of it on one slice."""
-    truth = np.zeros((8, 20, 24), np.uint8)
-    truth[2:6, 5:15, 6:18] = 1
-    pixels = (np.random.default_rng(2).normal(100, 5, truth.shape) + 300.0 * truth).astype(np.int16)
-    image = sitk.GetImageFromArray(pixels)
-    image.SetSpacing((0.8, 0.9, 2.5))
-    image.SetOrigin((10.0, -20.0, 5.0))
-    image_file = os.path.join(str(folder), f"{name}.nii.gz")
-    sitk.WriteImage(image, image_file)
-    rough = np.zeros_like(truth)
-    rough[4, 8:12, 9:14] = 1
-    mask = sitk.GetImageFromArray(rough)
-    mask.CopyInformation(image)
-    mask_file = os.path.join(str(folder), f"{name}_mask.nii.gz")
-    sitk.WriteImage(mask, mask_file)
-    return image_file, mask_file
 
 
 def _logic() -> IBISAgentLogic:
@@ -50,7 +33,7 @@ def _logic() -> IBISAgentLogic:
 def test_finding_01_run_batch_never_writes_into_the_input_folder(scene, tmp_path, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()
-    image_file, mask_file = _case(data)
+    image_file, mask_file = write_box_case(data)
     before = {name: _digest(data / name) for name in os.listdir(data)}
     logic = _logic()
     with pytest.raises(ValueError, match="input folder"):
@@ -83,12 +66,12 @@ def test_finding_01_run_batch_never_writes_into_the_input_folder(scene, tmp_path
 def test_a_bad_batch_case_is_reported_and_the_batch_goes_on(scene, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    image_file, mask_file = _case(data)
-    damaged_file, _ = _case(data, "damaged")
+    image_file, mask_file = write_box_case(data)
+    damaged_file, _ = write_box_case(data, "damaged")
     content = open(damaged_file, "rb").read()
     with open(damaged_file, "wb") as handle:
         handle.write(content[: len(content) // 2])
-    other_file, other_mask = _case(data, "other")
+    other_file, other_mask = write_box_case(data, "other")
     moved = sitk.ReadImage(other_mask)
     moved.SetOrigin((500.0, -20.0, 5.0))  # a mask on another grid than its image
     sitk.WriteImage(moved, other_mask)
@@ -101,7 +84,7 @@ def test_a_bad_batch_case_is_reported_and_the_batch_goes_on(scene, tmp_path):
 
 
 def test_save_segment_never_writes_over_a_loaded_file(scene, tmp_path):
-    image_file, mask_file = _case(tmp_path)
+    image_file, mask_file = write_box_case(tmp_path)
     volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "case1")
     storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
     storage.SetFileName(image_file)

@@ -15,7 +15,14 @@ import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
 from slicer_agents import ScriptedPolicy, point
-from slicer_scene import ORIENTATIONS, add_segmentation, add_volume, make_ijk_to_ras, place_view_on_voxel
+from slicer_scene import (
+    ORIENTATIONS,
+    add_bright_volume,
+    add_segmentation,
+    ball_mask,
+    place_view_on_voxel,
+    set_fine_segment,
+)
 
 from IBISAgentLib import proposal_markups, segment_masks
 from IBISAgentLib.agent_sessions import AgentStepError
@@ -34,19 +41,11 @@ SHAPE_KJI = (16, 28, 32)
 CENTRE_KJI = (8, 14, 16)
 
 
-def _ball(radius=6.0):
-    k, j, i = np.indices(SHAPE_KJI)
-    return (k - CENTRE_KJI[0]) ** 2 + (j - CENTRE_KJI[1]) ** 2 + (i - CENTRE_KJI[2]) ** 2 <= radius ** 2
-
-
 def make_case(scene, orientation="flipped-permuted", shared=False):
     """A bright ball in noise; "target" holds the ball with a leak on array slice k = 8,
     "other" a block beside it (in the same labelmap layer when ``shared``)."""
-    directions, spacing = ORIENTATIONS[orientation]
-    truth = _ball()
-    rng = np.random.default_rng(7)
-    pixels = (rng.normal(100, 6, SHAPE_KJI) + 250.0 * truth).astype(np.int16)
-    volume = add_volume(scene, pixels, make_ijk_to_ras(directions, spacing, (3.0, -2.0, 1.0)), window=(0, 450))
+    truth = ball_mask(SHAPE_KJI, CENTRE_KJI, 6.0)
+    volume = add_bright_volume(scene, truth, orientation, np.random.default_rng(7))
     segmentation, ids = add_segmentation(scene, volume, ("target", "other"))
     start = truth.copy()
     start[8, 2:9, 10:23] = True  # a leak beside the ball on one slice
@@ -211,26 +210,7 @@ def test_a_hand_edit_is_one_undo_entry_and_failures_leave_the_segment(scene):
 
 def test_a_finer_segment_keeps_its_grid_and_comes_back_exactly(scene):
     volume, segmentation, ids, _, _ = make_case(scene, "permuted")
-    matrix = vtk.vtkMatrix4x4()
-    volume.GetIJKToRASMatrix(matrix)
-    coarse = vtk_matrix_to_numpy(matrix)
-    fine = coarse.copy()
-    fine[:3, :3] = coarse[:3, :3] / 2
-    fine[:3, 3] = coarse[:3, 3] - 0.25 * coarse[:3, :3].sum(axis=1)
-    grid = vtk.vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            grid.SetElement(r, c, float(fine[r, c]))
-    image = slicer.vtkOrientedImageData()
-    image.SetGeometryFromImageToWorldMatrix(grid)
-    shape = tuple(2 * n for n in SHAPE_KJI)
-    image.SetExtent(0, shape[2] - 1, 0, shape[1] - 1, 0, shape[0] - 1)
-    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    voxels = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(shape)
-    voxels[...] = np.random.default_rng(2).random(shape) > 0.5
-    logic_class = slicer.vtkSlicerSegmentationsModuleLogic
-    segmentation.GetSegmentation().ClearSegment(ids[0])
-    assert logic_class.SetBinaryLabelmapToSegment(image, segmentation, ids[0], logic_class.MODE_REPLACE)
+    fine, _ = set_fine_segment(segmentation, ids[0], volume, seed=2)
     before = own_voxels(segmentation, ids)
     logic = local_logic(tool=BallTool(radius=2))
     logic.startVolumeSession(volume, segmentation, ids[0])
