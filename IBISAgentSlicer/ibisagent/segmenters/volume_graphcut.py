@@ -20,8 +20,15 @@ The 2D `graphcut` tool's ideas carried into 3D (scipy max-flow on a 6-neighbour 
   towards the anchor; each click's Gaussian pull (``click_pull``); and a contrast-sensitive
   smoothness term between 6-neighbours, exp(-beta |difference|^2) / distance in mm, as in
   Boykov-Jolly and GrabCut. Each click's seed ball is a hard constraint (later clicks win).
-  Afterwards a change must be connected to its cause: added voxels to a positive click or kept
-  target, removed voxels to a negative click or kept background.
+  Afterwards every change of the user's mask must be made by a click of its sign
+  (`_signed_changes`): added voxels must be connected, through added voxels, to a positive
+  click's seed, removed voxels through removed voxels to a negative click's seed. A positive
+  click says only that something was missed, so it is no evidence against any voxel the user
+  marked (and a negative click none for any voxel the user left out); without the rule a click
+  re-decided the band around the whole boundary, and where the appearance learnt from a thin or
+  eroded mask was wrong (the background ring lay inside the missed target), the first positive
+  click shaved voxels off everywhere (MNI152 grey matter eroded: 44504 voxels removed, all of
+  them target, against 33 added at the click), ending below the start.
 
 **From a box** (`BoxPrompt`: the target's slice range and its 2D box on one slice), a 3D
 GrabCut: voxels outside the slice range (beyond a one-slice ring) and, on the box's slice,
@@ -193,7 +200,7 @@ class VolumeGraphCutSegmenter(VolumeSegmenter):
         unary += self.click_pull * _click_pulls(window, reaches, spacing)
         weights = _contrast_weights(data, window, self.smoothness)
         decided = volume_min_cut.label(free_w, fixed_w, unary, weights, spacing)
-        decided = _connected_changes(decided, anchor[window], positive, negative)
+        decided = _signed_changes(decided, anchor[window], positive, negative)
         decided[positive] = True
         decided[negative] = False
         mask = anchor.copy()
@@ -405,24 +412,18 @@ def _evidence(shape, current, reaches, spacing, window: Box) -> Tuple[np.ndarray
     return said[True][window], said[False][window]
 
 
-def _connected_changes(mask: np.ndarray, anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
-    """``mask`` with every change not connected to its cause undone: added voxels must touch a
-    positive seed or kept target, removed voxels a negative seed or kept background."""
+def _signed_changes(mask: np.ndarray, anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """``mask`` with every change of ``anchor`` that no click of its sign made undone: an added
+    part (6-connected, through added voxels and positive seeds) must hold a positive seed, a
+    removed part (through removed voxels and negative seeds) a negative seed."""
     result = mask.copy()
-    added = mask & ~anchor
-    if added.any():
-        parts, _ = ndimage.label(mask)
-        keep = np.zeros(parts.max() + 1, dtype=bool)
-        keep[np.unique(parts[positive | (anchor & mask)])] = True
-        keep[0] = False
-        result &= keep[parts] | ~added
-    removed = anchor & ~result
-    if removed.any():
-        parts, _ = ndimage.label(~result)
-        keep = np.zeros(parts.max() + 1, dtype=bool)
-        keep[np.unique(parts[negative | (~anchor & ~result)])] = True
-        keep[0] = False
-        result |= ~keep[parts] & removed
+    for change, seeds, label in ((mask & ~anchor, positive, False), (anchor & ~mask, negative, True)):
+        if change.any():
+            parts, _ = ndimage.label(change | seeds)
+            caused = np.zeros(parts.max() + 1, dtype=bool)
+            caused[np.unique(parts[seeds])] = True
+            caused[0] = False
+            result[change & ~caused[parts]] = label
     return result
 
 

@@ -156,3 +156,31 @@ def test_a_first_click_from_nothing_finds_the_object_without_flooding(blob):
     assert dice(made.mask, truth) > 0.7 and made.mask.sum() < 2 * truth.sum()
     again = tool.predict([first])
     assert np.array_equal(again.mask, made.mask)
+
+
+
+def _ribbon():
+    """(grey uint8, bool truth) [24, 48, 48]: a curved ribbon 5 voxels thick (a shell, as the
+    cortex is) brighter than the core it wraps and the background around it."""
+    kk, jj, ii = np.indices((24, 48, 48))
+    radius = np.sqrt(4 * (kk - 12) ** 2 + (jj - 24) ** 2 + (ii - 24) ** 2)
+    truth = (radius >= 14) & (radius < 19)
+    noise = np.random.default_rng(0).normal(60, 12, truth.shape)
+    return np.clip(noise + 90 * truth + 40 * (radius < 14), 0, 255).astype(np.uint8), truth
+
+
+@pytest.mark.parametrize("grow", [-2, 2])
+def test_from_a_mask_a_click_changes_it_only_on_its_own_side(grow):
+    """From an eroded start the clicks are positive and nothing the user marked is removed;
+    from a dilated one they are negative and nothing the user left out is added: a click of one
+    sign is no evidence against the user's other voxels (on this thin ribbon the first positive
+    click used to shave the start elsewhere)."""
+    from scipy import ndimage
+
+    grey, truth = _ribbon()
+    start = ndimage.binary_erosion(truth, iterations=2) if grow < 0 else ndimage.binary_dilation(truth, iterations=2)
+    made, placed = _chain(build_volume_segmenter("graphcut3d"), grey, (1.0, 1.0, 1.0), truth, start=start, clicks=3)
+    assert placed and all(click.positive == (grow < 0) for click in placed)
+    for prediction in made:
+        assert not (start & ~prediction.mask).any() if grow < 0 else not (prediction.mask & ~start).any()
+    assert dice(made[-1].mask, truth) > dice(start, truth)
