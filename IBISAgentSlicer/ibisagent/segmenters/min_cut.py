@@ -108,24 +108,34 @@ def _coarse_weights(weights, half) -> Tuple[np.ndarray, ...]:
 
 
 def _exact(free, fixed, unary, weights) -> np.ndarray:
-    """The exact minimum cut (see `label`)."""
+    """The exact minimum cut (see `label`) on the 8-neighbour pixel graph."""
+    shape = free.shape
+    return exact_cut(free, fixed, unary, [(*pair_slices(shape, offset), weight)
+                                          for offset, weight in zip(NEIGHBOUR_OFFSETS, weights)])
+
+
+def exact_cut(free: np.ndarray, fixed: np.ndarray, unary: np.ndarray, pairs) -> np.ndarray:
+    """The exact minimum cut over the ``free`` elements of an array of any dimension (2D pixels
+    here, 3D voxels in `volume_min_cut`). ``fixed``: the labels of the others, bool, same shape;
+    ``unary``: the cost of False minus the cost of True per element; ``pairs``: (p_slices,
+    q_slices, weight) per neighbour direction, weight the cost of p and q disagreeing, indexed
+    as p. Returns ``fixed`` with the free elements labelled."""
     result = fixed.copy()
-    rows, cols = np.nonzero(free)
-    count = rows.size
+    where = np.nonzero(free)
+    count = where[0].size
     if count == 0:
         return result
     index = np.full(free.shape, -1, dtype=np.int64)
-    index[rows, cols] = np.arange(count)
-    balance = unary[rows, cols].astype(np.float64)
+    index[where] = np.arange(count)
+    balance = unary[where].astype(np.float64)
     tails, heads, caps = [], [], []
-    for offset, weight in zip(NEIGHBOUR_OFFSETS, weights):
-        p_sl, q_sl = pair_slices(free.shape, offset)
+    for p_sl, q_sl, weight in pairs:
         p_free, q_free, w = free[p_sl], free[q_sl], weight[p_sl]
         both = p_free & q_free
         tails.append(index[p_sl][both])
         heads.append(index[q_sl][both])
         caps.append(w[both])
-        # A free pixel beside a fixed one: disagreeing with it costs the pair's weight.
+        # A free element beside a fixed one: disagreeing with it costs the pair's weight.
         for mine, my_index, their_label in ((p_free & ~q_free, index[p_sl], fixed[q_sl]),
                                             (q_free & ~p_free, index[q_sl], fixed[p_sl])):
             balance += np.bincount(my_index[mine], np.where(their_label[mine], w[mine], -w[mine]), count)
@@ -151,7 +161,7 @@ def _exact(free, fixed, unary, weights) -> np.ndarray:
     reached = breadth_first_order(residual, source, directed=True, return_predecessors=False)
     on_source_side = np.zeros(count + 2, dtype=bool)
     on_source_side[reached] = True
-    result[rows, cols] = on_source_side[:count]
+    result[where] = on_source_side[:count]
     return result
 
 

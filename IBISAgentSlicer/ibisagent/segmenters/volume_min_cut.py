@@ -1,7 +1,7 @@
 """The minimum cut of a binary labelling on a voxel grid [k, j, i], with scipy's maximum flow.
 
-The 3D counterpart of `min_cut` (same energy, same scipy Dinic solver, same integer scaling by
-`min_cut.RESOLUTION`): every free voxel pays a *unary* cost for its label, every pair of
+The 3D counterpart of `min_cut` (same energy; the exact cut is `min_cut.exact_cut`, one scipy Dinic
+solver and one integer scaling for both): every free voxel pays a *unary* cost for its label, every pair of
 6-neighbours with different labels pays its *pairwise* weight, voxels outside the free set keep
 a fixed label (a free voxel beside a fixed one pays that pair's weight when it disagrees, folded
 into its unary). 6-neighbours, not 26: the graph is a third of the size, which is what keeps a
@@ -23,12 +23,9 @@ from typing import Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
-from .min_cut import RESOLUTION
+from .min_cut import exact_cut
 
-_MAX_CAPACITY = 2 ** 30
 #: Free voxels up to which the cut is solved exactly in one go.
 EXACT_LIMIT = 20000
 #: Half-width in voxels of the full-resolution band around a coarse boundary.
@@ -111,51 +108,6 @@ def _coarsened(free, fixed, unary, weights, factors):
 
 
 def _exact(free, fixed, unary, weights) -> np.ndarray:
-    """The exact minimum cut (see `label`)."""
-    result = fixed.copy()
-    where = np.nonzero(free)
-    count = where[0].size
-    if count == 0:
-        return result
-    index = np.full(free.shape, -1, dtype=np.int64)
-    index[where] = np.arange(count)
-    balance = unary[where].astype(np.float64)
-    tails, heads, caps = [], [], []
-    for axis, weight in enumerate(weights):
-        p_sl, q_sl = pair_slices(free.shape, axis)
-        p_free, q_free, w = free[p_sl], free[q_sl], weight[p_sl]
-        both = p_free & q_free
-        tails.append(index[p_sl][both])
-        heads.append(index[q_sl][both])
-        caps.append(w[both])
-        for mine, my_index, their_label in ((p_free & ~q_free, index[p_sl], fixed[q_sl]),
-                                            (q_free & ~p_free, index[q_sl], fixed[p_sl])):
-            balance += np.bincount(my_index[mine], np.where(their_label[mine], w[mine], -w[mine]), count)
-    tails, heads = np.concatenate(tails), np.concatenate(heads)
-    pair_caps = _capacities(np.concatenate(caps))
-    source, sink = count, count + 1
-    to_true = np.flatnonzero(balance > 0)
-    to_false = np.flatnonzero(balance < 0)
-    graph = csr_matrix(
-        (
-            np.concatenate([pair_caps, pair_caps, _capacities(balance[to_true]), _capacities(-balance[to_false])]),
-            (
-                np.concatenate([tails, heads, np.full(to_true.size, source), to_false]),
-                np.concatenate([heads, tails, to_true, np.full(to_false.size, sink)]),
-            ),
-        ),
-        shape=(count + 2, count + 2),
-    )
-    flow = maximum_flow(graph, source, sink, method="dinic").flow
-    residual = graph - flow
-    residual.data = (residual.data > 0).astype(np.int8)
-    residual.eliminate_zeros()
-    reached = breadth_first_order(residual, source, directed=True, return_predecessors=False)
-    on_source_side = np.zeros(count + 2, dtype=bool)
-    on_source_side[reached] = True
-    result[where] = on_source_side[:count]
-    return result
-
-
-def _capacities(costs: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(costs * RESOLUTION), 0, _MAX_CAPACITY).astype(np.int32)
+    """The exact minimum cut (see `label`) on the 6-neighbour voxel graph."""
+    return exact_cut(free, fixed, unary, [(*pair_slices(free.shape, axis), weight)
+                                          for axis, weight in enumerate(weights)])
