@@ -45,6 +45,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 from scipy import integrate, ndimage
 
+from .metrics import dice as dsc  # the challenge's DSC is the Dice of two bool volumes
 from .segmenters.volume_base import BoxPrompt, VolumeSegmenter, VoxelClick
 
 NSD_TOLERANCE_MM = 2.0
@@ -100,15 +101,6 @@ def _component_distance(component: np.ndarray) -> np.ndarray:
     result = np.zeros(component.shape, dtype=np.float64)
     result[box] = ndimage.distance_transform_edt(crop)[1:-1, 1:-1, 1:-1]
     return result * component
-
-
-def dsc(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two bool volumes (0 when the prediction is empty and the truth is not)."""
-    prediction, truth = np.asarray(prediction, dtype=bool), np.asarray(truth, dtype=bool)
-    total = int(prediction.sum()) + int(truth.sum())
-    if total == 0:
-        return 1.0
-    return 2.0 * int(np.logical_and(prediction, truth).sum()) / total
 
 
 def nsd(prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[float], tolerance_mm: float = NSD_TOLERANCE_MM,

@@ -98,7 +98,7 @@ def evaluate(images_dir: str, masks_dir: str, out_dir: str, segmenter: VolumeSeg
             continue
         if masks_out is not None:
             with masks_out.stage(name + ".nii.gz") as temporary:
-                image_io.write_mask(temporary, run.mask, image)
+                image_io.save_image(image_io.mask_image(run.mask, image, ".nii.gz"), temporary)
         rows.append((name, run))
     for line in problems:
         log(f"skipped {line}")

@@ -664,10 +664,9 @@ class OwnedFolder:
             except OSError as error:
                 if error.errno != errno.ENOENT:
                     raise
-        if remove_stale:
-            for folder in sorted(set(self._earlier_folders) | set(self._created_folders), key=len, reverse=True):
-                with contextlib.suppress(OSError):  # not empty (the user's files, or ours): kept
-                    os.rmdir(os.path.join(self.folder, *folder.split("/")))
+        if remove_stale:  # a folder still holding files (the user's, or ours) is kept
+            remove_empty_folders(os.path.join(self.folder, *folder.split("/"))
+                                 for folder in set(self._earlier_folders) | set(self._created_folders))
         self.earlier = {} if remove_stale else {name: _stamp(os.path.join(self.folder, *name.split("/")))
                                                 for name in stale}
         self._declared = []
