@@ -282,14 +282,10 @@ def _run_continue(args) -> int:
 
             base = start.binary if start is not None else np.zeros(sitk.GetArrayViewFromImage(image).shape[:3], bool)
             final = where.put(base, report.result.mask)
-        suffix = image_io.suffix_of(args.out)
-        if start is None:
-            written = image_io.mask_image(final, image, suffix)
-        else:
-            written = image_io.label_image(start.merged(final), image, suffix)
+        if start is not None:
             details = {"label": start.label.item(), "left_to_other_labels": start.blocked(final)}
         with outputs.stage("--out") as temporary:
-            image_io.save_image(written, temporary)
+            image_io.save_image(image_io.result_image(final, image, image_io.suffix_of(args.out), start), temporary)
         outputs.write_json("--log", headless.log_document(report, policy, segmenter, args.request, truth is not None,
                                                           **details))
         outputs.commit()
@@ -311,7 +307,7 @@ def _readable_volume(path: str) -> bool:
 def _run_continue_volume(args) -> int:
     """`continue` on a whole volume (no --plane): the agent works it in 3D (`continue_volume`)."""
     from . import continue_volume
-    from .image_io import save_image, suffix_of
+    from .image_io import result_image, save_image, suffix_of
     from .policies import build_policy
     from .safe_io import OutputSet
 
@@ -341,7 +337,7 @@ def _run_continue_volume(args) -> int:
                "looks": args.looks, "confirm": args.confirm}
     with outputs:  # a failure leaves nothing behind
         with outputs.stage("--out") as temporary:
-            save_image(continue_volume.output_image(inputs, report.result.mask, suffix_of(args.out)), temporary)
+            save_image(result_image(report.result.mask, inputs.image, suffix_of(args.out), inputs.labels), temporary)
         outputs.write_json("--log", continue_volume.log_document(report, inputs, policy, tool, details))
         outputs.commit()
     result = report.result

@@ -141,14 +141,6 @@ def _row(step: Step, score: Optional[float]) -> str:
     return f"{step.index:>5}  {text:<34} {step.decision:<9} {step.mask_pixels:>8}  {score_text:>6}  {reasoning}"
 
 
-def output_image(inputs: VolumeInputs, mask: np.ndarray, suffix: str) -> sitk.Image:
-    """The label map to write as ``suffix``: the input's values with only the worked label's
-    voxels changed (`LabelMask.merged`), else the mask as 0/1, on the image's grid."""
-    if inputs.labels is None:
-        return image_io.mask_image(mask, inputs.image, suffix)
-    return image_io.label_image(inputs.labels.merged(mask), inputs.image, suffix)
-
-
 def log_document(report: VolumeReport, inputs: VolumeInputs, policy: Policy, tool, details: dict) -> dict:
     """The JSON log: every step with its clicks (slice and voxel), every proposal with the slices
     looked at, the stop reason, and the Dice after each step when a reference was given."""

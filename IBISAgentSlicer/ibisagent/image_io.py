@@ -83,6 +83,16 @@ def check_file(path: str, volume_work: int = memory.VOLUME_BYTES_PER_VOXEL) -> s
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such file: {path}")
+    reader = _header(path)
+    memory.check_fits(path, reader.GetSize(), reader.GetNumberOfComponents() * _component_bytes(reader.GetPixelID()),
+                      volume_work)
+    image_integrity.check_whole(path)
+    return reader
+
+
+def _header(path: str) -> sitk.ImageFileReader:
+    """A reader of ``path`` with its image information (header) read, nothing else; a header
+    that does not read is a ValueError (saying the file is damaged where it is)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
     try:
@@ -90,9 +100,6 @@ def check_file(path: str, volume_work: int = memory.VOLUME_BYTES_PER_VOXEL) -> s
     except RuntimeError as error:
         image_integrity.check_whole(path)  # a damaged file says so (e.g. its data file is missing)
         raise ValueError(f"Could not read {path}: {_last_line(error)}") from error
-    memory.check_fits(path, reader.GetSize(), reader.GetNumberOfComponents() * _component_bytes(reader.GetPixelID()),
-                      volume_work)
-    image_integrity.check_whole(path)
     return reader
 
 
@@ -114,13 +121,7 @@ def is_volume_file(path: str) -> bool:
     """Whether ``path`` holds a 3D volume (more than one slice); reads only the file's header."""
     path = str(path)
     _check_readable(path)
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as error:
-        raise ValueError(f"Could not read {path}: {str(error).strip().splitlines()[-1]}") from error
-    size = reader.GetSize()
+    size = _header(path).GetSize()
     return len(size) == 3 and size[2] > 1
 
 
@@ -218,6 +219,15 @@ def mask_image(mask: np.ndarray, reference: Optional[sitk.Image] = None, suffix:
     if reference is not None:
         _copy_geometry(image, reference)
     return image
+
+
+def result_image(mask: np.ndarray, reference: Optional[sitk.Image], suffix: str, labels=None) -> sitk.Image:
+    """A command's resulting mask as an image to write with ``suffix``: 0/1 (`mask_image`), or,
+    with ``labels`` (the input's `label_mask.LabelMask`), the input's values in which only the
+    worked label's voxels changed (`LabelMask.merged`, written by `label_image`)."""
+    if labels is None:
+        return mask_image(mask, reference, suffix)
+    return label_image(labels.merged(mask), reference, suffix)
 
 
 def label_image(values: np.ndarray, reference: Optional[sitk.Image] = None, suffix: str = ".nii.gz") -> sitk.Image:

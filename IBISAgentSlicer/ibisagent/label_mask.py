@@ -45,6 +45,9 @@ class LabelMask:
                              f"{self.values.dtype}.")
         self.label = value[()]
         self.binary = self.values == self.label
+        others = (self.values != 0) & ~self.binary
+        others.flags.writeable = False
+        self._others = others if others.any() else None
 
     def labels(self) -> List[float]:
         """The non-zero values present, in increasing order."""
@@ -64,13 +67,13 @@ class LabelMask:
 
     def others(self) -> Optional[np.ndarray]:
         """bool, the values' shape: the voxels of other labels (never changed by `merged`; a
-        tool working on the whole mask must leave them alone); None when there are none."""
-        others = (self.values != 0) & ~self.binary
-        return others if others.any() else None
+        tool working on the whole mask must leave them alone; read-only); None when there are none."""
+        return self._others
 
     def blocked(self, mask: np.ndarray) -> int:
         """Voxels of ``mask`` that another label holds (left to that label by `merged`)."""
-        return int(np.count_nonzero(np.asarray(mask, dtype=bool) & (self.values != 0) & ~self.binary))
+        mask = np.asarray(mask, dtype=bool)
+        return int(np.count_nonzero(mask & self._others)) if self._others is not None else 0
 
 
 def reference_mask(values: np.ndarray, label: Optional[float] = None, source: str = "the reference mask") -> np.ndarray:
