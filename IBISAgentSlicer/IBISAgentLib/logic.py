@@ -338,8 +338,9 @@ class IBISAgentLogic(AgentLogic, PropagationLogic, VolumeSessionLogic, LocalServ
         the first of them. ``decide(proposal)`` returns the clicks (default: the points on
         screen), ``[]`` to skip, None to stop. Returns the stop reason."""
         worked = self._requireEpisode()
-        if self.onScreenClicks():
-            step = self.acceptProposal()
+        placed = self.onScreenClicks()
+        if placed:
+            step = self.acceptProposal(placed)
             count -= 1
             if onStep is not None:
                 onStep(step)

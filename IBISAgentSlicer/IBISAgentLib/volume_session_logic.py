@@ -34,7 +34,7 @@ from ibisagent.errors import InvalidOutputError
 from ibisagent.session import Decide, EpisodeResult, Step, run_until_stop
 
 from . import proposal_markups, segment_masks
-from .actions import COLOUR_3D, REMOTE_3D, VOLUME
+from .actions import VOLUME
 from .agent_sessions import AgentStepError, close_quietly
 from .segment_volume import SegmentVolume
 from .slice_geometry import (VIEW_NAMES, SliceGeometry, SliceGeometryError, display_window, set_view_to_slice,
@@ -286,8 +286,7 @@ class WorkedVolume:
 
     # -- life cycle ------------------------------------------------------------------------------------
     def alive(self) -> bool:
-        return (self.volume.GetScene() is not None and self.segmentation.GetScene() is not None
-                and self.segmentation.GetSegmentation().GetSegment(self.segment_id) is not None)
+        return segment_masks.nodes_alive(self.volume, self.segmentation, self.segment_id)
 
     def watch(self, on_gone: Callable[[], None]) -> None:
         self._observed = watch_nodes(self.volume, self.segmentation, self.alive, self.unwatch, on_gone)
@@ -342,8 +341,9 @@ class VolumeSessionLogic:
         self._endPropagation()
         self._endVolumeSession()
         self._checkAgent()
-        if not self.local:
-            raise ValueError(REMOTE_3D)
+        problem = self._volumeProblem(volumeNode)  # another agent than the local one, a colour volume
+        if problem:
+            raise ValueError(problem)
         if volumeNode is None or volumeNode.GetScene() is None:
             raise ValueError("No volume is selected (or it was removed); choose a volume first.")
         segment_masks.check_segment(segmentationNode, segmentId)
@@ -351,10 +351,8 @@ class VolumeSessionLogic:
         geometries = view_geometries(volumeNode, scene, log=self.log)
         views = volume_views(geometries)
         array = np.array(arrayFromVolume(volumeNode), copy=True)
-        if array.ndim != 3:
-            raise ValueError(COLOUR_3D)
         segment = SegmentVolume(segmentationNode, segmentId, volumeNode, next(iter(geometries.values())))
-        start = segment.read()
+        start = segment.baseline  # read once, as the segment's state at the start
         spacing = tuple(float(s) for s in reversed(volumeNode.GetSpacing()))
         hint = None
         name = view if isinstance(view, str) else (view.GetLayoutName() or view.GetName())
